@@ -1,0 +1,18 @@
+"""hepspark: distributed deep-learning training and scaling benchmarks on Apache Spark.
+
+The pinned dependency stack is installed by ``make install`` (scripts/install.sh), in the
+order that STACK.md prescribes; ``install_requires`` only names what the library imports so
+that ``pip install -e .`` never re-resolves (and breaks) those pins.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="hepspark",
+    version="0.1.0",
+    description="Distributed deep-learning training and scaling benchmarks on Apache Spark "
+    "for physics datasets (HIGGS, calorimeter and LArTPC images)",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hepspark", "hepspark.*"]),
+    install_requires=["numpy", "pyarrow", "pyspark", "petastorm", "mlflow", "pyyaml"],
+    entry_points={"console_scripts": ["hepspark=hepspark.cli:main"]},
+)
