@@ -1,0 +1,1 @@
+"""Data: schemas, generators, converters (raw files → Petastorm Parquet) and readers."""

@@ -1,0 +1,110 @@
+"""The one SparkSession factory used by every job, CLI command and test.
+
+Under ``spark-submit`` the master and resources come from the submit command line and are
+left alone; otherwise ``local[*]`` (or the given ``master``) is used. Every environment
+workaround the stack needs (STACK.md) is applied here, once.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+DEFAULT_MASTER = "local[*]"
+
+
+def prepare_environment() -> None:
+    """Environment every Spark driver on this stack needs, set before the JVM starts.
+
+    - Executors must run the driver's interpreter (the venv's), not the system python.
+    - The hostname resolves to a loopback address on our machines; Spark warns and can
+      bind oddly unless SPARK_LOCAL_IP is set.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if not os.environ.get("SPARK_LOCAL_IP") and _hostname_is_loopback():
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+
+
+def _hostname_is_loopback() -> bool:
+    import socket
+
+    try:
+        return socket.gethostbyname(socket.gethostname()).startswith("127.")
+    except OSError:
+        return True
+
+
+def running_under_spark_submit() -> bool:
+    """True when this process was launched by spark-submit, which then owns the master and
+    resources: its PythonRunner hands the driver a JVM gateway through this variable."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+
+
+def get_spark(
+    app_name: str = "hepspark",
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+    log_level: str = "WARN",
+) -> "SparkSession":
+    """Return the active SparkSession, creating it if needed.
+
+    ``master=None`` keeps whatever spark-submit configured, or uses ``local[*]`` when run
+    directly. Extra ``conf`` entries are applied only when the session is created here.
+
+    >>> spark = get_spark("demo", master="local[2]")
+    >>> spark.range(3).count()
+    3
+    """
+    prepare_environment()
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master)
+    elif not running_under_spark_submit():
+        builder = builder.master(DEFAULT_MASTER)
+    defaults = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
+        # Our Parquet files are read by pyarrow/Petastorm, which expects plain timestamps.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.driver.memory": os.environ.get("HEPSPARK_DRIVER_MEMORY", "4g"),
+    }
+    for key, value in {**defaults, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(log_level)
+    return spark
+
+
+def bigdl_log_options(log_dir: str | None = None) -> dict[str, str]:
+    """Java options that stop BigDL 2.4.0's log4j2 config writing a literal, ever-growing
+    ``/tmp/${sys:logFilename}`` file (STACK.md): give it a real file name."""
+    log_file = os.path.join(log_dir or tempfile.gettempdir(), "hepspark-bigdl.log")
+    option = f"-DlogFilename={log_file}"
+    return {
+        "spark.driver.extraJavaOptions": option,
+        "spark.executor.extraJavaOptions": option,
+    }
+
+
+def spark_resources(spark: "SparkSession") -> tuple[int, int]:
+    """(num_executors, cores_per_executor) of a session, for logging next to timings.
+
+    local[N] counts as one executor with N cores.
+    """
+    sc = spark.sparkContext
+    master = sc.master
+    if master.startswith("local"):
+        return 1, sc.defaultParallelism
+    status = sc._jsc.sc().getExecutorMemoryStatus()  # includes the driver
+    num_executors = max(status.size() - 1, 1)
+    cores = int(sc.getConf().get("spark.executor.cores", "0")) or max(
+        sc.defaultParallelism // num_executors, 1
+    )
+    return num_executors, cores
