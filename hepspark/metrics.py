@@ -306,12 +306,14 @@ def _default_cuts(scores: np.ndarray) -> np.ndarray:
     return low + (high - low) * np.arange(DEFAULT_N_CUTS) / DEFAULT_N_CUTS
 
 
-def _kept_above(scores: np.ndarray, weights: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Sum of ``weights`` over the events with ``score >= cut``, for every cut."""
-    order = np.argsort(scores, kind="stable")
+def _kept_above(
+    scores: np.ndarray, cuts: np.ndarray, *weights: np.ndarray
+) -> list[np.ndarray]:
+    """For each of ``weights``: its sum over the events with ``score >= cut``, for every cut."""
+    order = np.argsort(scores)
+    first_kept = np.searchsorted(scores[order], cuts, side="left")
     # Suffix sums (not total minus prefix) so that a cut keeping nothing gives exactly 0.
-    kept = np.r_[np.cumsum(weights[order][::-1])[::-1], 0.0]
-    return kept[np.searchsorted(scores[order], cuts, side="left")]
+    return [np.r_[np.cumsum(w[order][::-1])[::-1], 0.0][first_kept] for w in weights]
 
 
 def _fom(
@@ -339,10 +341,10 @@ def _fom(
             raise ValueError("cuts must be sorted in increasing order")
 
     event_weight = np.ones(scores.size) if weights is None else weights
-    signal = signal_scale * _kept_above(scores, np.where(is_signal, event_weight, 0.0), cuts)
-    background = background_scale * _kept_above(
-        scores, np.where(is_signal, 0.0, event_weight), cuts
+    signal, background = _kept_above(
+        scores, cuts, np.where(is_signal, event_weight, 0.0), np.where(is_signal, 0.0, event_weight)
     )
+    signal, background = signal_scale * signal, background_scale * background
     defined = (background >= min_background) & (background > 0)
     fom = np.full(cuts.size, np.nan)
     fom[defined] = signal[defined] / np.sqrt(background[defined])
@@ -466,12 +468,14 @@ def score_histograms(
             f"range must be two finite numbers (low, high) with low < high, got {range}"
         )
 
-    edges = np.linspace(low, high, bins + 1)
     event_weight = np.ones(scores.size) if weights is None else weights
     counts = {}
     densities = {}
     for name, selected in (("signal", is_signal), ("background", ~is_signal)):
-        counts[name], _ = np.histogram(scores[selected], bins=edges, weights=event_weight[selected])
+        # bins as a number (not edges) takes numpy's fast path for equal-width bins
+        counts[name], edges = np.histogram(
+            scores[selected], bins=bins, range=(low, high), weights=event_weight[selected]
+        )
         area = counts[name].sum() * np.diff(edges)
         densities[name] = np.divide(counts[name], area, out=np.zeros(bins), where=area > 0)
     return ScoreHistograms(

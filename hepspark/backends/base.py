@@ -1,0 +1,89 @@
+"""The interface every training engine implements, and the registry of engines.
+
+A backend fits a model config on a :class:`~hepspark.data.readers.HiggsDataset` and
+returns per-epoch records plus a trained model that predicts. It reports each epoch as it
+ends (for progress output and MLflow) through ``on_epoch_end``.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from hepspark.config import TrainConfig
+    from hepspark.data.readers import HiggsDataset
+
+# name -> "module:Class"; engines are imported only when chosen (TensorFlow, BigDL and
+# Horovod each cost seconds to import).
+BACKENDS: dict[str, str] = {
+    "keras": "hepspark.backends.keras_backend:KerasBackend",
+}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one training epoch measured; names are the MLflow metric names."""
+
+    epoch: int
+    epoch_wall_time_s: float
+    rows: int
+    train_loss: float
+    val_loss: float | None = None
+    val_auc: float | None = None
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.epoch_wall_time_s if self.epoch_wall_time_s > 0 else float("nan")
+
+    def metrics(self) -> dict[str, float]:
+        values = {k: v for k, v in asdict(self).items() if k not in ("epoch", "rows")}
+        values["rows_per_s"] = self.rows_per_s
+        return {k: float(v) for k, v in values.items() if v is not None}
+
+    def format(self, total_epochs: int) -> str:
+        text = (
+            f"epoch {self.epoch}/{total_epochs}  {self.epoch_wall_time_s:7.2f} s  "
+            f"{self.rows_per_s:>9,.0f} rows/s  loss {self.train_loss:.4f}"
+        )
+        if self.val_loss is not None:
+            text += f"  val_loss {self.val_loss:.4f}"
+        if self.val_auc is not None:
+            text += f"  val_auc {self.val_auc:.4f}"
+        return text
+
+
+@dataclass
+class TrainResult:
+    """A trained model: ``predict(x)`` gives signal scores in [0, 1] for standardized x."""
+
+    epochs: list[EpochRecord]
+    predict: Callable[[np.ndarray], np.ndarray]
+    save: Callable[[str], str]
+    stopped_early: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def fit(
+        self,
+        config: "TrainConfig",
+        dataset: "HiggsDataset",
+        on_epoch_end: Callable[[EpochRecord], None],
+    ) -> TrainResult: ...
+
+    def describe_resources(self) -> dict[str, Any]:
+        """num_executors, cores_per_executor, device: logged next to the timings."""
+        ...
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)()

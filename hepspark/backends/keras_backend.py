@@ -1,0 +1,152 @@
+"""Single-process Keras baseline: the reference every distributed engine is compared with.
+
+Streams the train split from Petastorm through ``tf.data`` (never all in memory), runs on
+the GPU when TensorFlow sees one, else on all the process's CPU cores. Validation loss and
+AUC are computed after each epoch on the in-memory validation split, outside the timed
+epoch, so ``epoch_wall_time_s`` is the pure training pass that scaling studies compare.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+import keras  # noqa: E402 - this module is only imported when the keras backend is chosen
+
+from hepspark.backends.base import EpochRecord, TrainResult
+from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
+from hepspark.hardware import cpu_count, cpu_model
+from hepspark.metrics import roc_auc
+
+if TYPE_CHECKING:
+    from hepspark.config import TrainConfig
+    from hepspark.data.readers import HiggsDataset
+
+PREDICT_BATCH = 8192
+
+
+def binary_cross_entropy(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+class KerasBackend:
+    name = "keras"
+
+    def describe_resources(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            device = f"GPU: {details.get('device_name', gpus[0].name)}"
+        else:
+            device = f"CPU: {cpu_model()}"
+        return {"num_executors": 1, "cores_per_executor": cpu_count(), "device": device}
+
+    def fit(
+        self,
+        config: "TrainConfig",
+        dataset: "HiggsDataset",
+        on_epoch_end: Callable[[EpochRecord], None],
+    ) -> TrainResult:
+        from hepspark.data.readers import make_tf_dataset
+        from hepspark.models.keras_dense import build_dense
+
+        keras.utils.set_random_seed(config.seed)
+        model = build_dense(config.model, len(dataset.features), keras=keras, seed=config.seed)
+        optimizer = keras_optimizer(keras, config.optimizer, config.learning_rate)
+        model.compile(optimizer=optimizer, loss="binary_crossentropy")
+        train = make_tf_dataset(
+            dataset, "train", config.batch_size, shuffle=True, seed=config.seed
+        )
+        x_val, y_val = dataset.load("val")
+        n_train = dataset.rows("train")
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return model.predict(x, batch_size=PREDICT_BATCH, verbose=0).reshape(-1)
+
+        tracker = _EpochTracker(
+            config, n_train, x_val, y_val, predict, on_epoch_end, lambda: model
+        )
+        model.fit(
+            train,
+            epochs=config.epochs,
+            verbose=1 if _interactive() else 0,
+            callbacks=[tracker],
+        )
+        if tracker.best_weights is not None:
+            model.set_weights(tracker.best_weights)
+
+        def save(path: str) -> str:
+            target = path if path.endswith(".keras") else os.path.join(path, "model.keras")
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+            model.save(target)
+            return target
+
+        return TrainResult(
+            epochs=tracker.records,
+            predict=predict,
+            save=save,
+            stopped_early=tracker.stopped_early,
+            info={"learning_rate": learning_rate_of(optimizer), "parameters": model.count_params()},
+        )
+
+
+def _interactive() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+class _EpochTracker(keras.callbacks.Callback):
+    """Times each epoch, validates after it, reports, and handles early stopping on
+    validation AUC (keeping the best weights, as ``restore_best_weights`` would)."""
+
+    def __init__(self, config, n_train, x_val, y_val, predict, on_epoch_end, get_model):
+        super().__init__()
+        self.config = config
+        self.n_train = n_train
+        self.x_val, self.y_val = x_val, y_val
+        self.predict = predict
+        self.report = on_epoch_end
+        self.get_model = get_model
+        self.records: list[EpochRecord] = []
+        self.best_auc = -np.inf
+        self.best_weights = None
+        self.epochs_without_gain = 0
+        self.stopped_early = False
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        wall = time.perf_counter() - self._start
+        scores = self.predict(self.x_val)
+        record = EpochRecord(
+            epoch=epoch + 1,
+            epoch_wall_time_s=wall,
+            rows=self.n_train,
+            train_loss=float((logs or {}).get("loss", np.nan)),
+            val_loss=binary_cross_entropy(self.y_val, scores),
+            val_auc=roc_auc(self.y_val, scores),
+        )
+        self.records.append(record)
+        self.report(record)
+        patience = self.config.early_stopping_patience
+        if patience is None:
+            return
+        if record.val_auc > self.best_auc:
+            self.best_auc = record.val_auc
+            self.best_weights = self.get_model().get_weights()
+            self.epochs_without_gain = 0
+        else:
+            self.epochs_without_gain += 1
+            if self.epochs_without_gain >= patience:
+                self.stopped_early = True
+                self.get_model().stop_training = True

@@ -1,0 +1,317 @@
+"""The ``hepspark`` command line: generate, convert, train, evaluate.
+
+Every subcommand has ``--help``. ``spark_jobs/*.py`` are thin spark-submit wrappers
+around the same parsers, so flags are identical under ``spark-submit``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+DEFAULT_DEMO_ROWS = 200_000
+EXIT_USAGE = 2
+
+
+def _cache_dir() -> str:
+    return os.environ.get("HEPSPARK_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "hepspark"
+    )
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------- generate
+def add_generate_higgs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, required=True, help="number of events to write")
+    parser.add_argument("--output", required=True, help="output FILE.csv or FILE.csv.gz")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument(
+        "--signal-fraction", type=float, default=0.53,
+        help="fraction of signal events (default 0.53, as in the UCI file)",
+    )
+    parser.add_argument(
+        "--engine", choices=("auto", "local", "spark"), default="auto",
+        help="where events are made: this process, Spark executors, or auto "
+        "(Spark from 1,000,000 rows; default)",
+    )
+    parser.add_argument("--master", help="Spark master URL (default: local[*] or spark-submit's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.set_defaults(handler=run_generate_higgs)
+
+
+def run_generate_higgs(args: argparse.Namespace) -> int:
+    from hepspark.data.higgs_csv import SPARK_MIN_ROWS, write_higgs_csv
+
+    use_spark = args.engine == "spark" or (args.engine == "auto" and args.rows >= SPARK_MIN_ROWS)
+    spark = None
+    if use_spark:
+        from hepspark.session import get_spark
+
+        spark = get_spark("hepspark-generate-higgs", master=args.master)
+    summary = write_higgs_csv(
+        args.output, args.rows, seed=args.seed, signal_fraction=args.signal_fraction,
+        spark=spark, overwrite=args.overwrite, progress=_say,
+    )
+    _say(
+        f"wrote {summary['rows']:,d} events to {summary['output']} "
+        f"({summary['bytes'] / 1e6:,.1f} MB, {summary['seconds']:.1f} s)"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------- convert
+def add_convert_higgs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="HIGGS .csv or .csv.gz file, or a glob")
+    parser.add_argument("--output", required=True, help="output dataset directory or URI")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument(
+        "--test-rows", type=int,
+        help="the last N rows form the test set (default: 500,000 as in the UCI convention "
+        "for files of 5M rows or more, else the last 10%%)",
+    )
+    split.add_argument("--test-fraction", type=float, help="the last fraction F of rows is test")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.05,
+        help="fraction of the non-test rows held out for validation (default 0.05)",
+    )
+    parser.add_argument(
+        "--features", choices=("all", "low", "high"), default="all",
+        help="which features to store (default all 28)",
+    )
+    parser.add_argument(
+        "--on-bad-row", choices=("fail", "skip"), default="fail",
+        help="malformed rows stop the conversion (default) or are skipped and counted",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the validation split")
+    parser.add_argument(
+        "--row-group-size-mb", type=int, default=8,
+        help="Parquet row-group size; smaller gives more shards for many ranks (default 8)",
+    )
+    parser.add_argument("--no-checksum", action="store_true", help="skip the input sha256")
+    parser.add_argument("--master", help="Spark master URL (default: local[*] or spark-submit's)")
+    parser.set_defaults(handler=run_convert_higgs)
+
+
+def run_convert_higgs(args: argparse.Namespace) -> int:
+    from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
+    from hepspark.session import get_spark
+
+    config = ConvertConfig(
+        input=args.input, output=args.output, test_rows=args.test_rows,
+        test_fraction=args.test_fraction, val_fraction=args.val_fraction,
+        features=args.features, on_bad_row=args.on_bad_row, overwrite=args.overwrite,
+        seed=args.seed, row_group_size_mb=args.row_group_size_mb, checksum=not args.no_checksum,
+    )
+    spark = get_spark("hepspark-convert-higgs", master=args.master)
+    summary = convert_higgs(spark, config, progress=_say)
+    _say(summary.format())
+    return 0
+
+
+# ------------------------------------------------------------------------------ train
+def add_train_higgs(parser: argparse.ArgumentParser) -> None:
+    from hepspark.backends.base import BACKENDS
+    from hepspark.config import OPTIMIZERS
+    from hepspark.models.config import ACTIVATIONS, INITIALIZERS
+
+    parser.add_argument(
+        "--data",
+        help="converted dataset directory (from 'hepspark convert higgs'). Without it, the "
+        f"embedded default runs: a {DEFAULT_DEMO_ROWS:,d}-event generated sample is made "
+        "(once, in --cache-dir), converted and trained on",
+    )
+    parser.add_argument("--config", help="YAML file with TrainConfig fields; flags override it")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), help="training engine (keras)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adam)")
+    parser.add_argument(
+        "--learning-rate", type=float, help="default: the optimizer's own default"
+    )
+    parser.add_argument("--epochs", type=int, help="training epochs (default 5)")
+    parser.add_argument("--batch-size", type=int, help="rows per batch (default 1000)")
+    parser.add_argument(
+        "--features", choices=("all", "low", "high"),
+        help="train on all 28, the 21 low-level or the 7 high-level features (default all)",
+    )
+    parser.add_argument("--seed", type=int, help="random seed (default 42)")
+    parser.add_argument(
+        "--early-stopping-patience", type=int,
+        help="stop after N epochs without validation-AUC gain (default: off)",
+    )
+    parser.add_argument("--depth", type=int, help="hidden layers (default 3)")
+    parser.add_argument("--width", type=int, help="units per hidden layer (default 300)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, help="hidden activation (tanh)")
+    parser.add_argument("--dropout", type=float, help="dropout after each hidden layer (0)")
+    parser.add_argument("--init", choices=INITIALIZERS, help="weight init (gaussian)")
+    parser.add_argument("--experiment", help="MLflow experiment (default higgs-<dataset name>)")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    parser.add_argument("--model-dir", help="also save the trained model + preprocessing here")
+    parser.add_argument("--cache-dir", default=None, help=f"demo data cache ({_cache_dir()})")
+    parser.add_argument(
+        "--demo-rows", type=int, default=DEFAULT_DEMO_ROWS,
+        help="events generated for the embedded default run",
+    )
+    parser.add_argument("--master", help="Spark master URL (default: local[*] or spark-submit's)")
+    parser.set_defaults(handler=run_train_higgs)
+
+
+MODEL_FLAGS = ("depth", "width", "activation", "dropout", "init")
+RUN_FLAGS = (
+    "data", "backend", "optimizer", "learning_rate", "epochs", "batch_size", "features",
+    "seed", "early_stopping_patience",
+)  # fmt: skip
+
+
+def train_config_from_args(args: argparse.Namespace, data: str):
+    """TrainConfig from an optional YAML file, overridden by the flags that were given."""
+    from hepspark.config import TrainConfig
+
+    values: dict = {}
+    if args.config:
+        import yaml
+
+        with open(args.config) as handle:
+            values = yaml.safe_load(handle) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{args.config} must hold a mapping of TrainConfig fields")
+    values["data"] = data
+    values.setdefault("model", {})
+    values["model"] = dict(values["model"])
+    for name in RUN_FLAGS:
+        if name != "data" and getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    for name in MODEL_FLAGS:
+        if getattr(args, name) is not None:
+            values["model"][name] = getattr(args, name)
+    return TrainConfig.from_dict(values)
+
+
+def ensure_demo_dataset(cache_dir: str, rows: int, master: str | None) -> str:
+    """The embedded default's dataset: generated and converted once, then reused."""
+    from hepspark.data import storage
+    from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
+    from hepspark.data.higgs_csv import write_higgs_csv
+
+    base = os.path.join(cache_dir, f"higgs-demo-{rows}")
+    csv_path = os.path.join(base, "higgs.csv.gz")
+    dataset = os.path.join(base, "dataset")
+    if os.path.exists(os.path.join(dataset, storage.METADATA_FILE)):
+        _say(f"[demo] using the cached dataset {dataset}")
+        return dataset
+    from hepspark.session import get_spark
+
+    spark = get_spark("hepspark-train-higgs", master=master)
+    if not os.path.exists(csv_path):
+        _say(f"[demo] generating {rows:,d} HIGGS-like events into {csv_path}")
+        write_higgs_csv(csv_path, rows, seed=42, spark=None, progress=_say)
+    _say(f"[demo] converting {csv_path} to a Petastorm dataset")
+    summary = convert_higgs(
+        spark, ConvertConfig(input=csv_path, output=dataset, overwrite=True), progress=_say
+    )
+    _say(summary.format())
+    return dataset
+
+
+def run_train_higgs(args: argparse.Namespace) -> int:
+    from hepspark.tracking import Tracker
+    from hepspark.train import train_higgs
+
+    data = args.data
+    if data is None:
+        data = ensure_demo_dataset(args.cache_dir or _cache_dir(), args.demo_rows, args.master)
+    config = train_config_from_args(args, data)
+    tracker = Tracker(args.tracking_uri, args.experiment, enabled=not args.no_tracking)
+    outcome = train_higgs(config, tracker, progress=_say, model_dir=args.model_dir)
+    _say(outcome.format())
+    if tracker.enabled:
+        _say(f"  MLflow store               {tracker.tracking_uri} (experiment {tracker.experiment})")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+def add_evaluate_higgs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True,
+        help="model.keras file, a --model-dir directory, or an MLflow URI such as "
+        "runs:/<run_id>/model",
+    )
+    parser.add_argument("--data", required=True, help="converted dataset directory")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI for runs:/ models")
+    parser.set_defaults(handler=run_evaluate_higgs)
+
+
+def run_evaluate_higgs(args: argparse.Namespace) -> int:
+    from hepspark.train import evaluate_higgs
+
+    s = evaluate_higgs(args.model, args.data, args.tracking_uri)
+    _say(
+        f"test AUC {s.test_auc:.4f} | accuracy {s.test_accuracy:.4f} | best FOM {s.best_fom:.2f} "
+        f"at cut {s.best_cut:.3f} | significance (100 s / 1000 b) "
+        f"{s.significance_100s_1000b:.2f} | {s.n_signal:,d} signal, {s.n_background:,d} background"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------- main
+COMMANDS: dict[str, dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]] = {
+    "generate": {"higgs": ("write a toy-MC HIGGS sample in the UCI CSV format", add_generate_higgs)},
+    "convert": {"higgs": ("HIGGS CSV -> Petastorm Parquet with train/val/test", add_convert_higgs)},
+    "train": {"higgs": ("train the HIGGS DNN and log it to MLflow", add_train_higgs)},
+    "evaluate": {"higgs": ("evaluate a trained HIGGS model on a test split", add_evaluate_higgs)},
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hepspark",
+        description="Distributed deep-learning training and scaling benchmarks on Apache "
+        "Spark for physics datasets.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command, datasets in COMMANDS.items():
+        sub = commands.add_parser(command, help=f"{command} a dataset's data or model")
+        kinds = sub.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+        for name, (help_text, add) in datasets.items():
+            add(kinds.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+# Errors that are the user's to fix: one clear line, no traceback (unless --debug).
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from hepspark.data.readers import EpochRowCountError
+    from hepspark.tracking import TrackingUnavailableError
+
+    return (ValueError, FileNotFoundError, FileExistsError, TrackingUnavailableError,
+            EpochRowCountError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        code = args.handler(args)
+    except _user_errors() as exc:
+        if args.debug:
+            raise
+        print(f"hepspark: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hepspark: interrupted; nothing partial was published", file=sys.stderr)
+        return 130
+    if args.command in ("convert", "train"):
+        _say(f"[{args.command}] done in {time.perf_counter() - start:.1f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Run configuration as data: one frozen dataclass per training run.
+
+Built from CLI flags (or a YAML file) and logged verbatim to MLflow.
+
+>>> cfg = TrainConfig(data="data/higgs", optimizer="adamax", epochs=3)
+>>> cfg.to_params()["optimizer"]
+'adamax'
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from hepspark.data.higgs_schema import feature_set
+from hepspark.models.config import DenseNetConfig
+
+OPTIMIZERS = ("sgd", "adam", "adamax", "adadelta", "adagrad", "nadam", "rmsprop")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    features: str = "all"
+    backend: str = "keras"
+    optimizer: str = "adam"
+    learning_rate: float | None = None  # None: the optimizer's own default
+    batch_size: int = 1000
+    epochs: int = 5
+    seed: int = 42
+    early_stopping_patience: int | None = None
+    num_executors: int = 1
+    model: DenseNetConfig = field(default_factory=DenseNetConfig)
+
+    def __post_init__(self) -> None:
+        feature_set(self.features)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(
+                f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}"
+            )
+        if self.num_executors < 1:
+            raise ValueError(f"num_executors must be >= 1, got {self.num_executors}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat MLflow params (the model config prefixed ``model_``)."""
+        params = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        params.update({f"model_{k}": v for k, v in self.model.to_dict().items()})
+        return params
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = dict(data)
+        model = DenseNetConfig(**data.pop("model", {}))
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        return cls(model=model, **data)
+
+    def with_(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)

@@ -1,0 +1,1 @@
+"""Reports of hepspark runs: PNG plots and summaries a physicist can open."""
