@@ -307,10 +307,10 @@ def convert_higgs(
             )
             examples = [f"{_norm(r['file'])}:{r['line']}: {r['error']}" for r in first_bad]
             if config.on_bad_row == "fail":
+                more = "".join(f"\n  {e}" for e in examples[1:])
                 raise BadInputError(
-                    f"{bad_rows:,d} malformed row(s) in the input; first: {examples[0]}\n"
-                    + "\n".join(examples[1:])
-                    + "\nFix the input or pass --on-bad-row skip to drop such rows."
+                    f"{bad_rows:,d} malformed row(s) in the input; first: {examples[0]}{more}\n"
+                    "Fix the input or pass --on-bad-row skip to drop such rows."
                 )
             progress(f"[convert] skipping {bad_rows:,d} malformed row(s), first: {examples[0]}")
         if "train" not in by_split:

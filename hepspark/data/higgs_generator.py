@@ -65,7 +65,8 @@ M_B = 4.7
 PT_SHAPE, PT_SCALE = 2.0, 15.0
 RAPIDITY_SIGMA, ISR_ETA_SIGMA = 1.2, 2.0
 MTT_SHAPE, MTT_SCALE = 1.5, 90.0
-JET_STOCHASTIC, JET_CONSTANT, JET_LOSS, JET_ANGLE = 0.5, 0.04, 0.04, 0.025
+JET_STOCHASTIC, JET_CONSTANT, JET_ANGLE = 0.5, 0.04, 0.025
+FSR_PROBABILITY, FSR_Z, FSR_DR = 0.3, (0.05, 0.5), (0.4, 1.6)
 B_SEMILEPTONIC, B_NU_FRACTION_MAX = 0.4, 0.4
 LEPTON_RESOLUTION = 0.015
 MET_STOCHASTIC = 0.5
@@ -76,7 +77,7 @@ W_TO_CHARM = 0.5
 PT_CUT, ETA_CUT = 20.0, 2.5
 
 _CHUNK = 1 << 16  # raw events per simulation step: keeps the temporaries cache-sized
-_N_JETS = 5  # 2 b quarks, 2 light quarks from the hadronic W, 1 ISR gluon
+_N_JETS = 9  # 2 b quarks, 2 light quarks from the hadronic W, 1 ISR and 4 FSR gluons
 
 
 def generate_events(
@@ -125,13 +126,12 @@ def _generate_class(rng: np.random.Generator, n: int, signal: bool) -> np.ndarra
 
 def _simulate(rng: np.random.Generator, n: int, signal: bool) -> np.ndarray:
     """Generate ``n`` raw events of one class; return features of those passing the cuts."""
-    # Jets are (b, b, q, q, ISR). Drawing the b-tags first and dropping events with fewer
-    # than two tagged jets (necessary for the final requirement) halves the kinematics.
-    # Half of the hadronic W decays are c s: the first W quark is then a charm jet.
-    p_any, p_tight = (np.array(x)[:, None] for x in zip(BTAG_B, BTAG_B, BTAG_LIGHT, BTAG_LIGHT, BTAG_LIGHT))
+    # Jets are (b, b, q1, q2, ISR, 4 FSR gluons). Drawing the b-tags first and dropping
+    # events with fewer than two tagged jets (necessary for the final requirement) halves
+    # the kinematics. Half of the hadronic W decays are c s: q1 is then a charm jet.
+    p_any = np.repeat([[BTAG_B[0]], [BTAG_B[0]]] + [[BTAG_LIGHT[0]]] * 7, n, axis=1)
+    p_tight = np.repeat([[BTAG_B[1]], [BTAG_B[1]]] + [[BTAG_LIGHT[1]]] * 7, n, axis=1)
     is_charm = rng.random(n) < W_TO_CHARM
-    p_any = np.broadcast_to(p_any, (_N_JETS, n)).copy()
-    p_tight = np.broadcast_to(p_tight, (_N_JETS, n)).copy()
     p_any[2, is_charm], p_tight[2, is_charm] = BTAG_C
     u = rng.random((_N_JETS, n))
     tag = (u < p_any).astype(np.int8) + (u < p_tight)
@@ -140,24 +140,34 @@ def _simulate(rng: np.random.Generator, n: int, signal: bool) -> np.ndarray:
 
     chain = _signal_chain if signal else _background_chain
     lep, nu, quarks, isr_pt, isr_phi = chain(rng, n)
-
-    # Detector response. Partons as (5, n) pt/eta/phi arrays; the ISR jet balances the pT.
     pt, eta, phi = _pt_eta_phi(quarks)
-    pt = np.concatenate([pt, isr_pt[None]])
-    eta = np.concatenate([eta, rng.normal(0.0, ISR_ETA_SIGMA, (1, n))])
-    phi = np.concatenate([phi, isr_phi[None]])
-    energy = pt * np.cosh(eta)
-    sigma = np.sqrt(JET_STOCHASTIC**2 / energy + JET_CONSTANT**2)
-    response = (1.0 + sigma * rng.standard_normal((_N_JETS, n))) * np.exp(
-        -rng.exponential(JET_LOSS, (_N_JETS, n))
-    )
-    # Semileptonic b (and cascade c) decays: a neutrino takes part of the b-jet energy.
+
+    # Semileptonic b (and cascade c) decays: a neutrino takes part of the b-jet momentum.
     nu_fraction = np.where(
         rng.random((2, n)) < B_SEMILEPTONIC, rng.uniform(0.0, B_NU_FRACTION_MAX, (2, n)), 0.0
     )
-    response[:2] *= 1.0 - nu_fraction
     nu_x = nu[1] + (nu_fraction * pt[:2] * np.cos(phi[:2])).sum(axis=0)
     nu_y = nu[2] + (nu_fraction * pt[:2] * np.sin(phi[:2])).sum(axis=0)
+    pt[:2] *= 1.0 - nu_fraction
+
+    # Final-state radiation outside the jet cone: a gluon takes a fraction z of the quark
+    # pT at a distance dR in (eta, phi); z and dR log-uniform (soft and collinear
+    # enhancement). It is the physical out-of-cone loss and an extra jet to confuse the
+    # jet assignment. Without emission the gluon has pT 0 and fails the cuts.
+    emits = rng.random((4, n)) < FSR_PROBABILITY
+    z = np.where(emits, FSR_Z[0] * (FSR_Z[1] / FSR_Z[0]) ** rng.random((4, n)), 0.0)
+    d_r = FSR_DR[0] * (FSR_DR[1] / FSR_DR[0]) ** rng.random((4, n))
+    angle = rng.uniform(-np.pi, np.pi, (4, n))
+    isr_eta = rng.normal(0.0, ISR_ETA_SIGMA, (1, n))
+    pt = np.concatenate([pt * (1.0 - z), isr_pt[None], pt * z])
+    eta = np.concatenate([eta, isr_eta, eta + d_r * np.cos(angle)])
+    phi = np.concatenate([phi, isr_phi[None], phi + d_r * np.sin(angle)])
+
+    # Calorimeter: stochastic and constant terms in quadrature, applied to the energy
+    # (floored at 1 GeV so that the pT-0 gluons of non-emitting quarks stay finite).
+    energy = np.maximum(pt * np.cosh(eta), 1.0)
+    sigma = np.sqrt(JET_STOCHASTIC**2 / energy + JET_CONSTANT**2)
+    response = 1.0 + sigma * rng.standard_normal((_N_JETS, n))
     # A 50%/sqrt(E) Gaussian can go negative for very soft jets; those fail the cut anyway.
     jet_pt = np.maximum(pt * response, 0.0).astype(np.float32)
     jet_eta = (eta + rng.normal(0.0, JET_ANGLE, (_N_JETS, n))).astype(np.float32)

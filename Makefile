@@ -1,0 +1,34 @@
+# hepspark — `make demo` runs the main job on its embedded default, `make test` the tests.
+# Both install the pinned stack first (idempotent; seconds when already installed).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SPARK_ENV := PYSPARK_PYTHON=$(abspath $(PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(PY)) SPARK_LOCAL_IP=127.0.0.1
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all test-cluster lint bench clean
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	$(SPARK_ENV) $(VENV)/bin/spark-submit --master "local[*]" spark_jobs/train_higgs.py
+
+test: install
+	$(SPARK_ENV) $(PY) -m pytest -m "not cluster" -q $(PYTEST_ARGS)
+
+test-all: install
+	$(SPARK_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-cluster: install
+	$(SPARK_ENV) $(PY) -m pytest -m cluster -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check hepspark spark_jobs benchmarks tests
+
+bench: install
+	$(SPARK_ENV) $(PY) benchmarks/higgs_ingest.py
+	$(SPARK_ENV) $(PY) benchmarks/higgs_feed.py
+	$(SPARK_ENV) $(PY) benchmarks/higgs_train.py
+
+clean:
+	rm -rf .pytest_cache .ruff_cache spark-warehouse bigdl.log

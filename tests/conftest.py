@@ -1,0 +1,55 @@
+"""Shared fixtures: one real local[2] Spark session and one generated, converted HIGGS
+dataset per test run (small, made by the project's own generator)."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TEST_ROWS = 30_000
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from hepspark.session import get_spark
+
+    session = get_spark(
+        "hepspark-tests",
+        master="local[2]",
+        conf={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"},
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def higgs_csv(tmp_path_factory) -> str:
+    from hepspark.data.higgs_csv import write_higgs_csv
+
+    path = str(tmp_path_factory.mktemp("higgs_csv") / "higgs.csv.gz")
+    write_higgs_csv(path, TEST_ROWS, seed=7, progress=lambda _: None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def higgs_dataset(spark, higgs_csv, tmp_path_factory) -> str:
+    from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
+
+    out = str(tmp_path_factory.mktemp("higgs_ds") / "dataset")
+    convert_higgs(
+        spark,
+        ConvertConfig(input=higgs_csv, output=out, test_fraction=0.2, val_fraction=0.1,
+                      row_group_size_mb=1),
+        progress=lambda _: None,
+    )
+    return out
+
+
+@pytest.fixture()
+def sqlite_tracking_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
