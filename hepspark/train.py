@@ -93,7 +93,8 @@ def train_higgs(
     backend = get_backend(config.backend)
     resources = backend.describe_resources()
     params = {
-        **config.to_params(),
+        # learning_rate is logged after fit, as the value actually used (None = default)
+        **{k: v for k, v in config.to_params().items() if k != "learning_rate"},
         **resources,
         "dataset": dataset.uri,
         "train_rows": dataset.rows("train"),

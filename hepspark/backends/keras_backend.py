@@ -76,6 +76,7 @@ class KerasBackend:
         model.fit(
             train,
             epochs=config.epochs,
+            shuffle=False,  # the reader shuffles (row groups + a buffer of rows)
             verbose=1 if _interactive() else 0,
             callbacks=[tracker],
         )

@@ -24,7 +24,7 @@ import numpy as np
 
 from hepspark.data import storage
 from hepspark.data.higgs_schema import LABEL, feature_set
-from hepspark.data.petastorm_compat import quiet_petastorm
+from hepspark.data.petastorm_compat import close_reader, quiet_petastorm
 
 READER_POOLS = ("dummy", "process", "thread")
 
@@ -210,7 +210,7 @@ class HiggsDataset:
 
         sharding = {"cur_shard": shard, "shard_count": num_shards} if num_shards > 1 else {}
         with quiet_petastorm():
-            with make_batch_reader(
+            reader = make_batch_reader(
                 self.split_uri(split),
                 schema_fields=[LABEL, *self.features],
                 reader_pool_type=reader_pool,
@@ -219,13 +219,16 @@ class HiggsDataset:
                 seed=seed,
                 num_epochs=1,
                 **sharding,
-            ) as reader:
-                for batch in reader:
-                    columns = batch._asdict()
-                    x = np.column_stack([columns[f] for f in self.features]).astype(
-                        np.float32, copy=False
-                    )
-                    yield x, np.asarray(columns[LABEL], np.float32)
+            )
+        try:
+            for batch in reader:
+                columns = batch._asdict()
+                x = np.column_stack([columns[f] for f in self.features]).astype(
+                    np.float32, copy=False
+                )
+                yield x, np.asarray(columns[LABEL], np.float32)
+        finally:
+            close_reader(reader)
 
     def load(self, split: str, standardize: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The whole split in memory, in file order: ``(x [N, F], y [N])``."""
@@ -269,4 +272,8 @@ def make_tf_dataset(dataset: HiggsDataset, split: str, batch_size: int, **kwargs
         tf.TensorSpec(shape=(None, n_features), dtype=tf.float32),
         tf.TensorSpec(shape=(None,), dtype=tf.float32),
     )
-    return tf.data.Dataset.from_generator(generator, output_signature=signature).prefetch(2)
+    rows = dataset.shard_rows(split, kwargs.get("shard", 0), kwargs.get("num_shards", 1))
+    n_batches = rows // batch_size if kwargs.get("drop_last") else -(-rows // batch_size)
+    tfds = tf.data.Dataset.from_generator(generator, output_signature=signature)
+    # A known length lets Keras show a real per-epoch progress bar and end epochs cleanly.
+    return tfds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)

@@ -1,0 +1,40 @@
+"""Generated HIGGS CSV: UCI layout, deterministic across local and Spark engines."""
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from hepspark.data import higgs_csv
+from hepspark.data.higgs_csv import write_higgs_csv
+
+
+def test_uci_layout_and_determinism_local_vs_spark(spark, tmp_path, monkeypatch):
+    monkeypatch.setattr(higgs_csv, "CHUNK_ROWS", 1000)  # several chunks from few rows
+    local = tmp_path / "local.csv.gz"
+    on_spark = tmp_path / "spark.csv.gz"
+    write_higgs_csv(str(local), 3500, seed=11, progress=lambda _: None)
+    write_higgs_csv(str(on_spark), 3500, seed=11, spark=spark, progress=lambda _: None)
+    assert local.read_bytes() == on_spark.read_bytes()
+    lines = gzip.decompress(local.read_bytes()).decode().splitlines()
+    assert len(lines) == 3500
+    values = np.array([[float(v) for v in line.split(",")] for line in lines])
+    assert values.shape == (3500, 29)
+    assert set(np.unique(values[:, 0])) == {0.0, 1.0}
+    assert np.isfinite(values).all()
+    other = tmp_path / "other.csv"
+    write_higgs_csv(str(other), 3500, seed=12, progress=lambda _: None)
+    assert other.read_text().splitlines() != lines
+
+
+def test_refuses_to_overwrite_and_validates(tmp_path):
+    out = tmp_path / "h.csv"
+    write_higgs_csv(str(out), 10, progress=lambda _: None)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_higgs_csv(str(out), 10, progress=lambda _: None)
+    with pytest.raises(ValueError, match="rows"):
+        write_higgs_csv(str(tmp_path / "x.csv"), 0)
+    with pytest.raises(ValueError, match="signal_fraction"):
+        write_higgs_csv(str(tmp_path / "x.csv"), 10, signal_fraction=1.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.csv"]

@@ -1,0 +1,83 @@
+"""MLflow round trip with a real sqlite store, and fast failure on a dead server."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from hepspark.config import TrainConfig
+from hepspark.models.config import DenseNetConfig
+from hepspark.tracking import Tracker, TrackingUnavailableError, check_tracking_uri
+from hepspark.train import evaluate_higgs, train_higgs
+
+
+def test_train_run_round_trip(higgs_dataset, sqlite_tracking_uri, tmp_path):
+    import mlflow
+
+    config = TrainConfig(data=higgs_dataset, epochs=2, batch_size=500,
+                         model=DenseNetConfig(depth=2, width=64))
+    tracker = Tracker(sqlite_tracking_uri, experiment="test-roundtrip")
+    outcome = train_higgs(config, tracker, progress=lambda _: None,
+                          model_dir=str(tmp_path / "model"))
+    client = mlflow.MlflowClient(tracking_uri=sqlite_tracking_uri)
+    run = client.get_run(outcome.run_id)
+    params, metrics = run.data.params, run.data.metrics
+    for name in ("backend", "optimizer", "num_executors", "cores_per_executor", "batch_size",
+                 "device", "dataset", "features", "model_width", "learning_rate", "seed"):
+        assert name in params, name
+    assert params["backend"] == "keras" and params["batch_size"] == "500"
+    assert params["model_width"] == "64"
+    for name in ("epoch_wall_time_s", "rows_per_s", "train_loss", "val_loss", "val_auc"):
+        history = client.get_metric_history(outcome.run_id, name)
+        assert [m.step for m in history] == [1, 2], name
+    for name in ("test_auc", "test_accuracy", "best_fom", "best_cut", "significance_100s_1000b"):
+        assert name in metrics, name
+    assert metrics["test_auc"] == pytest.approx(outcome.summary.test_auc)
+    assert metrics["test_auc"] > 0.6
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
+    assert {"plots", "model", "run_config.json", "epochs.json"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
+    assert plots == {f"plots/{n}.png" for n in
+                     ("roc", "fom_vs_cut", "score_histograms", "training_curves")}
+    assert run.info.status == "FINISHED"
+    # The logged model evaluates to the same test AUC, from MLflow and from --model-dir.
+    for uri in (f"runs:/{outcome.run_id}/model", str(tmp_path / "model")):
+        summary = evaluate_higgs(uri, higgs_dataset, tracking_uri=sqlite_tracking_uri)
+        assert summary.test_auc == pytest.approx(outcome.summary.test_auc, abs=1e-6)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_fails_before_training(higgs_dataset):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    start = time.perf_counter()
+    with pytest.raises(TrackingUnavailableError, match="unreachable.*--no-tracking"):
+        train_higgs(TrainConfig(data=higgs_dataset), Tracker(uri), progress=lambda _: None)
+    assert time.perf_counter() - start < 60  # bounded by the check, not by training
+
+
+def test_unwritable_sqlite_store_is_reported(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user that ignores directory permissions")
+        with pytest.raises(TrackingUnavailableError, match="not writable"):
+            check_tracking_uri(f"sqlite:///{locked}/mlflow.db")
+    finally:
+        os.chmod(locked, 0o700)
+
+
+def test_disabled_tracker_records_nothing(higgs_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(data=higgs_dataset, epochs=1, model=DenseNetConfig(depth=1, width=8))
+    outcome = train_higgs(config, Tracker(enabled=False), progress=lambda _: None)
+    assert outcome.run_id is None
+    assert not os.path.exists(tmp_path / "mlflow.db")
