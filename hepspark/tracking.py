@@ -60,8 +60,8 @@ def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
         directory = os.path.dirname(os.path.abspath(path)) or "."
         if not os.access(directory, os.W_OK):
             raise TrackingUnavailableError(
-                f"cannot write the MLflow sqlite store {path}: directory {directory} is not "
-                "writable; pass --tracking-uri or run from a writable directory"
+                f"cannot write the MLflow sqlite store {path}: directory {directory} does not exist or is "
+                "not writable; pass --tracking-uri or run from a writable directory"
             )
 
 

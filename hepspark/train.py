@@ -216,7 +216,9 @@ def evaluate_higgs(model_uri: str, data: str, tracking_uri: str | None = None) -
 
 
 def _resolve_model(model_uri: str, tracking_uri: str | None) -> str:
-    if "://" in model_uri and not model_uri.startswith("file://"):
+    from urllib.parse import urlparse
+
+    if urlparse(model_uri).scheme not in ("", "file"):  # runs:/, models:/, s3://, ...
         import mlflow
 
         from hepspark.tracking import resolve_tracking_uri
