@@ -45,21 +45,15 @@ import operator
 
 import numpy as np
 
+from hepspark.data.higgs_schema import (
+    COLUMNS,
+    FEATURES,
+    HIGH_LEVEL_FEATURES,
+    LOW_LEVEL_FEATURES,
+)
+
 __all__ = ["COLUMNS", "FEATURES", "HIGH_LEVEL_FEATURES", "LOW_LEVEL_FEATURES", "generate_events"]
 
-LOW_LEVEL_FEATURES: tuple[str, ...] = (
-    "lepton_pT", "lepton_eta", "lepton_phi",
-    "missing_energy_magnitude", "missing_energy_phi",
-    "jet1_pt", "jet1_eta", "jet1_phi", "jet1_btag",
-    "jet2_pt", "jet2_eta", "jet2_phi", "jet2_btag",
-    "jet3_pt", "jet3_eta", "jet3_phi", "jet3_btag",
-    "jet4_pt", "jet4_eta", "jet4_phi", "jet4_btag",
-)  # fmt: skip
-HIGH_LEVEL_FEATURES: tuple[str, ...] = (
-    "m_jj", "m_jjj", "m_lv", "m_jlv", "m_bb", "m_wbb", "m_wwbb",
-)  # fmt: skip
-FEATURES: tuple[str, ...] = LOW_LEVEL_FEATURES + HIGH_LEVEL_FEATURES
-COLUMNS: tuple[str, ...] = ("label",) + FEATURES
 
 # (mass, width, half window) per resonance, in GeV; Breit-Wigners are truncated to the window.
 W_BOSON = (80.4, 2.1, 15.0)
