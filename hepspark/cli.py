@@ -201,9 +201,8 @@ def ensure_demo_dataset(cache_dir: str, rows: int, master: str | None) -> str:
     from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
     from hepspark.data.higgs_csv import write_higgs_csv
 
-    base = os.path.join(cache_dir, f"higgs-demo-{rows}")
-    csv_path = os.path.join(base, "higgs.csv.gz")
-    dataset = os.path.join(base, "dataset")
+    csv_path = os.path.join(cache_dir, f"higgs-demo-{rows}.csv.gz")
+    dataset = os.path.join(cache_dir, f"higgs-demo-{rows}")
     if os.path.exists(os.path.join(dataset, storage.METADATA_FILE)):
         _say(f"[demo] using the cached dataset {dataset}")
         return dataset

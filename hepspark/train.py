@@ -76,7 +76,8 @@ class TrainOutcome:
 
 
 def default_experiment(dataset: HiggsDataset) -> str:
-    return f"higgs-{dataset.name}"
+    """One experiment per dataset, named after its directory."""
+    return dataset.name if dataset.name.startswith("higgs") else f"higgs-{dataset.name}"
 
 
 def train_higgs(

@@ -11,7 +11,14 @@ from typing import Any
 @contextlib.contextmanager
 def quiet_petastorm() -> Iterator[None]:
     """Silence the FutureWarning/DeprecationWarning flood Petastorm 0.13.1 triggers on
-    pyarrow >= 5 (legacy ParquetDataset, ``pyarrow.localfs``); remove with Petastorm."""
+    pyarrow >= 5 (legacy ParquetDataset, ``pyarrow.localfs``); remove with Petastorm.
+
+    Readers also run inside tf.data threads, where a ``catch_warnings`` block does not
+    reach, so the filters are installed for warnings attributed to petastorm's own
+    modules (and only those) for the rest of the process.
+    """
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"petastorm(\.|$)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,0 +1,80 @@
+"""The command line and the spark-submit job, run as a user would."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hepspark.cli import main
+
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def run(args, cwd, env_extra=None, timeout=600):
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable, **(env_extra or {})}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("command", [[], ["generate", "higgs"], ["convert", "higgs"],
+                                     ["train", "higgs"], ["evaluate", "higgs"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: hepspark" in capsys.readouterr().out
+
+
+def test_bad_optimizer_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "higgs", "--data", "x", "--optimizer", "adamw"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'adamw'" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    code = main(["train", "higgs", "--data", str(tmp_path / "nope"), "--no-tracking"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "hepspark convert higgs" in err
+
+
+def test_generate_convert_train_evaluate_from_the_cli(spark, tmp_path, capsys):
+    csv = str(tmp_path / "h.csv.gz")
+    assert main(["generate", "higgs", "--rows", "8000", "--output", csv, "--seed", "3"]) == 0
+    assert main(["generate", "higgs", "--rows", "8000", "--output", csv]) == 2  # exists
+    data = str(tmp_path / "higgs")
+    assert main(["convert", "higgs", "--input", csv, "--output", data,
+                 "--test-fraction", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "test         2,000 rows" in out and "MB/s" in out
+    config = tmp_path / "run.yaml"
+    config.write_text("optimizer: adamax\nepochs: 3\nmodel:\n  width: 32\n  depth: 2\n")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["train", "higgs", "--data", data, "--config", str(config), "--epochs", "2",
+                 "--tracking-uri", tracking, "--model-dir", str(tmp_path / "model")]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2/2" in out and "epoch 3/3" not in out  # the flag overrides the file
+    assert "optimizer adamax" in out and "2x32 tanh" in out
+    assert main(["evaluate", "higgs", "--model", str(tmp_path / "model"), "--data", data]) == 0
+    assert "test AUC" in capsys.readouterr().out
+
+
+def test_default_spark_submit_job_end_to_end(tmp_path):
+    """`spark-submit spark_jobs/train_higgs.py` with no data: generate, convert, train, log."""
+    job = os.path.join(os.path.dirname(__file__), "..", "spark_jobs", "train_higgs.py")
+    cmd = [os.path.join(VENV_BIN, "spark-submit"), "--master", "local[2]", job,
+           "--demo-rows", "20000", "--epochs", "2"]
+    env = {"HEPSPARK_CACHE": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": ""}
+    result = run(cmd, cwd=tmp_path, env_extra=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[demo] generating 20,000" in result.stdout
+    assert "test AUC" in result.stdout and "significance 100s/1000b" in result.stdout
+    assert (tmp_path / "mlflow.db").exists()
+    again = run(cmd, cwd=tmp_path, env_extra=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "using the cached dataset" in again.stdout
+    assert "FutureWarning" not in again.stderr
