@@ -74,6 +74,9 @@ def get_spark(
         # Our Parquet files are read by pyarrow/Petastorm, which expects plain timestamps.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.driver.memory": os.environ.get("HEPSPARK_DRIVER_MEMORY", "4g"),
+        # Petastorm 0.13.1 runs pyarrow.localfs lookups in executors, each printing a
+        # FutureWarning (see hepspark.data.petastorm_compat); silence just that module.
+        "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning:petastorm.fs_utils",
     }
     for key, value in {**defaults, **(conf or {})}.items():
         builder = builder.config(key, value)
