@@ -50,11 +50,13 @@ def get_spark(
     master: str | None = None,
     conf: Mapping[str, str] | None = None,
     log_level: str = "WARN",
+    bigdl: bool = False,
 ) -> "SparkSession":
     """Return the active SparkSession, creating it if needed.
 
     ``master=None`` keeps whatever spark-submit configured, or uses ``local[*]`` when run
-    directly. Extra ``conf`` entries are applied only when the session is created here.
+    directly. Extra ``conf`` entries are applied only when the session is created here;
+    ``bigdl=True`` adds :func:`bigdl_conf` (jars and the log-file workaround).
 
     >>> spark = get_spark("demo", master="local[2]")
     >>> spark.range(3).count()
@@ -78,19 +80,37 @@ def get_spark(
         # FutureWarning (see hepspark.data.petastorm_compat); silence just that module.
         "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning:petastorm.fs_utils",
     }
-    for key, value in {**defaults, **(conf or {})}.items():
+    extra = bigdl_conf() if bigdl else {}
+    for key, value in {**defaults, **extra, **(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
 
 
-def bigdl_log_options(log_dir: str | None = None) -> dict[str, str]:
-    """Java options that stop BigDL 2.4.0's log4j2 config writing a literal, ever-growing
-    ``/tmp/${sys:logFilename}`` file (STACK.md): give it a real file name."""
+def bigdl_conf(log_dir: str | None = None) -> dict[str, str]:
+    """Spark settings the BigDL backend needs, applied only when that backend is chosen.
+
+    - The dllib and core jars of the installed bigdl packages go on the classpath.
+    - BigDL 2.4.0's log4j2 config writes a literal, ever-growing ``/tmp/${sys:logFilename}``
+      file (STACK.md): give it a real file name on the driver and the executors.
+    BigDL's own tuning settings are applied by ``init_nncontext()`` itself.
+    """
+    import glob
+
+    import bigdl
+
+    share = os.path.join(os.path.dirname(bigdl.__file__), "share")
+    jars = sorted(glob.glob(os.path.join(share, "dllib", "lib", "*jar-with-dependencies.jar")))
+    jars += sorted(glob.glob(os.path.join(share, "core", "lib", "all-*.jar")))
+    if len(jars) != 2:
+        raise FileNotFoundError(
+            f"BigDL jars not found under {share} (found {jars}); re-run 'make install'"
+        )
     log_file = os.path.join(log_dir or tempfile.gettempdir(), "hepspark-bigdl.log")
     option = f"-DlogFilename={log_file}"
     return {
+        "spark.jars": ",".join(jars),
         "spark.driver.extraJavaOptions": option,
         "spark.executor.extraJavaOptions": option,
     }
