@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -133,9 +134,11 @@ def train_higgs(
             _write_artifacts(tmp, config, dataset, result, y_test, scores)
             for name in sorted(os.listdir(tmp)):
                 tracker.log_artifact(os.path.join(tmp, name), _artifact_dir(name))
-            if model_dir:
-                model_path = result.save(os.path.join(model_dir, "model.keras"))
-                _write_preprocessing(os.path.join(model_dir, PREPROCESSING_FILE), config, dataset)
+            if model_dir:  # the files just logged, not a second save
+                os.makedirs(model_dir, exist_ok=True)
+                for name in ("model.keras", PREPROCESSING_FILE):
+                    shutil.copy2(os.path.join(tmp, name), os.path.join(model_dir, name))
+                model_path = os.path.join(model_dir, "model.keras")
     return TrainOutcome(
         config=config,
         epochs=result.epochs,

@@ -190,6 +190,16 @@ def _norm(uri: str) -> str:
     return storage.local_path(uri) if uri.startswith("file:") else uri
 
 
+def _fields():
+    """Column expressions of a text line: its comma-split parts, each field trimmed, and
+    each field cast to double (NULL where it is not a number)."""
+    from pyspark.sql import functions as F
+
+    parts = F.split(F.col("value"), ",")
+    raw = [F.trim(parts.getItem(i)) for i in range(len(COLUMNS))]
+    return parts, raw, [r.cast("double") for r in raw]
+
+
 def _parse(lines: "DataFrame") -> "DataFrame":
     """Split and cast in the JVM, with one cheap ``bad`` flag per row.
 
@@ -199,8 +209,7 @@ def _parse(lines: "DataFrame") -> "DataFrame":
     """
     from pyspark.sql import functions as F
 
-    parts = F.split(F.col("value"), ",")
-    nums = [F.trim(parts.getItem(i)).cast("double") for i in range(len(COLUMNS))]
+    parts, _, nums = _fields()
     total = nums[0]
     for num in nums[1:]:
         total = total + num
@@ -226,9 +235,7 @@ def _explain_bad_rows(bad_rows: "DataFrame") -> "DataFrame":
     from pyspark.sql import functions as F
 
     n_expected = len(COLUMNS)
-    parts = F.split(F.col("value"), ",")
-    raw = [F.trim(parts.getItem(i)) for i in range(n_expected)]
-    num = [r.cast("double") for r in raw]
+    parts, raw, num = _fields()
     error = F.when(
         F.size(parts) != n_expected,
         F.format_string(f"expected {n_expected} comma-separated fields, found %d", F.size(parts)),

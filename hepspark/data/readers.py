@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,61 +150,52 @@ class HiggsDataset:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if reader_pool not in READER_POOLS:
             raise ValueError(f"reader_pool must be one of {READER_POOLS}, got {reader_pool!r}")
+        batches = self._raw_batches(
+            split, batch_size, shuffle, seed, shard, num_shards, drop_last, reader_pool
+        )
+        if max_batches is not None:
+            batches = itertools.islice(batches, max_batches)
+        for x, y in batches:
+            yield (self.standardizer(x) if standardize else x), y
+
+    def _raw_batches(
+        self, split, batch_size, shuffle, seed, shard, num_shards, drop_last, reader_pool
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         expected = self.shard_rows(split, shard, num_shards)
         rng = np.random.default_rng(seed)
         delivered = 0
-        emitted = 0
         pending_x: list[np.ndarray] = []
         pending_y: list[np.ndarray] = []
-        pending_rows = 0
         # Several row groups are mixed before slicing batches: shuffling within one row
         # group only would keep neighbouring rows of the file together.
         buffer_rows = max(4 * batch_size, 200_000) if shuffle else batch_size
-        for x, y in self._iter_row_groups(split, shuffle, seed, shard, num_shards, reader_pool):
-            delivered += len(y)
-            pending_x.append(x)
-            pending_y.append(y)
-            pending_rows += len(y)
-            if pending_rows < buffer_rows:
-                continue
+
+        def mix() -> tuple[np.ndarray, np.ndarray]:
             xs, ys = np.concatenate(pending_x), np.concatenate(pending_y)
             if shuffle:
                 order = rng.permutation(len(ys))
                 xs, ys = xs[order], ys[order]
+            return xs, ys
+
+        for x, y in self._iter_row_groups(split, shuffle, seed, shard, num_shards, reader_pool):
+            delivered += len(y)
+            pending_x.append(x)
+            pending_y.append(y)
+            if sum(len(p) for p in pending_y) < buffer_rows:
+                continue
+            xs, ys = mix()
             n_full = len(ys) // batch_size * batch_size
-            for start in range(0, n_full, batch_size):
-                yield self._finish(xs[start : start + batch_size], standardize), ys[
-                    start : start + batch_size
-                ]
-                emitted += 1
-                if max_batches is not None and emitted >= max_batches:
-                    return
+            yield from _slices(xs[:n_full], ys[:n_full], batch_size)
             pending_x, pending_y = [xs[n_full:]], [ys[n_full:]]
-            pending_rows = len(ys) - n_full
         if delivered != expected:
             raise EpochRowCountError(
                 f"epoch of {self.split_uri(split)} (shard {shard}/{num_shards}) delivered "
                 f"{delivered} rows, expected {expected}"
             )
-        if pending_rows:
-            xs, ys = np.concatenate(pending_x), np.concatenate(pending_y)
-            if shuffle:
-                order = rng.permutation(len(ys))
-                xs, ys = xs[order], ys[order]
-            n_full = len(ys) // batch_size * batch_size
-            ends = list(range(batch_size, n_full + 1, batch_size))
-            if not drop_last and n_full < len(ys):
-                ends.append(len(ys))
-            start = 0
-            for end in ends:
-                if max_batches is not None and emitted >= max_batches:
-                    return
-                yield self._finish(xs[start:end], standardize), ys[start:end]
-                emitted += 1
-                start = end
-
-    def _finish(self, x: np.ndarray, standardize: bool) -> np.ndarray:
-        return self.standardizer(x) if standardize else x
+        if sum(len(p) for p in pending_y):
+            xs, ys = mix()
+            keep = len(ys) // batch_size * batch_size if drop_last else len(ys)
+            yield from _slices(xs[:keep], ys[:keep], batch_size)
 
     def _iter_row_groups(self, split, shuffle, seed, shard, num_shards, reader_pool):
         from petastorm import make_batch_reader
@@ -244,6 +236,14 @@ class HiggsDataset:
         if len(y) != self.rows(split):
             raise EpochRowCountError(f"read {len(y)} rows of {split}, expected {self.rows(split)}")
         return (self.standardizer(x) if standardize else x), y
+
+
+def _slices(
+    x: np.ndarray, y: np.ndarray, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Consecutive batches of ``batch_size`` rows; the last one may be shorter."""
+    for start in range(0, len(y), batch_size):
+        yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 def _check_shard(shard: int, num_shards: int) -> None:
