@@ -127,7 +127,26 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
         "(once, in --cache-dir), converted and trained on",
     )
     parser.add_argument("--config", help="YAML file with TrainConfig fields; flags override it")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), help="training engine (keras)")
+    parser.add_argument(
+        "--backend", choices=sorted(BACKENDS),
+        help="training engine: keras (one process), bigdl (Spark executors), horovod "
+        "(Horovod ranks in Spark tasks); default keras",
+    )
+    parser.add_argument(
+        "--executors", type=int, dest="num_executors",
+        help="Horovod ranks, one Spark task each (default 1)",
+    )
+    parser.add_argument(
+        "--scale-lr", action="store_true", dest="scale_learning_rate", default=None,
+        help="multiply the learning rate by the number of ranks (Horovod; default: off, "
+        "each optimizer's own rate as in the seed study)",
+    )
+    parser.add_argument("--checkpoint-dir", help="write a checkpoint at every epoch end here")
+    parser.add_argument(
+        "--resume", metavar="DIR",
+        help="continue from the last complete epoch checkpoint in DIR up to --epochs "
+        "(new checkpoints go to DIR too)",
+    )
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adam)")
     parser.add_argument(
         "--learning-rate", type=float, help="default: the optimizer's own default"
@@ -167,7 +186,8 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
 MODEL_FLAGS = ("depth", "width", "activation", "dropout", "init")
 RUN_FLAGS = (
     "data", "backend", "optimizer", "learning_rate", "epochs", "batch_size", "features",
-    "seed", "early_stopping_patience",
+    "seed", "early_stopping_patience", "num_executors", "scale_learning_rate", "master",
+    "checkpoint_dir",
 )  # fmt: skip
 
 
@@ -192,10 +212,16 @@ def train_config_from_args(args: argparse.Namespace, data: str):
     for name in MODEL_FLAGS:
         if getattr(args, name) is not None:
             values["model"][name] = getattr(args, name)
+    if args.resume:
+        if args.checkpoint_dir and args.checkpoint_dir != args.resume:
+            raise ValueError("give either --resume DIR or --checkpoint-dir DIR, not both")
+        values.update(checkpoint_dir=args.resume, resume=True)
     return TrainConfig.from_dict(values)
 
 
-def ensure_demo_dataset(cache_dir: str, rows: int, master: str | None) -> str:
+def ensure_demo_dataset(
+    cache_dir: str, rows: int, master: str | None, bigdl: bool = False
+) -> str:
     """The embedded default's dataset: generated and converted once, then reused."""
     from hepspark.data import storage
     from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
@@ -208,7 +234,8 @@ def ensure_demo_dataset(cache_dir: str, rows: int, master: str | None) -> str:
         return dataset
     from hepspark.session import get_spark
 
-    spark = get_spark("hepspark-train-higgs", master=master)
+    # The session made here is the one training reuses, so it gets BigDL's jars if needed.
+    spark = get_spark("hepspark-train-higgs", master=master, bigdl=bigdl)
     if not os.path.exists(csv_path):
         _say(f"[demo] generating {rows:,d} HIGGS-like events into {csv_path}")
         write_higgs_csv(csv_path, rows, seed=42, spark=None, progress=_say)
@@ -224,10 +251,11 @@ def run_train_higgs(args: argparse.Namespace) -> int:
     from hepspark.tracking import Tracker
     from hepspark.train import train_higgs
 
-    data = args.data
-    if data is None:
-        data = ensure_demo_dataset(args.cache_dir or _cache_dir(), args.demo_rows, args.master)
-    config = train_config_from_args(args, data)
+    config = train_config_from_args(args, args.data or "")
+    if args.data is None:
+        data = ensure_demo_dataset(args.cache_dir or _cache_dir(), args.demo_rows, config.master,
+                                   bigdl=config.backend == "bigdl")
+        config = config.with_(data=data)
     tracker = Tracker(args.tracking_uri, args.experiment, enabled=not args.no_tracking)
     outcome = train_higgs(config, tracker, progress=_say, model_dir=args.model_dir)
     _say(outcome.format())

@@ -29,7 +29,11 @@ class TrainConfig:
     epochs: int = 5
     seed: int = 42
     early_stopping_patience: int | None = None
-    num_executors: int = 1
+    num_executors: int = 1  # Horovod ranks; BigDL uses the executors Spark gives it
+    scale_learning_rate: bool = False  # multiply the rate by num_executors (Horovod)
+    master: str | None = None  # Spark master; None: local[*] or what spark-submit set
+    checkpoint_dir: str | None = None  # a checkpoint per epoch end goes here
+    resume: bool = False  # continue from the last complete epoch in checkpoint_dir
     model: DenseNetConfig = field(default_factory=DenseNetConfig)
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ class TrainConfig:
             )
         if self.num_executors < 1:
             raise ValueError(f"num_executors must be >= 1, got {self.num_executors}")
+        if self.resume and not self.checkpoint_dir:
+            raise ValueError("resume needs checkpoint_dir (the directory to resume from)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +75,15 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
         return cls(model=model, **data)
+
+    def mismatches(self, other: "TrainConfig") -> list[str]:
+        """Fields that make a checkpoint of ``other`` unusable for this run (everything
+        that changes what is trained; epochs, placement and paths may differ)."""
+        free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
+                "early_stopping_patience"}
+        mine, theirs = self.to_params(), other.to_params()
+        return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
+                for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]
 
     def with_(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)

@@ -33,6 +33,12 @@ DEFAULT_N_CUTS = 200
 # --------------------------------------------------------------------------- results
 
 
+def binary_cross_entropy(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean log loss of scores ``p`` for labels ``y`` (scores clipped like Keras does)."""
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def _read_only(values: ArrayLike) -> np.ndarray:
     """A read-only float64 copy, so that the frozen results below are frozen in fact."""
     array = np.array(values, dtype=np.float64)

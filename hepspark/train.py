@@ -93,11 +93,11 @@ def train_higgs(
     if tracker.experiment is None:
         tracker.experiment = default_experiment(dataset)
     backend = get_backend(config.backend)
-    resources = backend.describe_resources()
+    resources = backend.describe_resources(config)
     params = {
         # learning_rate is logged after fit, as the value actually used (None = default)
         **{k: v for k, v in config.to_params().items() if k != "learning_rate"},
-        **resources,
+        **resources,  # num_executors here is what the backend actually used
         "dataset": dataset.uri,
         "train_rows": dataset.rows("train"),
         "val_rows": dataset.rows("val"),

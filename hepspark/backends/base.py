@@ -77,8 +77,9 @@ class Backend(Protocol):
         on_epoch_end: Callable[[EpochRecord], None],
     ) -> TrainResult: ...
 
-    def describe_resources(self) -> dict[str, Any]:
-        """num_executors, cores_per_executor, device: logged next to the timings."""
+    def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:
+        """num_executors, cores_per_executor, device (and spark_master where Spark runs
+        the training): logged next to the timings."""
         ...
 
 

@@ -19,25 +19,23 @@ import keras  # noqa: E402 - this module is only imported when the keras backend
 
 from hepspark.backends.base import EpochRecord, TrainResult
 from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
+from hepspark.backends.epochs import EpochBook
+from hepspark.checkpoint import resume_point
 from hepspark.hardware import cpu_count, cpu_model
-from hepspark.metrics import roc_auc
+from hepspark.metrics import binary_cross_entropy, roc_auc
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
 
 PREDICT_BATCH = 8192
-
-
-def binary_cross_entropy(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+CHECKPOINT_MODEL = "model.keras"  # Keras' own format keeps the optimizer state too
 
 
 class KerasBackend:
     name = "keras"
 
-    def describe_resources(self) -> dict[str, Any]:
+    def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
@@ -58,9 +56,15 @@ class KerasBackend:
         from hepspark.models.keras_dense import build_dense
 
         keras.utils.set_random_seed(config.seed)
-        model = build_dense(config.model, len(dataset.features), keras=keras, seed=config.seed)
-        optimizer = keras_optimizer(keras, config.optimizer, config.learning_rate)
-        model.compile(optimizer=optimizer, loss="binary_crossentropy")
+        resumed = resume_point(config)
+        if resumed is not None:  # model weights and optimizer state as the epoch left them
+            model = keras.models.load_model(resumed.payload(CHECKPOINT_MODEL))
+            optimizer = model.optimizer
+        else:
+            model = build_dense(config.model, len(dataset.features), keras=keras,
+                                seed=config.seed)
+            optimizer = keras_optimizer(keras, config.optimizer, config.learning_rate)
+            model.compile(optimizer=optimizer, loss="binary_crossentropy")
         train = make_tf_dataset(
             dataset, "train", config.batch_size, shuffle=True, seed=config.seed
         )
@@ -73,15 +77,19 @@ class KerasBackend:
         tracker = _EpochTracker(
             config, n_train, x_val, y_val, predict, on_epoch_end, lambda: model
         )
+        if resumed is not None:
+            tracker.book.restore(resumed.records)
         model.fit(
             train,
             epochs=config.epochs,
+            initial_epoch=resumed.epoch if resumed else 0,
             shuffle=False,  # the reader shuffles (row groups + a buffer of rows)
             verbose=1 if _interactive() else 0,
             callbacks=[tracker],
         )
-        if tracker.best_weights is not None:
-            model.set_weights(tracker.best_weights)
+        book = tracker.book
+        if book.best_weights is not None:
+            model.set_weights(book.best_weights)
 
         def save(path: str) -> str:
             target = path if path.endswith(".keras") else os.path.join(path, "model.keras")
@@ -90,10 +98,10 @@ class KerasBackend:
             return target
 
         return TrainResult(
-            epochs=tracker.records,
+            epochs=book.records,
             predict=predict,
             save=save,
-            stopped_early=tracker.stopped_early,
+            stopped_early=book.stopped_early,
             info={"learning_rate": learning_rate_of(optimizer), "parameters": model.count_params()},
         )
 
@@ -105,22 +113,16 @@ def _interactive() -> bool:
 
 
 class _EpochTracker(keras.callbacks.Callback):
-    """Times each epoch, validates after it, reports, and handles early stopping on
-    validation AUC (keeping the best weights, as ``restore_best_weights`` would)."""
+    """Times each epoch and validates after it, outside the timed pass; the rest of the
+    epoch-end bookkeeping is the shared :class:`EpochBook`."""
 
     def __init__(self, config, n_train, x_val, y_val, predict, on_epoch_end, get_model):
         super().__init__()
-        self.config = config
         self.n_train = n_train
         self.x_val, self.y_val = x_val, y_val
         self.predict = predict
-        self.report = on_epoch_end
         self.get_model = get_model
-        self.records: list[EpochRecord] = []
-        self.best_auc = -np.inf
-        self.best_weights = None
-        self.epochs_without_gain = 0
-        self.stopped_early = False
+        self.book = EpochBook(config, on_epoch_end, lambda: get_model().get_weights())
         self._start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -137,17 +139,6 @@ class _EpochTracker(keras.callbacks.Callback):
             val_loss=binary_cross_entropy(self.y_val, scores),
             val_auc=roc_auc(self.y_val, scores),
         )
-        self.records.append(record)
-        self.report(record)
-        patience = self.config.early_stopping_patience
-        if patience is None:
-            return
-        if record.val_auc > self.best_auc:
-            self.best_auc = record.val_auc
-            self.best_weights = self.get_model().get_weights()
-            self.epochs_without_gain = 0
-        else:
-            self.epochs_without_gain += 1
-            if self.epochs_without_gain >= patience:
-                self.stopped_early = True
-                self.get_model().stop_training = True
+        model = self.get_model()
+        if self.book.end_epoch(record, lambda d: model.save(os.path.join(d, CHECKPOINT_MODEL))):
+            model.stop_training = True

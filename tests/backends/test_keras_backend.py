@@ -1,6 +1,8 @@
 """The Keras baseline trains the HIGGS DNN on the generated sample for real."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,33 @@ def test_unknown_backend_and_optimizer_are_clear_errors(higgs_dataset):
         get_backend("tensorflow-on-a-toaster")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(data=higgs_dataset, optimizer="adamw")
+
+
+def test_checkpoint_and_resume_continue_to_the_final_epoch(higgs_dataset, tmp_path):
+    small = DenseNetConfig(depth=1, width=16)
+    ckpt = str(tmp_path / "ckpt")
+    _, first, _ = fit(higgs_dataset, epochs=2, model=small, checkpoint_dir=ckpt)
+    assert sorted(os.listdir(ckpt)) == ["epoch-0001", "epoch-0002"]
+
+    _, resumed, result = fit(higgs_dataset, epochs=3, model=small, checkpoint_dir=ckpt,
+                             resume=True)
+    assert [r.epoch for r in resumed] == [1, 2, 3]
+    assert resumed[:2] == first  # the checkpoint's epochs, reported again
+    assert result.epochs == resumed
+    assert sorted(os.listdir(ckpt)) == ["epoch-0002", "epoch-0003"]  # keeps the last two
+    # epoch 3 continued from the checkpoint's weights: better than a fresh first epoch
+    assert resumed[2].train_loss < first[0].train_loss
+
+
+def test_resume_refuses_a_different_run_and_a_missing_checkpoint(higgs_dataset, tmp_path):
+    small = DenseNetConfig(depth=1, width=8)
+    ckpt = str(tmp_path / "ckpt")
+    fit(higgs_dataset, epochs=1, model=small, checkpoint_dir=ckpt)
+    with pytest.raises(ValueError, match="optimizer: checkpoint has 'adam', this run 'sgd'"):
+        fit(higgs_dataset, epochs=2, model=small, checkpoint_dir=ckpt, resume=True,
+            optimizer="sgd")
+    with pytest.raises(ValueError, match="raise --epochs"):
+        fit(higgs_dataset, epochs=1, model=small, checkpoint_dir=ckpt, resume=True)
+    with pytest.raises(FileNotFoundError, match="no complete epoch checkpoint"):
+        fit(higgs_dataset, epochs=2, model=small, checkpoint_dir=str(tmp_path / "none"),
+            resume=True)
