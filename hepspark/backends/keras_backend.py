@@ -18,8 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first
 import keras  # noqa: E402 - this module is only imported when the keras backend is chosen
 
 from hepspark.backends.base import EpochRecord, TrainResult
-from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
 from hepspark.backends.epochs import EpochBook
+from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
 from hepspark.checkpoint import resume_point
 from hepspark.hardware import cpu_count, cpu_model
 from hepspark.metrics import binary_cross_entropy, roc_auc
