@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # Horovod each cost seconds to import).
 BACKENDS: dict[str, str] = {
     "keras": "hepspark.backends.keras_backend:KerasBackend",
+    "horovod": "hepspark.backends.horovod_backend:HorovodBackend",
 }
 
 

@@ -1,0 +1,372 @@
+"""Horovod-on-Spark: synchronous data-parallel Keras training, one rank per Spark task.
+
+``horovod.spark.run`` starts ``num_executors`` ranks as Spark tasks that talk to each other
+over Gloo. Each rank reads its own shard of the Petastorm train split on its executor (row
+group ``i`` goes to rank ``i % N``; the driver never touches the training data), builds the
+same model config, wraps the optimizer with Horovod and starts from rank 0's weights.
+
+Engine choice: **tf_keras** (legacy Keras 2) with ``horovod.tensorflow.keras``. Keras 3's
+optimizers are not averaged by ``hvd.DistributedOptimizer`` (ranks silently drift apart,
+STACK.md), and the Keras 3 + ``DistributedGradientTape`` route needs a custom loop that was
+slower. Ranks therefore run with ``TF_USE_LEGACY_KERAS=1``; the driver gets the final weights
+back and puts them into the Keras 3 build of the same config, so evaluation, saving and
+plots are the same as for every other backend.
+
+Every rank runs the same number of steps per epoch (the smallest shard's full batches):
+a rank with one step more would wait forever in its all-reduce. Rank 0 times each epoch
+(global rows/s), validates outside the timed pass, writes checkpoints and decides on early
+stopping, which it broadcasts. After training every rank returns a digest of its weights;
+the driver refuses a result whose ranks disagree (the failure mode STACK.md warns about).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hepspark.backends.base import EpochRecord, TrainResult
+
+if TYPE_CHECKING:
+    from hepspark.config import TrainConfig
+    from hepspark.data.readers import HiggsDataset
+
+WEIGHTS_FILE = "weights.npz"
+OPTIMIZER_FILE = "optimizer.npz"
+START_TIMEOUT_S = 120  # ranks must all have started by then (Horovod's start_timeout)
+# Fault injection for tests and drills: "RANK:EPOCH" makes that rank fail as that epoch
+# starts (and exit at once, see run_rank), as a crashed or killed executor would.
+FAIL_RANK_ENV = "HEPSPARK_FAIL_RANK_AT_EPOCH"
+
+
+class HorovodUnavailableError(RuntimeError):
+    pass
+
+
+def require_horovod() -> None:
+    """Fail with the install step to run when Horovod is not importable."""
+    try:
+        import horovod.spark  # noqa: F401
+        import horovod.tensorflow.keras  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken build's undefined symbol
+        raise HorovodUnavailableError(
+            f"--backend horovod needs Horovod with TensorFlow and Gloo, which failed to "
+            f"import ({type(exc).__name__}: {exc}). Run 'make install' (scripts/install.sh "
+            "builds Horovod 0.28.1 from source, see STACK.md) and check with "
+            "'.venv/bin/horovodrun --check-build'. The keras and bigdl backends still work."
+        ) from exc
+
+
+class HorovodBackend:
+    name = "horovod"
+
+    def _spark(self, config: "TrainConfig"):
+        from hepspark.session import get_spark
+
+        return get_spark("hepspark-train-higgs", master=config.master)
+
+    def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:
+        from hepspark.hardware import cpu_model
+
+        spark = self._spark(config)
+        return {
+            "num_executors": config.num_executors,
+            "cores_per_executor": threads_per_rank(spark, config.num_executors),
+            "device": f"CPU: {cpu_model()} (Horovod ranks in Spark tasks, Gloo)",
+            "spark_master": spark.sparkContext.master,
+        }
+
+    def fit(
+        self,
+        config: "TrainConfig",
+        dataset: "HiggsDataset",
+        on_epoch_end: Callable[[EpochRecord], None],
+    ) -> TrainResult:
+        require_horovod()
+        import horovod.spark
+
+        from hepspark.checkpoint import resume_point
+
+        spark = self._spark(config)
+        size = config.num_executors
+        slots = spark.sparkContext.defaultParallelism
+        if size > slots:
+            raise ValueError(
+                f"--executors {size} needs {size} Spark task slots running at once, but the "
+                f"session has {slots} ({spark.sparkContext.master}); use --executors <= "
+                f"{slots} or a bigger cluster"
+            )
+        steps = min(dataset.shard_rows("train", r, size) for r in range(size))
+        steps //= config.batch_size
+        if steps < 1:
+            raise ValueError(
+                f"batch_size {config.batch_size} is larger than the smallest rank's shard "
+                f"({min(dataset.shard_rows('train', r, size) for r in range(size))} rows)"
+            )
+        resumed = resume_point(config)
+        spec = {
+            "config": config.to_dict(),
+            "data": dataset.uri,
+            "steps": steps,
+            "threads": threads_per_rank(spark, size),
+            "checkpoint": _read_checkpoint(resumed.path) if resumed else None,
+            "resumed_records": [asdict(r) for r in resumed.records] if resumed else [],
+            "resumed_epoch": resumed.epoch if resumed else 0,
+        }
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "OMP_NUM_THREADS": str(spec["threads"])}
+        try:
+            results = horovod.spark.run(
+                run_rank, args=(spec,), num_proc=size, env=env, use_gloo=True,
+                start_timeout=START_TIMEOUT_S, verbose=0,
+            )
+        except Exception as exc:
+            resume = (
+                f" Epoch checkpoints are in {config.checkpoint_dir}: continue with "
+                f"--resume {config.checkpoint_dir}." if config.checkpoint_dir else
+                " Run with --checkpoint-dir DIR to be able to --resume after such a failure."
+            )
+            raise RuntimeError(
+                f"Horovod training failed: a rank died or could not start "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"see the executor logs.{resume}"
+            ) from exc
+        digests = {r["rank"]: r["digest"] for r in results}
+        if len(set(digests.values())) != 1:
+            raise RuntimeError(
+                f"Horovod ranks ended with different weights {digests}: gradients were not "
+                "averaged (STACK.md: Keras 3 optimizers under hvd.DistributedOptimizer)"
+            )
+        lead = next(r for r in results if r["rank"] == 0)
+        records = [EpochRecord(**r) for r in lead["records"]]
+        for record in records:  # the ranks have printed them live; now MLflow gets them
+            on_epoch_end(record)
+        return _result(config, dataset, lead, records, size)
+
+
+def threads_per_rank(spark, size: int) -> int:
+    """Compute threads of one rank: the cores Spark offers, shared among the ranks."""
+    return max(1, spark.sparkContext.defaultParallelism // size)
+
+
+def _read_checkpoint(path: str) -> dict[str, bytes]:
+    """The checkpoint's payload as bytes: shipped to the ranks with the task, so resuming
+    works even where executors do not see the driver's filesystem."""
+    out = {}
+    for name in (WEIGHTS_FILE, OPTIMIZER_FILE):
+        with open(os.path.join(path, name), "rb") as handle:
+            out[name] = handle.read()
+    return out
+
+
+def _result(config, dataset, lead, records, size) -> TrainResult:
+    from hepspark.models.keras_dense import keras_model_with_weights
+
+    model = keras_model_with_weights(config.model, len(dataset.features), lead["weights"])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return model.predict(x, batch_size=8192, verbose=0).reshape(-1)
+
+    def save(path: str) -> str:
+        target = path if path.endswith(".keras") else os.path.join(path, "model.keras")
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        model.save(target)
+        return target
+
+    return TrainResult(
+        epochs=records,
+        predict=predict,
+        save=save,
+        stopped_early=lead["stopped_early"],
+        info={
+            "learning_rate": lead["learning_rate"],
+            "parameters": lead["parameters"],
+            "ranks": size,
+            "steps_per_epoch": lead["steps"],
+            "threads_per_rank": lead["threads"],
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- rank side
+def run_rank(spec: dict) -> dict:
+    """Body of one Horovod rank (runs in a Spark task, in its own process).
+
+    Any error ends the process at once with a non-zero status: a rank that raised and then
+    ran the normal interpreter shutdown hung there (Horovod's exit hook waits for its
+    peers), and the job only failed after about ten minutes. A prompt exit lets Horovod's
+    driver see the failure and stop the other ranks within seconds.
+    """
+    try:
+        return _rank_main(spec)
+    except BaseException:
+        import sys
+        import traceback
+
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _rank_main(spec: dict) -> dict:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tensorflow as tf
+
+    threads = spec["threads"]
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    import horovod.tensorflow as hvd_tf
+    import horovod.tensorflow.keras as hvd
+    import tf_keras
+
+    from hepspark.backends.epochs import EpochBook
+    from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
+    from hepspark.config import TrainConfig
+    from hepspark.data.readers import HiggsDataset
+    from hepspark.metrics import binary_cross_entropy, roc_auc
+    from hepspark.models.keras_dense import build_dense
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    config = TrainConfig.from_dict(spec["config"])
+    dataset = HiggsDataset(spec["data"], config.features)
+    tf_keras.utils.set_random_seed(config.seed)
+
+    model = build_dense(config.model, len(dataset.features), keras=tf_keras, seed=config.seed)
+    rate = config.learning_rate
+    if config.scale_learning_rate:
+        rate = (rate or learning_rate_of(keras_optimizer(tf_keras, config.optimizer))) * size
+    optimizer = keras_optimizer(tf_keras, config.optimizer, rate)
+    base_rate = learning_rate_of(optimizer)
+    optimizer = hvd.DistributedOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    if spec["checkpoint"]:
+        _restore(model, optimizer, spec["checkpoint"])
+
+    steps = spec["steps"]
+    train = _shard_dataset(dataset, config, rank, size, steps, spec["resumed_epoch"])
+    fail_at = _injected_failure(rank)
+    book = EpochBook(config, lambda record: print(
+        f"[horovod rank 0] {record.format(config.epochs)}", flush=True), model.get_weights)
+    if rank == 0:  # rank 0 alone validates, checkpoints and decides on early stopping
+        x_val, y_val = dataset.load("val")
+        book.restore([EpochRecord(**r) for r in spec["resumed_records"]])
+
+    class EpochEnd(tf_keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if fail_at == epoch + 1:
+                raise RuntimeError(f"{FAIL_RANK_ENV}: rank {rank} fails at epoch {fail_at}")
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            # The epoch's train loss averaged over ranks. Not hvd.callbacks.
+            # MetricAverageCallback: Horovod 0.28.1 hands it Keras 3's `keras.backend`, which
+            # has no `constant` (AttributeError at the first epoch end under tf_keras).
+            loss = hvd_tf.allreduce(tf.constant((logs or {}).get("loss", np.nan)),
+                                    op=hvd_tf.Average, name=f"loss_{epoch}")
+            stop = False
+            if rank == 0:
+                wall = time.perf_counter() - self.start
+                scores = model.predict(x_val, batch_size=8192, verbose=0).reshape(-1)
+                record = EpochRecord(
+                    epoch=epoch + 1,
+                    epoch_wall_time_s=wall,
+                    rows=steps * config.batch_size * size,
+                    train_loss=float(loss.numpy()),
+                    val_loss=binary_cross_entropy(y_val, scores),
+                    val_auc=roc_auc(y_val, scores),
+                )
+                stop = book.end_epoch(record, lambda d: _save(model, optimizer, d))
+            if hvd_tf.broadcast_object(stop, root_rank=0, name=f"stop_{epoch}"):
+                self.model.stop_training = True
+
+    model.fit(
+        train,
+        epochs=config.epochs,
+        initial_epoch=spec["resumed_epoch"],
+        steps_per_epoch=steps,
+        verbose=0,
+        callbacks=[
+            # rank 0's initial weights (and, after the first batch, optimizer state) to all
+            hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+            EpochEnd(),
+        ],
+    )
+    weights = model.get_weights()
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in weights))
+    out = {"rank": rank, "digest": digest.hexdigest()}
+    if rank == 0:
+        if book.best_weights is not None:
+            weights = book.best_weights
+        out.update(
+            records=[asdict(r) for r in book.records],
+            weights=weights,
+            stopped_early=book.stopped_early,
+            learning_rate=base_rate,
+            parameters=model.count_params(),
+            steps=steps,
+            threads=spec["threads"],
+        )
+    return out
+
+
+def _shard_dataset(dataset, config, rank, size, steps, first_epoch):
+    """This rank's shard as a tf.data pipeline of exactly ``steps`` batches per epoch,
+    reshuffled every epoch (seeded by seed + epoch, like the Keras backend)."""
+    import tensorflow as tf
+
+    epoch = {"n": first_epoch}
+
+    def batches():
+        seed = config.seed + epoch["n"]
+        epoch["n"] += 1
+        yield from dataset.iter_batches(
+            "train", config.batch_size, shuffle=True, seed=seed, shard=rank,
+            num_shards=size, drop_last=True, max_batches=steps,
+        )
+
+    n = len(dataset.features)
+    signature = (tf.TensorSpec(shape=(None, n), dtype=tf.float32),
+                 tf.TensorSpec(shape=(None,), dtype=tf.float32))
+    data = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # repeat(): Keras with steps_per_epoch draws the next epoch from the same iterator
+    return data.repeat().prefetch(2)
+
+
+def _injected_failure(rank: int) -> int | None:
+    value = os.environ.get(FAIL_RANK_ENV)
+    if not value:
+        return None
+    target, epoch = (int(v) for v in value.split(":"))
+    return epoch if target == rank else None
+
+
+def _save(model, optimizer, directory: str) -> None:
+    """Checkpoint payload: model weights and the optimizer's variables (iteration count and
+    slots), as plain arrays in Keras order."""
+    np.savez(os.path.join(directory, WEIGHTS_FILE), *model.get_weights())
+    np.savez(os.path.join(directory, OPTIMIZER_FILE),
+             *[v.numpy() for v in optimizer.variables])
+
+
+def _restore(model, optimizer, payload: dict[str, bytes]) -> None:
+    def arrays(name):
+        with np.load(io.BytesIO(payload[name])) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+    model.set_weights(arrays(WEIGHTS_FILE))
+    optimizer.build(model.trainable_variables)  # create the slots before assigning them
+    values = arrays(OPTIMIZER_FILE)
+    if len(values) != len(optimizer.variables):
+        raise ValueError(
+            f"checkpoint optimizer state has {len(values)} arrays, the optimizer "
+            f"{len(optimizer.variables)}: was it written by another optimizer?"
+        )
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
