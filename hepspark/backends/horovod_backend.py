@@ -149,8 +149,14 @@ class HorovodBackend:
         return _result(config, dataset, lead, records, size)
 
 
+THREADS_ENV = "HEPSPARK_HOROVOD_THREADS"
+
+
 def threads_per_rank(spark, size: int) -> int:
-    """Compute threads of one rank: the cores Spark offers, shared among the ranks."""
+    """Compute threads of one rank: the cores Spark offers, shared among the ranks
+    (``$HEPSPARK_HOROVOD_THREADS`` pins it, e.g. 1 thread per rank in scaling studies)."""
+    if os.environ.get(THREADS_ENV):
+        return int(os.environ[THREADS_ENV])
     return max(1, spark.sparkContext.defaultParallelism // size)
 
 
