@@ -74,7 +74,21 @@ def test_default_spark_submit_job_end_to_end(tmp_path):
     assert "[demo] generating 20,000" in result.stdout
     assert "test AUC" in result.stdout and "significance 100s/1000b" in result.stdout
     assert (tmp_path / "mlflow.db").exists()
-    again = run(cmd, cwd=tmp_path, env_extra=env)
+    # the same job on Horovod: 2 ranks as Spark tasks, logged to the same store
+    again = run([*cmd, "--backend", "horovod", "--executors", "2", "--checkpoint-dir",
+                 str(tmp_path / "ckpt")], cwd=tmp_path, env_extra=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "using the cached dataset" in again.stdout
+    assert "backend horovod" in again.stdout
+    assert "[horovod rank 0] epoch 2/2" in again.stdout + again.stderr  # live, from rank 0
     assert "FutureWarning" not in again.stderr
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["epoch-0001", "epoch-0002"]
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(client.get_experiment_by_name("higgs-demo-20000").experiment_id,
+                              order_by=["attributes.start_time DESC"])
+    params = runs[0].data.params
+    assert params["backend"] == "horovod" and params["num_executors"] == "2"
+    assert params["spark_master"] == "local[2]"
+    assert len(client.get_metric_history(runs[0].info.run_id, "epoch_wall_time_s")) == 2
