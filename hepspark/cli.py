@@ -288,12 +288,27 @@ def run_evaluate_higgs(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- cluster
+def _lazy(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        from hepspark import cluster
+
+        getattr(cluster, name)(parser)
+
+    return add
+
+
 # ------------------------------------------------------------------------------- main
 COMMANDS: dict[str, dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]] = {
     "generate": {"higgs": ("write a toy-MC HIGGS sample in the UCI CSV format", add_generate_higgs)},
     "convert": {"higgs": ("HIGGS CSV -> Petastorm Parquet with train/val/test", add_convert_higgs)},
     "train": {"higgs": ("train the HIGGS DNN and log it to MLflow", add_train_higgs)},
     "evaluate": {"higgs": ("evaluate a trained HIGGS model on a test split", add_evaluate_higgs)},
+    "cluster": {
+        "up": ("start a Spark standalone master + workers on 127.0.0.1", _lazy("add_up")),
+        "down": ("stop the cluster 'up' started (exactly its PIDs)", _lazy("add_down")),
+        "status": ("show the recorded cluster and its registered workers", _lazy("add_status")),
+    },
 }
 
 
@@ -306,8 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, datasets in COMMANDS.items():
-        sub = commands.add_parser(command, help=f"{command} a dataset's data or model")
-        kinds = sub.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+        if command == "cluster":
+            sub = commands.add_parser(command, help="a Spark standalone cluster on this machine")
+            kinds = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+        else:
+            sub = commands.add_parser(command, help=f"{command} a dataset's data or model")
+            kinds = sub.add_subparsers(dest="dataset", required=True, metavar="DATASET")
         for name, (help_text, add) in datasets.items():
             add(kinds.add_parser(name, help=help_text, description=help_text))
     return parser
@@ -315,11 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Errors that are the user's to fix: one clear line, no traceback (unless --debug).
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from hepspark.backends.horovod_backend import HorovodUnavailableError
+    from hepspark.cluster import ClusterError
     from hepspark.data.readers import EpochRowCountError
     from hepspark.tracking import TrackingUnavailableError
 
     return (ValueError, FileNotFoundError, FileExistsError, TrackingUnavailableError,
-            EpochRowCountError)
+            EpochRowCountError, ClusterError, HorovodUnavailableError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
