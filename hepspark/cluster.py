@@ -1,11 +1,11 @@
 """A real Spark standalone cluster on one machine: a master and N workers on 127.0.0.1.
 
-Started from the pip pyspark (which has no ``start-master.sh``) with ``spark-class``, as
-detached processes whose PIDs, ports and log files are recorded in a state file, so that
+The pip pyspark has no ``start-master.sh``, so the daemons are started with ``spark-class``
+as detached processes. Their PIDs, ports and log files are recorded in a state file, so that
 ``hepspark cluster down`` stops exactly what ``up`` started and nothing else.
 
     hepspark cluster up --workers 2 --cores-per-worker 1 --memory 2g
-    spark-submit --master spark://127.0.0.1:PORT spark_jobs/train_higgs.py --backend bigdl
+    PYSPARK_PYTHON=.venv/bin/python spark-submit --master spark://127.0.0.1:PORT ...
     hepspark cluster down
 
 >>> with standalone_cluster(workers=2, cores_per_worker=1) as info:
@@ -17,49 +17,67 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 
 STATE_FILE = "cluster.json"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+_MEMORY = re.compile(r"^[1-9][0-9]*[mMgG]$")
+_POLL_S = 0.25
 
 
 class ClusterError(RuntimeError):
-    """The cluster could not be started (a daemon died, a timeout, one already runs)."""
+    """The cluster could not be started or read: a daemon died, a timeout, one already runs."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClusterInfo:
+    """What ``start_cluster`` started; stored verbatim in ``<state_dir>/cluster.json``."""
+
     master_url: str
     web_ui: str
+    master_port: int
+    web_ui_port: int
     master_pid: int
     worker_pids: list[int]
+    workers: int
     cores_per_worker: int
     memory: str
     state_dir: str
-    logs: list[str] = field(default_factory=list)
+    master_log: str
+    worker_logs: list[str]
 
     @property
     def total_cores(self) -> int:
-        return self.cores_per_worker * len(self.worker_pids)
+        return self.workers * self.cores_per_worker
+
+    def daemons(self) -> list[tuple[int, str]]:
+        """(pid, Spark class) of every daemon, workers first: the order to stop them in."""
+        return [(pid, WORKER_CLASS) for pid in self.worker_pids] + [
+            (self.master_pid, MASTER_CLASS)
+        ]
 
     def format(self) -> str:
+        env, argv = spark_submit_command(self)
+        submit = " ".join(
+            [*(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(argv)]
+        )
         return "\n".join([
-            f"Spark standalone cluster: {len(self.worker_pids)} worker(s) x "
-            f"{self.cores_per_worker} core(s), {self.memory} each",
+            f"Spark standalone cluster: {self.workers} worker(s) x {self.cores_per_worker} "
+            f"core(s), {self.memory} each ({self.total_cores} cores)",
             f"  master   {self.master_url}   (pid {self.master_pid})",
             f"  web UI   {self.web_ui}",
             f"  workers  pids {', '.join(map(str, self.worker_pids))}",
-            f"  logs     {os.path.join(self.state_dir, 'logs')}",
-            f"  submit   spark-submit --master {self.master_url} --executor-cores "
-            f"{self.cores_per_worker} spark_jobs/train_higgs.py ...",
+            f"  logs     {os.path.dirname(self.master_log)}",
+            f"  submit   {submit}",
             f"  stop     hepspark cluster down --state-dir {self.state_dir}",
         ])
 
@@ -71,12 +89,30 @@ def default_state_dir() -> str:
 
 
 def spark_home() -> str:
+    """The pip pyspark package directory, which is a complete SPARK_HOME."""
     import pyspark
 
     home = os.path.dirname(pyspark.__file__)
     if not os.path.exists(os.path.join(home, "bin", "spark-class")):
-        raise FileNotFoundError(f"{home}/bin/spark-class not found: reinstall pyspark")
+        raise ClusterError(f"{home}/bin/spark-class not found: reinstall pyspark (make install)")
     return home
+
+
+def spark_submit_command(
+    info: ClusterInfo, script: str = "spark_jobs/train_higgs.py"
+) -> tuple[dict[str, str], list[str]]:
+    """(environment, argv) of a spark-submit of ``script`` to this cluster with this venv."""
+    spark_submit = os.path.join(os.path.dirname(sys.executable), "spark-submit")
+    if not os.path.exists(spark_submit):
+        spark_submit = os.path.join(spark_home(), "bin", "spark-submit")
+    env = {
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": info.master_url.split("//")[1].rsplit(":", 1)[0],
+    }
+    argv = [spark_submit, "--master", info.master_url,
+            "--executor-cores", str(info.cores_per_worker), script]
+    return env, argv
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,21 +121,80 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _alive(pid: int, spark_class: str) -> bool:
-    """The PID runs, and is the Spark daemon we started (not a reused PID)."""
+def alive_workers(web_ui: str) -> int:
+    """Workers the master reports ALIVE, from its JSON endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{web_ui}/json/", timeout=5) as response:
+        status = json.load(response)
+    return sum(1 for worker in status.get("workers", []) if worker.get("state") == "ALIVE")
+
+
+# ------------------------------------------------------------------ processes by PID
+def _is_daemon(pid: int, spark_class: str) -> bool:
+    """The PID runs and is the Spark daemon we started, not a reused PID: its command line
+    names the class (a zombie's command line is empty)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return spark_class.encode() in handle.read()
+            return spark_class.encode() in handle.read().split(b"\0")
     except OSError:
         return False
 
 
-def _load(state_dir: str) -> ClusterInfo | None:
+def _gone(pid: int) -> bool:
     try:
-        with open(os.path.join(state_dir, STATE_FILE)) as handle:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)  # our child (tests, the context manager)
+        return reaped == pid
+    except ChildProcessError:  # not our child (or already reaped): init reaps it
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+
+def _terminate(daemons: list[tuple[int, str]], timeout_s: float) -> list[int]:
+    """SIGTERM each (pid, class) that is still that daemon, wait, SIGKILL what remains.
+    Returns the PIDs signalled."""
+    live = [(pid, cls) for pid, cls in daemons if _is_daemon(pid, cls)]
+    for pid, _ in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    remaining = _wait_gone(live, timeout_s)
+    for pid, cls in remaining:
+        if _is_daemon(pid, cls):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if _wait_gone(remaining, 10):
+        raise ClusterError(f"PIDs {[pid for pid, _ in remaining]} survived SIGKILL")
+    return [pid for pid, _ in live]
+
+
+def _wait_gone(daemons: list[tuple[int, str]], timeout_s: float) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        daemons = [(pid, cls) for pid, cls in daemons if not _gone(pid)]
+        if not daemons or time.monotonic() > deadline:
+            return daemons
+        time.sleep(_POLL_S)
+
+
+# --------------------------------------------------------------------------- state file
+def _state_path(state_dir: str | None) -> str:
+    return os.path.join(os.path.abspath(state_dir or default_state_dir()), STATE_FILE)
+
+
+def _load(path: str) -> ClusterInfo | None:
+    try:
+        with open(path) as handle:
             return ClusterInfo(**json.load(handle))
     except FileNotFoundError:
         return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ClusterError(
+            f"cannot read {path} ({exc}); check with ps that none of the Spark daemons it "
+            "lists still runs, then delete it"
+        ) from exc
 
 
 def _save(info: ClusterInfo) -> None:
@@ -109,12 +204,20 @@ def _save(info: ClusterInfo) -> None:
     os.replace(path + ".tmp", path)
 
 
-def alive_workers(web_ui: str) -> int:
-    with urllib.request.urlopen(f"{web_ui}/json/", timeout=5) as response:
-        status = json.load(response)
-    return sum(1 for w in status.get("workers", []) if w.get("state") == "ALIVE")
+def running_cluster(state_dir: str | None = None) -> ClusterInfo | None:
+    """The cluster recorded in ``state_dir`` if any of its daemons still runs. A stale record
+    (every daemon gone, its PIDs perhaps reused by other programs) is deleted."""
+    path = _state_path(state_dir)
+    info = _load(path)
+    if info is None:
+        return None
+    if any(_is_daemon(pid, cls) for pid, cls in info.daemons()):
+        return info
+    os.remove(path)
+    return None
 
 
+# ------------------------------------------------------------------------ start / stop
 def start_cluster(
     workers: int,
     cores_per_worker: int,
@@ -123,162 +226,148 @@ def start_cluster(
     host: str = "127.0.0.1",
     timeout_s: float = 120,
 ) -> ClusterInfo:
-    """Start a master and ``workers`` workers and wait until all are registered."""
-    if workers < 1 or cores_per_worker < 1:
-        raise ValueError("--workers and --cores-per-worker must be >= 1")
-    state_dir = os.path.abspath(state_dir or default_state_dir())
-    running = _load(state_dir)
+    """Start a master and ``workers`` workers and return once all are registered.
+
+    >>> info = start_cluster(workers=2, cores_per_worker=1, memory="1g")
+    >>> info.master_url
+    'spark://127.0.0.1:41373'
+    >>> stopped_pids = stop_cluster()
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if cores_per_worker < 1:
+        raise ValueError(f"cores_per_worker must be >= 1, got {cores_per_worker}")
+    if not _MEMORY.match(memory):
+        raise ValueError(f"memory must look like 512m or 2g, got {memory!r}")
+    state_dir = os.path.dirname(_state_path(state_dir))
+    running = running_cluster(state_dir)
     if running is not None:
-        if _alive(running.master_pid, MASTER_CLASS):
-            raise ClusterError(
-                f"a cluster started from {state_dir} is still running ({running.master_url}); "
-                f"stop it first: hepspark cluster down --state-dir {state_dir}"
-            )
-        os.remove(os.path.join(state_dir, STATE_FILE))  # stale: its daemons are gone
-    logs_dir = os.path.join(state_dir, "logs")
+        raise ClusterError(
+            f"a cluster started from {state_dir} still runs ({running.master_url}, web UI "
+            f"{running.web_ui}); stop it first: hepspark cluster down --state-dir {state_dir}"
+        )
+    home = spark_home()
+    logs_dir, work_dir = os.path.join(state_dir, "logs"), os.path.join(state_dir, "work")
     os.makedirs(logs_dir, exist_ok=True)
-    spark_class = os.path.join(spark_home(), "bin", "spark-class")
     env = {
         **os.environ,
-        "SPARK_HOME": spark_home(),
+        "SPARK_HOME": home,
         "SPARK_LOCAL_IP": host,
-        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-        "SPARK_WORKER_DIR": os.path.join(state_dir, "work"),
+        "PYSPARK_PYTHON": sys.executable,  # executors run this venv's interpreter
+        "SPARK_WORKER_DIR": work_dir,
         "SPARK_LOG_DIR": logs_dir,
     }
     port, ui_port = free_port(host), free_port(host)
     master_url, web_ui = f"spark://{host}:{port}", f"http://{host}:{ui_port}"
-    procs: list[tuple[subprocess.Popen, str]] = []
+    spark_class = os.path.join(home, "bin", "spark-class")
+    started: list[tuple[subprocess.Popen, str]] = []
 
     def launch(name: str, args: list[str]) -> subprocess.Popen:
         log = os.path.join(logs_dir, f"{name}.log")
         with open(log, "ab") as out:
-            proc = subprocess.Popen([spark_class, *args], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        procs.append((proc, log))
+            proc = subprocess.Popen(
+                [spark_class, *args], stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        started.append((proc, log))
         return proc
 
+    deadline = time.monotonic() + timeout_s
     try:
         master = launch("master", [MASTER_CLASS, "--host", host, "--port", str(port),
                                    "--webui-port", str(ui_port)])
-        _wait(lambda: _answers(web_ui), procs, timeout_s, "the master to answer")
-        for i in range(workers):
-            launch(f"worker-{i + 1}", [
+        _wait_for(lambda: alive_workers(web_ui) >= 0, "the master's web UI to answer",
+                  started, deadline, started[:1])
+        for i in range(1, workers + 1):
+            launch(f"worker-{i}", [
                 WORKER_CLASS, "--host", host, "--cores", str(cores_per_worker),
                 "--memory", memory, "--webui-port", "0",
-                "--work-dir", os.path.join(state_dir, "work", str(i + 1)), master_url,
+                "--work-dir", os.path.join(work_dir, str(i)), master_url,
             ])
-        _wait(lambda: alive_workers(web_ui) >= workers, procs, timeout_s,
-              f"{workers} worker(s) to register")
+        _wait_for(lambda: alive_workers(web_ui) >= workers,
+                  f"{workers} worker(s) to register with the master", started, deadline,
+                  started[1:])
     except BaseException:
-        for proc, _ in reversed(procs):
-            _terminate(proc.pid)
+        for proc, _ in reversed(started):  # our own children: Popen knows if they exited
+            proc.terminate()
+        for proc, _ in started:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         raise
     info = ClusterInfo(
-        master_url=master_url, web_ui=web_ui, master_pid=master.pid,
-        worker_pids=[p.pid for p, _ in procs[1:]], cores_per_worker=cores_per_worker,
-        memory=memory, state_dir=state_dir, logs=[log for _, log in procs],
+        master_url=master_url, web_ui=web_ui, master_port=port, web_ui_port=ui_port,
+        master_pid=master.pid, worker_pids=[proc.pid for proc, _ in started[1:]],
+        workers=workers, cores_per_worker=cores_per_worker, memory=memory,
+        state_dir=state_dir, master_log=started[0][1],
+        worker_logs=[log for _, log in started[1:]],
     )
     _save(info)
     return info
 
 
-def _answers(web_ui: str) -> bool:
-    try:
-        alive_workers(web_ui)
-        return True
-    except OSError:
-        return False
-
-
-def _wait(ready, procs, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
+def _wait_for(
+    ready: Callable[[], bool], what: str, started: list[tuple[subprocess.Popen, str]],
+    deadline: float, logs_on_timeout: list[tuple[subprocess.Popen, str]],
+) -> None:
+    """Poll ``ready`` until it holds; a daemon that exits, or the deadline, is an error that
+    shows the end of the relevant log."""
     while True:
-        for proc, log in procs:
+        for proc, log in started:
             if proc.poll() is not None:
                 raise ClusterError(
-                    f"a Spark daemon exited (status {proc.returncode}) while waiting for "
-                    f"{what}; the end of {log}:\n{_tail(log)}"
+                    f"a Spark daemon (pid {proc.pid}) exited with status {proc.returncode} "
+                    f"while waiting for {what}; the end of {log}:\n{_tail(log)}"
                 )
-        try:
+        with contextlib.suppress(OSError):  # not listening yet
             if ready():
                 return
-        except OSError:
-            pass
         if time.monotonic() > deadline:
-            raise ClusterError(
-                f"timed out after {timeout_s:.0f} s waiting for {what}; the end of "
-                f"{procs[-1][1]}:\n{_tail(procs[-1][1])}"
-            )
-        time.sleep(0.5)
+            tails = "\n".join(f"the end of {log}:\n{_tail(log)}" for _, log in logs_on_timeout)
+            raise ClusterError(f"timed out waiting for {what}; {tails}")
+        time.sleep(_POLL_S)
 
 
-def _tail(path: str, lines: int = 15) -> str:
+def _tail(path: str, lines: int = 12) -> str:
     try:
         with open(path, errors="replace") as handle:
-            return "".join(handle.readlines()[-lines:])
+            return "".join(handle.readlines()[-lines:]).rstrip()
     except OSError:
         return "(no log)"
 
 
-def _terminate(pid: int, timeout_s: float = 30) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-            if done == pid:
-                return
-        except ChildProcessError:
-            pass
-        if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def stop_cluster(state_dir: str | None = None, timeout_s: float = 30) -> list[int]:
-    """Stop the daemons recorded in ``state_dir`` (workers, then the master); returns the
-    PIDs stopped. Nothing recorded: nothing to do."""
-    state_dir = os.path.abspath(state_dir or default_state_dir())
-    info = _load(state_dir)
+    """Stop the daemons recorded in ``state_dir`` (workers, then the master) and delete the
+    record. Only PIDs that still run their recorded Spark class are signalled: SIGTERM, then
+    SIGKILL after ``timeout_s``. Returns the PIDs stopped; nothing recorded: ``[]``."""
+    path = _state_path(state_dir)
+    info = _load(path)
     if info is None:
         return []
-    stopped = []
-    for pid, cls in [(p, WORKER_CLASS) for p in info.worker_pids] + [
-        (info.master_pid, MASTER_CLASS)
-    ]:
-        if _alive(pid, cls):  # never signal a PID that is no longer our daemon
-            _terminate(pid, timeout_s)
-            stopped.append(pid)
-    os.remove(os.path.join(state_dir, STATE_FILE))
+    daemons = info.daemons()
+    stopped = _terminate(daemons[:-1], timeout_s) + _terminate(daemons[-1:], timeout_s)
+    os.remove(path)
     return stopped
 
 
 def cluster_status(state_dir: str | None = None) -> dict | None:
-    info = _load(os.path.abspath(state_dir or default_state_dir()))
+    """The recorded cluster, whether each daemon still runs, and how many workers the master
+    reports alive (None when its web UI does not answer). None when nothing is recorded."""
+    info = _load(_state_path(state_dir))
     if info is None:
         return None
-    status = asdict(info)
-    status["master_alive"] = _alive(info.master_pid, MASTER_CLASS)
-    status["workers_alive"] = [_alive(p, WORKER_CLASS) for p in info.worker_pids]
     try:
-        status["registered_workers"] = alive_workers(info.web_ui)
+        registered = alive_workers(info.web_ui)
     except OSError:
-        status["registered_workers"] = 0
-    return status
+        registered = None
+    return {
+        **asdict(info),
+        "master_alive": _is_daemon(info.master_pid, MASTER_CLASS),
+        "workers_alive": [_is_daemon(pid, WORKER_CLASS) for pid in info.worker_pids],
+        "registered_workers": registered,
+    }
 
 
 @contextlib.contextmanager
@@ -286,7 +375,7 @@ def standalone_cluster(
     workers: int = 2, cores_per_worker: int = 1, memory: str = "2g",
     state_dir: str | None = None,
 ) -> Iterator[ClusterInfo]:
-    """A cluster for the duration of a ``with`` block; stopped on exit, errors included."""
+    """A cluster for the duration of a ``with`` block, stopped on exit, errors included."""
     info = start_cluster(workers, cores_per_worker, memory, state_dir)
     try:
         yield info
@@ -295,16 +384,25 @@ def standalone_cluster(
 
 
 # ---------------------------------------------------------------------------------- CLI
-def _state_dir_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", help=f"PIDs, logs, work dirs (default "
-                        f"$HEPSPARK_CLUSTER_DIR or {default_state_dir()})")
+def _add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        help="where the PIDs (cluster.json), logs and work dirs live "
+        f"(default $HEPSPARK_CLUSTER_DIR or {default_state_dir()})",
+    )
 
 
 def add_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--cores-per-worker", type=int, default=1, help="default 1")
-    parser.add_argument("--memory", default="2g", help="memory per worker (default 2g)")
-    _state_dir_flag(parser)
+    parser.add_argument(
+        "--cores-per-worker", type=int, default=1, help="cores each worker offers (default 1)"
+    )
+    parser.add_argument("--memory", default="2g", help="memory each worker offers (default 2g)")
+    parser.add_argument(
+        "--timeout", type=float, default=120,
+        help="seconds to wait for every worker to register (default 120)",
+    )
+    _add_state_dir(parser)
     parser.set_defaults(handler=run_up)
 
 
@@ -312,35 +410,51 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"[cluster] starting a master and {args.workers} worker(s) on 127.0.0.1 ...",
           flush=True)
     start = time.perf_counter()
-    info = start_cluster(args.workers, args.cores_per_worker, args.memory, args.state_dir)
+    info = start_cluster(args.workers, args.cores_per_worker, args.memory, args.state_dir,
+                         timeout_s=args.timeout)
     print(info.format())
-    print(f"[cluster] up in {time.perf_counter() - start:.1f} s")
+    print(f"[cluster] up in {time.perf_counter() - start:.1f} s, all workers registered")
     return 0
 
 
 def add_down(parser: argparse.ArgumentParser) -> None:
-    _state_dir_flag(parser)
+    _add_state_dir(parser)
     parser.set_defaults(handler=run_down)
 
 
 def run_down(args: argparse.Namespace) -> int:
+    path = _state_path(args.state_dir)
     stopped = stop_cluster(args.state_dir)
-    print(f"[cluster] stopped pids {', '.join(map(str, stopped))}" if stopped
-          else "[cluster] no cluster recorded there: nothing to stop")
+    if stopped:
+        print(f"[cluster] stopped pids {', '.join(map(str, stopped))}")
+    else:
+        print(f"[cluster] no running cluster recorded in {os.path.dirname(path)}: "
+              "nothing to stop")
     return 0
 
 
 def add_status(parser: argparse.ArgumentParser) -> None:
-    _state_dir_flag(parser)
+    _add_state_dir(parser)
     parser.set_defaults(handler=run_status)
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """Exit status 0 when the master and every worker run and are registered, else 1."""
     status = cluster_status(args.state_dir)
     if status is None:
-        print("[cluster] none recorded (start one with 'hepspark cluster up')")
+        print(f"[cluster] none recorded in {os.path.dirname(_state_path(args.state_dir))} "
+              "(start one with 'hepspark cluster up')")
         return 1
-    print(json.dumps({k: status[k] for k in ("master_url", "web_ui", "master_alive",
-                                             "workers_alive", "registered_workers")},
-                     indent=2))
-    return 0 if status["master_alive"] else 1
+    alive = "alive" if status["master_alive"] else "NOT RUNNING"
+    workers = ", ".join(f"{pid} {'alive' if up else 'NOT RUNNING'}"
+                        for pid, up in zip(status["worker_pids"], status["workers_alive"]))
+    registered = status["registered_workers"]
+    print("\n".join([
+        f"master   {status['master_url']}   pid {status['master_pid']} {alive}",
+        f"web UI   {status['web_ui']}",
+        f"workers  {workers}",
+        f"registered with the master: "
+        f"{'?' if registered is None else registered} of {status['workers']}",
+    ]))
+    healthy = status["master_alive"] and all(status["workers_alive"])
+    return 0 if healthy and registered == status["workers"] else 1

@@ -1,19 +1,31 @@
-"""A real Spark standalone cluster on 127.0.0.1: up, used by spark-submit and training, down."""
+"""A real Spark standalone cluster on 127.0.0.1: up, used by spark-submit and training, down.
+
+The unmarked tests start no Spark daemon (fast, in ``make test``); the ``cluster`` tests
+share one 2-worker x 1-core cluster started once for this module.
+"""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import asdict
 
 import pytest
 
+from hepspark import cluster as cluster_module
 from hepspark.cli import main
 from hepspark.cluster import (
+    MASTER_CLASS,
     STATE_FILE,
     ClusterError,
+    ClusterInfo,
     alive_workers,
     cluster_status,
+    running_cluster,
+    spark_submit_command,
+    standalone_cluster,
     start_cluster,
     stop_cluster,
 )
@@ -23,22 +35,88 @@ ENV = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": 
        "SPARK_LOCAL_IP": "127.0.0.1"}
 
 
+def write_state(state_dir, master_pid: int, worker_pids: list[int]) -> str:
+    info = ClusterInfo(
+        master_url="spark://127.0.0.1:1", web_ui="http://127.0.0.1:1", master_port=1,
+        web_ui_port=1, master_pid=master_pid, worker_pids=worker_pids,
+        workers=len(worker_pids), cores_per_worker=1, memory="1g", state_dir=str(state_dir),
+        master_log="master.log", worker_logs=["worker-1.log"],
+    )
+    path = state_dir / STATE_FILE
+    path.write_text(json.dumps(asdict(info)))
+    return str(path)
+
+
+def wait_for_command_line(pid: int, word: str, timeout_s: float = 10) -> None:
+    # Popen returns once exec starts; /proc/PID/cmdline reads empty for a moment after.
+    deadline = time.monotonic() + timeout_s
+    while word.encode() not in open(f"/proc/{pid}/cmdline", "rb").read():
+        assert time.monotonic() < deadline, f"pid {pid} never showed {word}"
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------ no daemons (fast)
 def test_stopping_nothing_is_a_clean_no_op(tmp_path, capsys):
     assert stop_cluster(str(tmp_path)) == []
     assert main(["cluster", "down", "--state-dir", str(tmp_path)]) == 0
     assert "nothing to stop" in capsys.readouterr().out
     assert main(["cluster", "status", "--state-dir", str(tmp_path)]) == 1
+    assert "none recorded" in capsys.readouterr().out
 
 
-def test_a_stale_state_file_is_never_used_to_signal_foreign_processes(tmp_path):
-    # PIDs recorded by a cluster long gone, now reused by something else (this test run)
-    (tmp_path / STATE_FILE).write_text(json.dumps({
-        "master_url": "spark://127.0.0.1:1", "web_ui": "http://127.0.0.1:1",
-        "master_pid": os.getpid(), "worker_pids": [os.getppid()], "cores_per_worker": 1,
-        "memory": "1g", "state_dir": str(tmp_path), "logs": []}))
-    assert cluster_status(str(tmp_path))["master_alive"] is False
-    assert stop_cluster(str(tmp_path)) == []  # nothing signalled: we are still alive
-    assert not (tmp_path / STATE_FILE).exists()
+def test_a_stale_state_file_is_replaced_and_never_used_to_signal_other_processes(tmp_path):
+    # PIDs recorded by a cluster long gone, now reused by other programs (this test run)
+    path = write_state(tmp_path, master_pid=os.getpid(), worker_pids=[os.getppid()])
+    status = cluster_status(str(tmp_path))
+    assert status["master_alive"] is False and status["workers_alive"] == [False]
+    assert running_cluster(str(tmp_path)) is None  # what start_cluster checks first
+    assert not os.path.exists(path)  # stale: deleted, so a new cluster may be recorded
+    write_state(tmp_path, master_pid=os.getpid(), worker_pids=[os.getppid()])
+    assert stop_cluster(str(tmp_path)) == []  # nothing signalled: we are still here
+    assert not os.path.exists(path)
+
+
+def test_a_running_cluster_is_refused_and_down_stops_exactly_its_pids(
+    tmp_path, capsys, monkeypatch
+):
+    # Should the refusal ever break, fail here instead of starting real daemons.
+    monkeypatch.setattr(cluster_module, "spark_home", lambda: pytest.fail("daemons started"))
+    # A stand-in whose command line names the master class, as a real master's does.
+    fake_master = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", MASTER_CLASS]
+    )
+    try:
+        wait_for_command_line(fake_master.pid, MASTER_CLASS)
+        path = write_state(tmp_path, master_pid=fake_master.pid, worker_pids=[os.getpid()])
+        with pytest.raises(ClusterError, match="still runs.*hepspark cluster down"):
+            start_cluster(1, 1, state_dir=str(tmp_path))
+        assert os.path.exists(path)
+        assert main(["cluster", "down", "--state-dir", str(tmp_path)]) == 0
+        assert f"stopped pids {fake_master.pid}\n" in capsys.readouterr().out
+        assert not os.path.exists(f"/proc/{fake_master.pid}")  # terminated and reaped
+        assert not os.path.exists(path)
+        assert stop_cluster(str(tmp_path)) == []
+    finally:
+        if os.path.exists(f"/proc/{fake_master.pid}"):
+            fake_master.kill()
+            fake_master.wait()
+
+
+def test_an_unreadable_state_file_is_a_clear_error(tmp_path):
+    (tmp_path / STATE_FILE).write_text("{not json")
+    with pytest.raises(ClusterError, match="delete it"):
+        stop_cluster(str(tmp_path))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"workers": 0, "cores_per_worker": 1}, "workers must be >= 1"),
+    ({"workers": 1, "cores_per_worker": 0}, "cores_per_worker must be >= 1"),
+    ({"workers": 1, "cores_per_worker": 1, "memory": "2 GB"}, "memory must look like"),
+])
+def test_bad_sizes_are_refused_before_anything_starts(args, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        start_cluster(**args, state_dir=str(tmp_path))
+    assert not os.path.exists(tmp_path / "logs")
 
 
 @pytest.mark.parametrize("action", ["up", "down", "status"])
@@ -46,24 +124,33 @@ def test_cluster_commands_have_help(action, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["cluster", action, "--help"])
     assert exit_info.value.code == 0
-    assert "--state-dir" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"usage: hepspark cluster {action}" in out and "--state-dir" in out
 
 
+# ------------------------------------------------------------- a real 2-worker cluster
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    state = str(tmp_path_factory.mktemp("cluster"))
-    info = start_cluster(workers=2, cores_per_worker=1, memory="2g", state_dir=state)
-    yield info
-    stop_cluster(state)
+    state_dir = str(tmp_path_factory.mktemp("cluster"))
+    with standalone_cluster(workers=2, cores_per_worker=1, memory="1g",
+                            state_dir=state_dir) as info:
+        yield info
 
 
 @pytest.mark.cluster
-def test_two_workers_register_and_a_second_up_is_refused(cluster):
+def test_two_workers_register_and_a_second_up_is_refused(cluster, capsys):
     assert alive_workers(cluster.web_ui) == 2
     status = cluster_status(cluster.state_dir)
     assert status["master_alive"] and status["workers_alive"] == [True, True]
-    with pytest.raises(ClusterError, match="still running"):
+    assert status["registered_workers"] == 2
+    assert main(["cluster", "status", "--state-dir", cluster.state_dir]) == 0
+    assert "registered with the master: 2 of 2" in capsys.readouterr().out
+    with pytest.raises(ClusterError, match="still runs"):
         start_cluster(1, 1, state_dir=cluster.state_dir)
+    text = cluster.format()
+    assert cluster.master_url in text and cluster.web_ui in text
+    assert f"--master {cluster.master_url}" in text and "spark_jobs/train_higgs.py" in text
+    assert "hepspark cluster down" in text
 
 
 @pytest.mark.cluster
@@ -73,13 +160,14 @@ def test_spark_submit_runs_on_both_workers(cluster, tmp_path):
         "from pyspark.sql import SparkSession\n"
         "sc = SparkSession.builder.getOrCreate().sparkContext\n"
         "print('SUM', sc.parallelize(range(100), 4).map(lambda x: x * x).sum())\n"
-        "print('EXECUTORS', sc._jsc.sc().getExecutorMemoryStatus().size() - 1)\n"
+        "print('EXECUTORS', sc._jsc.sc().getExecutorMemoryStatus().size() - 1)  # - driver\n"
     )
-    result = subprocess.run(
-        [os.path.join(VENV_BIN, "spark-submit"), "--master", cluster.master_url,
-         "--executor-cores", "1", str(script)],
-        env=ENV, capture_output=True, text=True, timeout=300,
-    )
+    # Exactly the command `hepspark cluster up` prints, in an environment without our vars.
+    env, argv = spark_submit_command(cluster, str(script))
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("PYSPARK_") and k != "SPARK_LOCAL_IP"}
+    result = subprocess.run(argv, env={**clean, **env}, capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SUM 328350" in result.stdout
     assert "EXECUTORS 2" in result.stdout
@@ -100,9 +188,15 @@ def test_horovod_trains_with_one_rank_per_worker(cluster, higgs_dataset, tmp_pat
     assert "backend horovod" in result.stdout and "test AUC" in result.stdout
 
 
-def test_up_then_down_leaves_no_daemon(tmp_path):
-    info = start_cluster(1, 1, memory="1g", state_dir=str(tmp_path))
-    pids = [info.master_pid, *info.worker_pids]
-    assert sorted(stop_cluster(str(tmp_path))) == sorted(pids)
+@pytest.mark.cluster
+def test_down_stops_exactly_the_recorded_daemons(cluster, capsys):
+    # Last in this module: the fixture's own stop at teardown is then a no-op.
+    pids = [cluster.master_pid, *cluster.worker_pids]
+    assert all(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert main(["cluster", "down", "--state-dir", cluster.state_dir]) == 0
+    assert "stopped pids" in capsys.readouterr().out
     assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
-    assert stop_cluster(str(tmp_path)) == []
+    assert not os.path.exists(os.path.join(cluster.state_dir, STATE_FILE))
+    assert stop_cluster(cluster.state_dir) == []
+    assert main(["cluster", "down", "--state-dir", cluster.state_dir]) == 0
+    assert "nothing to stop" in capsys.readouterr().out
