@@ -16,12 +16,18 @@ TEST_ROWS = 30_000
 
 @pytest.fixture(scope="session")
 def spark():
+    from hepspark.backends.bigdl_compat import BIGDL_SPARK_CONF, prepare_python_home
     from hepspark.session import get_spark
 
+    # One JVM per process: the session has BigDL's jars from the start, so the BigDL
+    # backend's tests can use it as they find it (as under spark-submit --jars).
+    prepare_python_home()
     session = get_spark(
         "hepspark-tests",
         master="local[2]",
-        conf={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"},
+        conf={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g",
+              **BIGDL_SPARK_CONF},
+        bigdl=True,
     )
     yield session
     session.stop()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "keras": "hepspark.backends.keras_backend:KerasBackend",
     "horovod": "hepspark.backends.horovod_backend:HorovodBackend",
+    "bigdl": "hepspark.backends.bigdl_backend:BigDLBackend",
 }
 
 

@@ -1,0 +1,268 @@
+"""BigDL on Spark: synchronous data-parallel training over the executors (seed study 004).
+
+The train split is read from Parquet by the executors, standardized there and cached as an
+RDD of BigDL ``Sample``s, one partition per executor core (the driver never holds it).
+BigDL's ``DistriOptimizer`` then runs one Spark job per iteration: every core computes
+gradients on its slice of the batch and the parameters are synchronised through the block
+manager. Training runs one epoch per ``optimize()`` call: the optimizer keeps its state
+(iteration and epoch counters, Adam moments) across calls, so the driver can time, validate,
+checkpoint and stop between epochs exactly as the other backends do.
+
+The model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as every
+other engine; the trained weights go back into the Keras 3 build for prediction and saving.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hepspark.backends.base import EpochRecord, TrainResult
+from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
+
+if TYPE_CHECKING:
+    from hepspark.config import TrainConfig
+    from hepspark.data.readers import HiggsDataset
+    from hepspark.models.config import DenseNetConfig
+
+MODEL_DEF, MODEL_WEIGHTS, OPTIM_FILE = "model.bigdl", "model.bin", "optim_method.bigdl"
+PREDICT_BATCH = 8192
+
+
+class BigDLBackend:
+    name = "bigdl"
+
+    def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:
+        from hepspark.hardware import cpu_model
+        from hepspark.session import spark_resources
+
+        spark = bigdl_session(config.master)
+        executors, cores = spark_resources(spark)
+        return {
+            "num_executors": executors,
+            "cores_per_executor": cores,
+            "device": f"CPU: {cpu_model()} (BigDL on Spark executors)",
+            "spark_master": spark.sparkContext.master,
+        }
+
+    def fit(
+        self,
+        config: "TrainConfig",
+        dataset: "HiggsDataset",
+        on_epoch_end: Callable[[EpochRecord], None],
+    ) -> TrainResult:
+        from bigdl.dllib.nn.criterion import BCECriterion
+        from bigdl.dllib.nn.layer import Model
+        from bigdl.dllib.optim.optimizer import MaxEpoch, Optimizer, OptimMethod, TrainSummary
+
+        from hepspark.backends.epochs import EpochBook
+        from hepspark.checkpoint import resume_point
+        from hepspark.metrics import binary_cross_entropy, roc_auc
+        from hepspark.session import spark_resources
+
+        spark = bigdl_session(config.master)
+        executors, cores = spark_resources(spark)
+        check_batch_size(config.batch_size, executors * cores)
+        n_inputs = len(dataset.features)
+        resumed = resume_point(config)
+        if resumed is not None:
+            model = Model.loadModel(resumed.payload(MODEL_DEF), resumed.payload(MODEL_WEIGHTS))
+            # load() hands back the bare JVM object; wrap it like a freshly made one
+            optim = OptimMethod(OptimMethod.load(resumed.payload(OPTIM_FILE)), "float")
+        else:
+            model = build_bigdl(config.model, n_inputs, seed=config.seed)
+            optim = bigdl_optimizer(config.optimizer, config.learning_rate)
+        train = sample_rdd(spark, dataset, "train", executors * cores)
+        n_train = train.count()  # materialises the cache before the first timed epoch
+        x_val, y_val = dataset.load("val")
+        workdir = tempfile.mkdtemp(prefix="hepspark-bigdl-")
+        summary = TrainSummary(workdir, "train")
+        optimizer = Optimizer.create(
+            model=model, training_set=train, criterion=BCECriterion(), optim_method=optim,
+            end_trigger=MaxEpoch(1), batch_size=config.batch_size,
+        )
+        optimizer.set_train_summary(summary)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH)).reshape(-1)
+
+        def write_checkpoint(directory: str) -> None:
+            model.saveModel(os.path.join(directory, MODEL_DEF),
+                            os.path.join(directory, MODEL_WEIGHTS), over_write=True)
+            optim.save(os.path.join(directory, OPTIM_FILE), True)
+
+        book = EpochBook(config, on_epoch_end, lambda: [w.copy() for w in model.get_weights()])
+        first = 1
+        if resumed is not None:
+            book.restore(resumed.records)
+            first = resumed.epoch + 1
+        seen = len(summary.read_scalar("Loss"))
+        try:
+            for epoch in range(first, config.epochs + 1):
+                # MaxEpoch counts in the optimizer's own epochs, which a loaded optim method
+                # carries on from the checkpoint; one more epoch per call.
+                optimizer.set_end_when(MaxEpoch(_optimizer_epoch(optim) + 1))
+                start = time.perf_counter()
+                optimizer.optimize()
+                wall = time.perf_counter() - start
+                losses = summary.read_scalar("Loss")
+                epoch_losses = [float(point[1]) for point in losses[seen:]]
+                seen = len(losses)
+                scores = predict(x_val)
+                record = EpochRecord(
+                    epoch=epoch,
+                    epoch_wall_time_s=wall,
+                    rows=n_train,
+                    train_loss=float(np.mean(epoch_losses)) if epoch_losses else float("nan"),
+                    val_loss=binary_cross_entropy(y_val, scores),
+                    val_auc=roc_auc(y_val, scores),
+                )
+                if book.end_epoch(record, write_checkpoint):
+                    break
+        finally:
+            train.unpersist()
+            shutil.rmtree(workdir, ignore_errors=True)
+        if book.best_weights is not None:
+            model.set_weights(book.best_weights)
+        weights = keras_weights(model.get_weights())
+
+        def save(path: str) -> str:
+            from hepspark.models.keras_dense import keras_model_with_weights
+
+            target = path if path.endswith(".keras") else os.path.join(path, "model.keras")
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+            keras_model_with_weights(config.model, n_inputs, weights).save(target)
+            return target
+
+        return TrainResult(
+            epochs=book.records,
+            predict=predict,
+            save=save,
+            stopped_early=book.stopped_early,
+            info={
+                "learning_rate": optimizer_learning_rate(optim),
+                "parameters": int(sum(w.size for w in weights)),
+                "partitions": executors * cores,
+            },
+        )
+
+
+# ------------------------------------------------------------------------------- model
+_ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "sigmoid": "Sigmoid", "elu": "ELU"}
+
+
+def build_bigdl(config: "DenseNetConfig", n_inputs: int, seed: int | None = None):
+    """``config`` as BigDL ``nn`` layers: Linear + activation (+ Dropout) per hidden layer,
+    Linear + sigmoid output."""
+    from bigdl.dllib.nn import layer as nn
+
+    if config.activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"BigDL has no {config.activation!r} activation; use one of {sorted(_ACTIVATIONS)}"
+        )
+    model = nn.Sequential()
+    if seed is not None:
+        model.set_seed(seed)
+    width_in = n_inputs
+    for _ in range(config.depth):
+        model.add(_linear(config, width_in, config.width))
+        model.add(getattr(nn, _ACTIVATIONS[config.activation])())
+        if config.dropout:
+            model.add(nn.Dropout(config.dropout))  # BigDL's p is the drop probability
+        width_in = config.width
+    model.add(_linear(config, width_in, config.num_outputs))
+    model.add(nn.Sigmoid())
+    return model
+
+
+def _linear(config: "DenseNetConfig", n_in: int, n_out: int):
+    from bigdl.dllib.nn import initialization_method as init
+    from bigdl.dllib.nn.layer import Linear
+
+    weight = {
+        "gaussian": lambda: init.RandomNormal(0.0, config.init_stddev),
+        "glorot_uniform": init.Xavier,
+        # std = sqrt(2 / fan_in): He normal (varianceNormAverage=False uses fan_in only)
+        "he_normal": lambda: init.MsraFiller(False),
+    }.get(config.init)
+    if weight is None:
+        raise ValueError(
+            f"init {config.init!r} has no BigDL equivalent here; use gaussian, "
+            "glorot_uniform or he_normal"
+        )
+    return Linear(n_in, n_out).set_init_method(weight(), init.Zeros())
+
+
+def keras_weights(bigdl_weights: list[np.ndarray]) -> list[np.ndarray]:
+    """BigDL Linear weights are [out, in]; Keras Dense kernels are [in, out]."""
+    return [w.T.copy() if w.ndim == 2 else w.copy() for w in bigdl_weights]
+
+
+# --------------------------------------------------------------------------- optimizers
+# BigDL's own default learning rates (bigdl.dllib.optim.optimizer), used unless one is given.
+_OPTIMIZERS = {
+    "sgd": ("SGD", 1e-3),
+    "adam": ("Adam", 1e-3),
+    "adamax": ("Adamax", 2e-3),
+    "adagrad": ("Adagrad", 1e-3),
+    "rmsprop": ("RMSprop", 1e-2),
+    "adadelta": ("Adadelta", None),  # no learning rate: decayrate 0.9, epsilon 1e-10
+}
+
+
+def bigdl_optimizer(name: str, learning_rate: float | None = None):
+    from bigdl.dllib.optim import optimizer as optim
+
+    if name not in _OPTIMIZERS:
+        raise ValueError(
+            f"BigDL 2.4.0 has no {name!r} optimizer; with --backend bigdl use one of "
+            f"{sorted(_OPTIMIZERS)}"
+        )
+    cls_name, default_rate = _OPTIMIZERS[name]
+    cls = getattr(optim, cls_name)
+    if default_rate is None:
+        if learning_rate is not None:
+            raise ValueError("BigDL's Adadelta has no learning rate; drop --learning-rate")
+        return cls()
+    return cls(learningrate=learning_rate if learning_rate is not None else default_rate)
+
+
+def optimizer_learning_rate(optim) -> float:
+    """The learning rate an OptimMethod was made with (1.0 for Adadelta, whose step has no
+    rate: the same convention as Keras' Adadelta default)."""
+    try:
+        return float(optim.value.learningRate())
+    except Exception:
+        return 1.0
+
+
+def _optimizer_epoch(optim) -> int:
+    """Epochs the optim method has completed (its state's ``epoch`` starts at 1)."""
+    try:
+        state = optim.value.state()
+        return int(state.get("epoch").get()) - 1 if state.contains("epoch") else 0
+    except Exception:
+        return 0
+
+
+# ---------------------------------------------------------------------------------- data
+def sample_rdd(spark, dataset: "HiggsDataset", split: str, partitions: int):
+    """The split as a cached RDD of standardized BigDL Samples, read on the executors."""
+    from bigdl.dllib.utils.common import Sample
+
+    mean = np.asarray(dataset.standardizer.mean, dtype=np.float32)
+    std = np.asarray(dataset.standardizer.std, dtype=np.float32)
+    columns = [*dataset.features, "label"]
+    frame = spark.read.parquet(dataset.split_uri(split)).select(*columns)
+
+    def to_samples(rows):
+        for row in rows:
+            x = (np.asarray(row[:-1], dtype=np.float32) - mean) / std
+            yield Sample.from_ndarray(x, np.asarray([row[-1]], dtype=np.float32))
+
+    return frame.rdd.repartition(partitions).mapPartitions(to_samples).cache()

@@ -1,0 +1,82 @@
+"""BigDL trains the HIGGS DNN over the executors of the shared local[2] session, for real."""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from hepspark.backends import get_backend
+from hepspark.backends.bigdl_backend import build_bigdl, keras_weights
+from hepspark.config import TrainConfig
+from hepspark.data.readers import HiggsDataset
+from hepspark.models.config import DenseNetConfig, higgs_dnn
+from hepspark.models.keras_dense import build_dense
+
+SMALL = DenseNetConfig(depth=2, width=32)
+
+
+def fit(higgs_dataset, **overrides):
+    config = TrainConfig(data=higgs_dataset, backend="bigdl",
+                         **{"epochs": 2, "batch_size": 500, **overrides})
+    records = []
+    result = get_backend("bigdl").fit(config, HiggsDataset(higgs_dataset, config.features),
+                                      records.append)
+    return config, records, result
+
+
+@pytest.mark.parametrize("config", [higgs_dnn(), DenseNetConfig(depth=1, width=8),
+                                    DenseNetConfig(depth=2, width=16, dropout=0.2)])
+def test_bigdl_and_keras_builds_have_the_same_parameters(spark, config):
+    bigdl = build_bigdl(config, 28, seed=1)
+    shapes = [w.shape for w in keras_weights(bigdl.get_weights())]
+    assert shapes == [tuple(w.shape) for w in build_dense(config, 28, keras=keras).weights]
+    assert sum(int(np.prod(s)) for s in shapes) == config.num_parameters(28)
+
+
+def test_training_over_executors_learns_and_exports_to_keras(spark, higgs_dataset, tmp_path):
+    config, records, result = fit(higgs_dataset, epochs=3, optimizer="adam", model=SMALL)
+    assert [r.epoch for r in records] == [1, 2, 3]
+    assert records[-1].val_auc > 0.65, records
+    assert records[-1].train_loss < records[0].train_loss
+    assert all(r.rows == HiggsDataset(higgs_dataset).rows("train") and r.rows_per_s > 0
+               for r in records)
+    assert result.info["parameters"] == SMALL.num_parameters(28)
+    assert result.info["learning_rate"] == pytest.approx(1e-3)
+    x, _ = HiggsDataset(higgs_dataset).load("test")
+    scores = result.predict(x)
+    exported = keras.models.load_model(result.save(str(tmp_path)))
+    np.testing.assert_allclose(exported.predict(x, verbose=0).reshape(-1), scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamax", "adadelta", "adagrad", "rmsprop"])
+def test_every_bigdl_optimizer_trains(spark, higgs_dataset, optimizer):
+    _, records, result = fit(higgs_dataset, epochs=1, optimizer=optimizer,
+                             model=DenseNetConfig(depth=1, width=16), features="high")
+    assert np.isfinite(records[0].train_loss) and result.info["learning_rate"] > 0
+
+
+def test_clear_errors_for_what_bigdl_cannot_do(spark, higgs_dataset):
+    with pytest.raises(ValueError, match="no 'nadam' optimizer"):
+        fit(higgs_dataset, optimizer="nadam", model=SMALL)
+    with pytest.raises(ValueError, match="use --batch-size 500 or 502"):
+        fit(higgs_dataset, batch_size=501, model=SMALL)
+    with pytest.raises(ValueError, match="no 'gelu' activation"):
+        fit(higgs_dataset, model=DenseNetConfig(depth=1, width=8, activation="gelu"))
+
+
+def test_checkpoint_and_resume(spark, higgs_dataset, tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    _, first, _ = fit(higgs_dataset, epochs=2, model=SMALL, checkpoint_dir=ckpt)
+    assert sorted(os.listdir(ckpt)) == ["epoch-0001", "epoch-0002"]
+    _, resumed, _ = fit(higgs_dataset, epochs=3, model=SMALL, checkpoint_dir=ckpt,
+                        resume=True)
+    assert [r.epoch for r in resumed] == [1, 2, 3] and resumed[:2] == first
+    # epoch 3 really trained, from the restored state (not from scratch, not skipped)
+    assert resumed[2].epoch_wall_time_s > 0.2 * first[1].epoch_wall_time_s
+    assert resumed[2].train_loss < first[0].train_loss
+    assert sorted(os.listdir(ckpt)) == ["epoch-0002", "epoch-0003"]
+    with pytest.raises(ValueError, match="optimizer: checkpoint has 'adam'"):
+        fit(higgs_dataset, epochs=4, model=SMALL, checkpoint_dir=ckpt, resume=True,
+            optimizer="sgd")
