@@ -189,6 +189,31 @@ def test_horovod_trains_with_one_rank_per_worker(cluster, higgs_dataset, tmp_pat
 
 
 @pytest.mark.cluster
+def test_bigdl_trains_over_both_workers_with_a_plain_spark_submit(cluster, higgs_dataset,
+                                                                    tmp_path):
+    # no --jars: the job puts BigDL's jars on the driver's class loader itself
+    job = os.path.join(os.path.dirname(__file__), "..", "spark_jobs", "train_higgs.py")
+    result = subprocess.run(
+        [os.path.join(VENV_BIN, "spark-submit"), "--master", cluster.master_url,
+         "--executor-cores", "1", job, "--data", higgs_dataset, "--backend", "bigdl",
+         "--epochs", "2", "--batch-size", "500", "--width", "32",
+         "--checkpoint-dir", str(tmp_path / "ckpt"),
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "backend bigdl" in result.stdout and "test AUC" in result.stdout
+    assert "epoch 2/2" in result.stdout
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["epoch-0001", "epoch-0002"]
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    assert run.data.params["num_executors"] == "2"
+    assert run.data.params["spark_master"] == cluster.master_url
+
+
+@pytest.mark.cluster
 def test_down_stops_exactly_the_recorded_daemons(cluster, capsys):
     # Last in this module: the fixture's own stop at teardown is then a no-op.
     pids = [cluster.master_pid, *cluster.worker_pids]

@@ -49,6 +49,7 @@ def bigdl_session(master: str | None) -> "SparkSession":
     if not _has_bigdl_classes(spark):
         _add_jars_to_driver(spark)
     require_jvm_classes(spark)
+    _set_total_cores(spark)
     from bigdl.dllib.utils.common import init_engine
 
     init_engine()
@@ -93,6 +94,36 @@ def require_jvm_classes(spark: "SparkSession") -> None:
             f"on the command line: spark-submit {' '.join(bigdl_submit_args())} ... "
             "(and export PYSPARK_PYTHON=.venv/bin/python)"
         )
+
+
+def _set_total_cores(spark: "SparkSession", timeout_s: float = 60) -> None:
+    """Trap: on a standalone master BigDL's Engine.init fails with "Can't find total core
+    number. Do you submit with --total-executor-cores" unless ``spark.cores.max`` is set.
+    Without that flag, wait for the executors to register (the count stays the same for
+    3 s) and set it to the cores they brought, in the live SparkConf BigDL reads."""
+    sc = spark.sparkContext
+    conf = sc._jsc.sc().conf()
+    if not sc.master.startswith("spark://") or conf.contains("spark.cores.max"):
+        return
+    import time
+
+    from hepspark.session import spark_resources
+
+    deadline, last, stable_since = time.monotonic() + timeout_s, None, time.monotonic()
+    while time.monotonic() < deadline:
+        current = sc._jsc.sc().getExecutorMemoryStatus().size() - 1
+        if current != last:
+            last, stable_since = current, time.monotonic()
+        elif current > 0 and time.monotonic() - stable_since > 3:
+            break
+        time.sleep(0.5)
+    if not last:
+        raise RuntimeError(
+            f"no executor registered with {sc.master} within {timeout_s:.0f} s: is the "
+            "cluster up with free cores? ('hepspark cluster status')"
+        )
+    executors, cores = spark_resources(spark)
+    conf.set("spark.cores.max", str(executors * cores))
 
 
 def bigdl_submit_args() -> list[str]:
