@@ -4,9 +4,16 @@ The train split is read from Parquet by the executors, standardized there and ca
 RDD of BigDL ``Sample``s, one partition per executor core (the driver never holds it).
 BigDL's ``DistriOptimizer`` then runs one Spark job per iteration: every core computes
 gradients on its slice of the batch and the parameters are synchronised through the block
-manager. Training runs one epoch per ``optimize()`` call: the optimizer keeps its state
-(iteration and epoch counters, Adam moments) across calls, so the driver can time, validate,
+manager. Training runs one epoch per ``optimize()`` call, so the driver can time, validate,
 checkpoint and stop between epochs exactly as the other backends do.
+
+Known defect: the driver's OptimMethod carries the epoch and iteration counters across
+calls, but the per-parameter state (Adam/Adamax moments, Adagrad sums) lives on the
+executors and is rebuilt from zero at every ``optimize()`` call, so each epoch (and each
+resume) restarts those moments; checkpoints hold the counters only. SGD and Adadelta
+without momentum-like state are unaffected. Keeping them needs
+``DistriOptimizer.reserveOptim(true)`` plus moving the executors' state in and out of
+checkpoints (work in progress on branch ``wip/bigdl-optimizer-state``).
 
 The model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as every
 other engine; the trained weights go back into the Keras 3 build for prediction and saving.
