@@ -5,15 +5,10 @@ RDD of BigDL ``Sample``s, one partition per executor core (the driver never hold
 BigDL's ``DistriOptimizer`` then runs one Spark job per iteration: every core computes
 gradients on its slice of the batch and the parameters are synchronised through the block
 manager. Training runs one epoch per ``optimize()`` call, so the driver can time, validate,
-checkpoint and stop between epochs exactly as the other backends do.
-
-Known defect: the driver's OptimMethod carries the epoch and iteration counters across
-calls, but the per-parameter state (Adam/Adamax moments, Adagrad sums) lives on the
-executors and is rebuilt from zero at every ``optimize()`` call, so each epoch (and each
-resume) restarts those moments; checkpoints hold the counters only. SGD and Adadelta
-without momentum-like state are unaffected. Keeping them needs
-``DistriOptimizer.reserveOptim(true)`` plus moving the executors' state in and out of
-checkpoints (work in progress on branch ``wip/bigdl-optimizer-state``).
+checkpoint and stop between epochs exactly as the other backends do. The driver's
+OptimMethod carries the epoch/iteration counters; the per-parameter state (Adam moments,
+Adagrad sums) lives on the executors and is kept across calls with ``reserveOptim(true)``
+and moved in and out of checkpoints by :mod:`hepspark.backends.bigdl_compat`.
 
 The model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as every
 other engine; the trained weights go back into the Keras 3 build for prediction and saving.
@@ -29,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hepspark.backends import bigdl_compat as compat
 from hepspark.backends.base import EpochRecord, TrainResult
 from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
 
@@ -76,11 +72,14 @@ class BigDLBackend:
         executors, cores = spark_resources(spark)
         check_batch_size(config.batch_size, executors * cores)
         n_inputs = len(dataset.features)
+        n_parameters = config.model.num_parameters(n_inputs)
         resumed = resume_point(config)
         if resumed is not None:
             model = Model.loadModel(resumed.payload(MODEL_DEF), resumed.payload(MODEL_WEIGHTS))
-            # load() hands back the bare JVM object; wrap it like a freshly made one
-            optim = OptimMethod(OptimMethod.load(resumed.payload(OPTIM_FILE)), "float")
+            # the checkpoint holds the executors' full optimizer state (moments included);
+            # the driver's copy keeps only its counters, the executors get the rest below
+            saved = OptimMethod.load(resumed.payload(OPTIM_FILE))
+            optim = OptimMethod(_counters_only(saved), "float")
         else:
             model = build_bigdl(config.model, n_inputs, seed=config.seed)
             optim = bigdl_optimizer(config.optimizer, config.learning_rate)
@@ -94,6 +93,13 @@ class BigDLBackend:
             end_trigger=MaxEpoch(1), batch_size=config.batch_size,
         )
         optimizer.set_train_summary(summary)
+        compat.keep_optimizer_state(optimizer)
+        if resumed is not None:
+            from bigdl.dllib.utils.common import get_node_and_core_number
+
+            optimizer.value.prepareInput()  # the restored state is placed next to the data
+            compat.restore_executor_optim_state(spark, optimizer, model.name(), saved,
+                                                n_parameters, get_node_and_core_number()[0])
 
         def predict(x: np.ndarray) -> np.ndarray:
             return np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH)).reshape(-1)
@@ -101,7 +107,12 @@ class BigDLBackend:
         def write_checkpoint(directory: str) -> None:
             model.saveModel(os.path.join(directory, MODEL_DEF),
                             os.path.join(directory, MODEL_WEIGHTS), over_write=True)
-            optim.save(os.path.join(directory, OPTIM_FILE), True)
+            state = compat.executor_optim_state(optimizer, n_parameters)
+            counters = optim.value.state()  # the driver's epoch/iteration counters
+            for key in ("epoch", "neval", "recordsProcessedThisEpoch"):
+                if counters.contains(key):
+                    state.state().update(key, counters.get(key).get())
+            compat.save_optim_method(spark, state, os.path.join(directory, OPTIM_FILE))
 
         book = EpochBook(config, on_epoch_end, lambda: [w.copy() for w in model.get_weights()])
         first = 1
@@ -115,7 +126,7 @@ class BigDLBackend:
                 # carries on from the checkpoint; one more epoch per call.
                 optimizer.set_end_when(MaxEpoch(_optimizer_epoch(optim) + 1))
                 start = time.perf_counter()
-                optimizer.optimize()
+                compat.optimize(optimizer)
                 wall = time.perf_counter() - start
                 losses = summary.read_scalar("Loss")
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
@@ -246,6 +257,21 @@ def optimizer_learning_rate(optim) -> float:
         return float(optim.value.learningRate())
     except Exception:
         return 1.0
+
+
+def _counters_only(method):
+    """A copy of a saved OptimMethod without its per-parameter tensors: the driver's copy
+    (broadcast to the executors, then replaced there by the restored state)."""
+    driver = method.clone()
+    state = driver.state()
+    keys, tensors = state.keySet().iterator(), []
+    while keys.hasNext():
+        key = keys.next()
+        if hasattr(state.get(key).get(), "nElement"):
+            tensors.append(key)
+    for key in tensors:
+        state.delete(key)
+    return driver
 
 
 def _optimizer_epoch(optim) -> int:

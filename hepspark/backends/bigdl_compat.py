@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -150,6 +150,120 @@ def check_batch_size(batch_size: int, total_cores: int) -> None:
             + " or ".join(str(b) for b in options)
         )
 
+
+def optimize(optimizer: Any) -> None:
+    """Run one ``optimize()`` of a BigDL optimizer; the trained weights are copied into the
+    driver's model object in place.
+
+    Trap: the Python ``Optimizer.optimize()`` wraps the JVM's returned model with
+    ``Layer.of``, which for Keras-style models imports ``bigdl.dllib.keras.layers.topology``
+    -- a module the 2.4.0 wheel does not ship (``No module named ...topology``), raised
+    *after* training finished. We call the JVM method directly: nothing to wrap, nothing
+    to catch, for any model type.
+
+    With :func:`keep_optimizer_state`, every call caches the executors' optimizer state
+    anew (``previousOptim``) and never releases the previous copy; we do, once the new one
+    exists."""
+    previous = optimizer.value.previousOptim()
+    optimizer.value.optimize()
+    if previous is not None:
+        previous.unpersist(False)
+
+
+# ------------------------------------------------------------------- optimizer state
+# Trap (optimizer state, verified with Adam's step counter ``evalCounter``): a
+# DistriOptimizer's OptimMethod state -- Adam's moments and step count, Adagrad's sums --
+# lives on the executors, one copy per partition, each holding the slice of the parameters
+# that partition updates (AllReduceParameter). The driver's OptimMethod only keeps epoch and
+# iteration counters, so (a) every optimize() call restarts the optimizer from zero moments
+# unless ``reserveOptim(true)`` is set, and (b) ``OptimMethod.save`` on the driver writes
+# no moments. With ``reserveOptim(true)`` the executors' methods are kept between calls
+# (``previousOptim``, an RDD of Map[model name -> OptimMethod]); we read them from there for
+# checkpoints and put them back there on resume.
+
+
+def save_optim_method(spark: "SparkSession", method: Any, path: str) -> None:
+    """Write an OptimMethod with its state. ``OptimMethod.save`` calls ``clearHistory()``
+    first (verified: a saved Adam has no moments ``s``/``r``); BigDL's own ``File.save``
+    (Java serialization, what ``OptimMethod.load`` reads) keeps them."""
+    jvm = spark.sparkContext._jvm
+    getattr(jvm.com.intel.analytics.bigdl.dllib.utils, "File$").__getattr__("MODULE$").save(
+        method, path, True)
+
+
+def keep_optimizer_state(optimizer: Any) -> None:
+    optimizer.value.reserveOptim(True)
+
+
+def _slices(size: int, parts: int) -> list[tuple[int, int]]:
+    """(offset, length) of each partition's parameter slice, as AllReduceParameter cuts."""
+    task, extra = divmod(size, parts)
+    return [(p * task + min(p, extra), task + (1 if p < extra else 0)) for p in range(parts)]
+
+
+def _state_entries(method: Any) -> dict[str, Any]:
+    state = method.state()
+    keys = state.keySet().iterator()
+    out = {}
+    while keys.hasNext():
+        key = keys.next()
+        out[str(key)] = state.get(key).get()
+    return out
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "nElement") and hasattr(value, "narrow")
+
+
+def executor_optim_state(optimizer: Any, n_parameters: int) -> Any:
+    """One OptimMethod holding the optimizer state of all partitions, merged into
+    full-length tensors (a JVM object; write it with :func:`save_optim_method`)."""
+    maps = optimizer.value.previousOptim().collect()
+    methods = [m.values().iterator().next() for m in maps]
+    merged = methods[0].clone()
+    if len(methods) == 1:
+        return merged
+    slices = _slices(n_parameters, len(methods))
+    for key, first in _state_entries(methods[0]).items():
+        if not (_is_tensor(first) and first.nElement() == slices[0][1]):
+            continue  # counters (evalCounter, epoch, ...) are the same on every partition
+        full = first.clone().resize(n_parameters)
+        for (offset, length), method in zip(slices, methods):
+            full.narrow(1, offset + 1, length).copy(method.state().get(key).get())
+        merged.state().update(key, full)
+    return merged
+
+
+def restore_executor_optim_state(
+    spark: "SparkSession", optimizer: Any, model_name: str, merged: Any, n_parameters: int,
+    partitions: int,
+) -> None:
+    """Hand the executors ``merged`` (see :func:`executor_optim_state`) cut into the slices
+    their partitions update: the next optimize() continues with those moments. Call it
+    after ``optimizer.value.prepareInput()``."""
+    jvm = spark.sparkContext._jvm
+    slices = _slices(n_parameters, partitions)
+    entries = _state_entries(merged)
+    per_partition = jvm.java.util.ArrayList()
+    for offset, length in slices:
+        method = merged.clone()
+        for key, value in entries.items():
+            if _is_tensor(value) and value.nElement() == n_parameters:
+                method.state().update(key, value.narrow(1, offset + 1, length).clone())
+        map1 = getattr(jvm.scala.collection.immutable, "Map$Map1")(model_name, method)
+        per_partition.add(map1)
+    # BigDL re-zips this RDD with its model replicas in every job and its updates carry on
+    # in the objects it hands back, so it must be cached on the executor of each replica:
+    # uncached, or cached elsewhere (a remote block is a copy), every iteration would start
+    # again from the checkpoint's moments (verified on a 2-worker cluster). Zipping with the
+    # cached training data, from which BigDL makes the replicas, puts partition i there.
+    # Needs the training data cached first (``prepareInput``).
+    data = optimizer.value.dataset().originRDD().toJavaRDD()
+    restored = spark.sparkContext._jsc.parallelize(per_partition, partitions)
+    rdd = data.zip(restored).values().rdd().cache()
+    rdd.count()
+    keep_optimizer_state(optimizer)
+    getattr(optimizer.value, "previousOptim_$eq")(rdd)
 
 if __name__ == "__main__":  # python -m hepspark.backends.bigdl_compat: the spark-submit flags
     print(" ".join(bigdl_submit_args()))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hepspark.backends import get_backend
-from hepspark.backends.bigdl_backend import build_bigdl, keras_weights
+from hepspark.backends.bigdl_backend import OPTIM_FILE, build_bigdl, keras_weights
 from hepspark.config import TrainConfig
 from hepspark.data.readers import HiggsDataset
 from hepspark.models.config import DenseNetConfig, higgs_dnn
@@ -77,6 +77,15 @@ def test_checkpoint_and_resume(spark, higgs_dataset, tmp_path):
     assert resumed[2].epoch_wall_time_s > 0.2 * first[1].epoch_wall_time_s
     assert resumed[2].train_loss < first[0].train_loss
     assert sorted(os.listdir(ckpt)) == ["epoch-0002", "epoch-0003"]
+    # ...and with the optimizer's own state: Adam's step counter and moments go on from
+    # epoch 2 (each optimize() call and each resume used to restart them from zero)
+    from bigdl.dllib.optim.optimizer import OptimMethod
+
+    steps = -(-HiggsDataset(higgs_dataset).rows("train") // 500)
+    for epoch in (2, 3):
+        state = OptimMethod.load(os.path.join(ckpt, f"epoch-{epoch:04d}", OPTIM_FILE)).state()
+        assert state.get("evalCounter").get() == epoch * steps
+        assert state.get("s").get().nElement() == SMALL.num_parameters(28)
     with pytest.raises(ValueError, match="optimizer: checkpoint has 'adam'"):
         fit(higgs_dataset, epochs=4, model=SMALL, checkpoint_dir=ckpt, resume=True,
             optimizer="sgd")
