@@ -30,6 +30,7 @@ from hepspark.metrics import (
     roc_curve,
     score_histograms,
 )
+from hepspark.models.keras_dense import MODEL_FILE, predict_scores
 from hepspark.tracking import Tracker
 
 # Reference test AUCs of the deep network on the full 10.5M-row training set
@@ -136,9 +137,9 @@ def train_higgs(
                 tracker.log_artifact(os.path.join(tmp, name), _artifact_dir(name))
             if model_dir:  # the files just logged, not a second save
                 os.makedirs(model_dir, exist_ok=True)
-                for name in ("model.keras", PREPROCESSING_FILE):
+                for name in (MODEL_FILE, PREPROCESSING_FILE):
                     shutil.copy2(os.path.join(tmp, name), os.path.join(model_dir, name))
-                model_path = os.path.join(model_dir, "model.keras")
+                model_path = os.path.join(model_dir, MODEL_FILE)
     return TrainOutcome(
         config=config,
         epochs=result.epochs,
@@ -153,7 +154,7 @@ def train_higgs(
 def _artifact_dir(name: str) -> str | None:
     if name.endswith(".png"):
         return "plots"
-    if name in ("model.keras", PREPROCESSING_FILE):
+    if name in (MODEL_FILE, PREPROCESSING_FILE):
         return "model"
     return None
 
@@ -191,7 +192,7 @@ def _write_artifacts(directory, config, dataset, result, y_test, scores) -> None
     with open(os.path.join(directory, "epochs.json"), "w") as handle:
         json.dump([{**asdict(e), "rows_per_s": e.rows_per_s} for e in result.epochs], handle,
                   indent=2)
-    result.save(os.path.join(directory, "model.keras"))
+    result.save(os.path.join(directory, MODEL_FILE))
     _write_preprocessing(os.path.join(directory, PREPROCESSING_FILE), config, dataset)
 
 
@@ -215,7 +216,7 @@ def evaluate_higgs(model_uri: str, data: str, tracking_uri: str | None = None) -
 
     x_test = Standardizer.from_dict(prep)(x_test)  # the training set's transform
     model = keras.saving.load_model(local)
-    scores = model.predict(x_test, batch_size=8192, verbose=0).reshape(-1)
+    scores = predict_scores(model, x_test)
     return physics_summary(y_test, scores)
 
 
@@ -231,7 +232,7 @@ def _resolve_model(model_uri: str, tracking_uri: str | None) -> str:
         model_uri = mlflow.artifacts.download_artifacts(model_uri)
     path = model_uri.removeprefix("file://")
     if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
+        path = os.path.join(path, MODEL_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model {model_uri} not found (expected a model.keras file)")
     return path

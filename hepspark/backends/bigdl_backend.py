@@ -150,12 +150,10 @@ class BigDLBackend:
         weights = keras_weights(model.get_weights())
 
         def save(path: str) -> str:
-            from hepspark.models.keras_dense import keras_model_with_weights
+            from hepspark.models.keras_dense import keras_model_with_weights, save_keras_model
 
-            target = path if path.endswith(".keras") else os.path.join(path, "model.keras")
-            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-            keras_model_with_weights(config.model, n_inputs, weights).save(target)
-            return target
+            return save_keras_model(
+                keras_model_with_weights(config.model, n_inputs, weights), path)
 
         return TrainResult(
             epochs=book.records,

@@ -101,12 +101,12 @@ class HorovodBackend:
                 f"session has {slots} ({spark.sparkContext.master}); use --executors <= "
                 f"{slots} or a bigger cluster"
             )
-        steps = min(dataset.shard_rows("train", r, size) for r in range(size))
-        steps //= config.batch_size
+        smallest_shard = min(dataset.shard_rows("train", r, size) for r in range(size))
+        steps = smallest_shard // config.batch_size
         if steps < 1:
             raise ValueError(
                 f"batch_size {config.batch_size} is larger than the smallest rank's shard "
-                f"({min(dataset.shard_rows('train', r, size) for r in range(size))} rows)"
+                f"({smallest_shard} rows)"
             )
         resumed = resume_point(config)
         spec = {
@@ -171,23 +171,17 @@ def _read_checkpoint(path: str) -> dict[str, bytes]:
 
 
 def _result(config, dataset, lead, records, size) -> TrainResult:
-    from hepspark.models.keras_dense import keras_model_with_weights
+    from hepspark.models.keras_dense import (
+        keras_model_with_weights,
+        predict_scores,
+        save_keras_model,
+    )
 
     model = keras_model_with_weights(config.model, len(dataset.features), lead["weights"])
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return model.predict(x, batch_size=8192, verbose=0).reshape(-1)
-
-    def save(path: str) -> str:
-        target = path if path.endswith(".keras") else os.path.join(path, "model.keras")
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        model.save(target)
-        return target
-
     return TrainResult(
         epochs=records,
-        predict=predict,
-        save=save,
+        predict=lambda x: predict_scores(model, x),
+        save=lambda path: save_keras_model(model, path),
         stopped_early=lead["stopped_early"],
         info={
             "learning_rate": lead["learning_rate"],
@@ -236,7 +230,7 @@ def _rank_main(spec: dict) -> dict:
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
     from hepspark.metrics import binary_cross_entropy, roc_auc
-    from hepspark.models.keras_dense import build_dense
+    from hepspark.models.keras_dense import build_dense, predict_scores
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
@@ -279,7 +273,7 @@ def _rank_main(spec: dict) -> dict:
             stop = False
             if rank == 0:
                 wall = time.perf_counter() - self.start
-                scores = model.predict(x_val, batch_size=8192, verbose=0).reshape(-1)
+                scores = predict_scores(model, x_val)
                 record = EpochRecord(
                     epoch=epoch + 1,
                     epoch_wall_time_s=wall,

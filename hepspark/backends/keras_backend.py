@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
 
-PREDICT_BATCH = 8192
 CHECKPOINT_MODEL = "model.keras"  # Keras' own format keeps the optimizer state too
 
 
@@ -53,7 +52,7 @@ class KerasBackend:
         on_epoch_end: Callable[[EpochRecord], None],
     ) -> TrainResult:
         from hepspark.data.readers import make_tf_dataset
-        from hepspark.models.keras_dense import build_dense
+        from hepspark.models.keras_dense import build_dense, predict_scores, save_keras_model
 
         keras.utils.set_random_seed(config.seed)
         resumed = resume_point(config)
@@ -72,7 +71,7 @@ class KerasBackend:
         n_train = dataset.rows("train")
 
         def predict(x: np.ndarray) -> np.ndarray:
-            return model.predict(x, batch_size=PREDICT_BATCH, verbose=0).reshape(-1)
+            return predict_scores(model, x)
 
         tracker = _EpochTracker(
             config, n_train, x_val, y_val, predict, on_epoch_end, lambda: model
@@ -91,16 +90,10 @@ class KerasBackend:
         if book.best_weights is not None:
             model.set_weights(book.best_weights)
 
-        def save(path: str) -> str:
-            target = path if path.endswith(".keras") else os.path.join(path, "model.keras")
-            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-            model.save(target)
-            return target
-
         return TrainResult(
             epochs=book.records,
             predict=predict,
-            save=save,
+            save=lambda path: save_keras_model(model, path),
             stopped_early=book.stopped_early,
             info={"learning_rate": learning_rate_of(optimizer), "parameters": model.count_params()},
         )

@@ -17,6 +17,9 @@ from typing import Any
 
 from hepspark.models.config import DenseNetConfig
 
+PREDICT_BATCH = 8192
+MODEL_FILE = "model.keras"
+
 
 def _initializer(keras: ModuleType, config: DenseNetConfig, seed: int | None) -> Any:
     inits = keras.initializers
@@ -79,3 +82,19 @@ def keras_model_with_weights(
         raise ValueError(f"weights of shapes {got} do not fit {config.describe()}: {expected}")
     model.set_weights(weights)
     return model
+
+
+def predict_scores(model: Any, x: Any) -> Any:
+    """Signal scores [N] of a sigmoid-output model (Keras 3 or tf_keras)."""
+    return model.predict(x, batch_size=PREDICT_BATCH, verbose=0).reshape(-1)
+
+
+def save_keras_model(model: Any, path: str) -> str:
+    """Save to ``path`` if it names a ``.keras`` file, else to ``path/model.keras``; returns
+    the file written (what every backend's ``TrainResult.save`` does)."""
+    import os
+
+    target = path if path.endswith(".keras") else os.path.join(path, MODEL_FILE)
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    model.save(target)
+    return target
