@@ -6,6 +6,7 @@ around the same parsers, so flags are identical under ``spark-submit``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -173,6 +174,10 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
         help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
     )
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    parser.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE",
+        help="extra MLflow run tag (repeatable); 'hepspark bench scaling' tags its runs so",
+    )
     parser.add_argument("--model-dir", help="also save the trained model + preprocessing here")
     parser.add_argument("--cache-dir", default=None, help=f"demo data cache ({_cache_dir()})")
     parser.add_argument(
@@ -219,6 +224,17 @@ def train_config_from_args(args: argparse.Namespace, data: str):
     return TrainConfig.from_dict(values)
 
 
+def parse_tags(items: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``; a bad item is a clear error."""
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--tag {item!r}: expected KEY=VALUE, e.g. --tag study=scaling")
+        tags[key.strip()] = value
+    return tags
+
+
 def ensure_demo_dataset(
     cache_dir: str, rows: int, master: str | None, bigdl: bool = False
 ) -> str:
@@ -257,7 +273,8 @@ def run_train_higgs(args: argparse.Namespace) -> int:
                                    bigdl=config.backend == "bigdl")
         config = config.with_(data=data)
     tracker = Tracker(args.tracking_uri, args.experiment, enabled=not args.no_tracking)
-    outcome = train_higgs(config, tracker, progress=_say, model_dir=args.model_dir)
+    outcome = train_higgs(config, tracker, progress=_say, model_dir=args.model_dir,
+                          tags=parse_tags(args.tag))
     _say(outcome.format())
     if tracker.enabled:
         _say(f"  MLflow store               {tracker.tracking_uri} (experiment {tracker.experiment})")
@@ -289,11 +306,10 @@ def run_evaluate_higgs(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- cluster
-def _lazy(name: str) -> Callable[[argparse.ArgumentParser], None]:
+def _lazy(module: str, name: str) -> Callable[[argparse.ArgumentParser], None]:
+    """Adds a subcommand's flags from ``module`` only when that subcommand is built."""
     def add(parser: argparse.ArgumentParser) -> None:
-        from hepspark import cluster
-
-        getattr(cluster, name)(parser)
+        getattr(importlib.import_module(module), name)(parser)
 
     return add
 
@@ -305,10 +321,28 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[argparse.ArgumentParser], Non
     "train": {"higgs": ("train the HIGGS DNN and log it to MLflow", add_train_higgs)},
     "evaluate": {"higgs": ("evaluate a trained HIGGS model on a test split", add_evaluate_higgs)},
     "cluster": {
-        "up": ("start a Spark standalone master + workers on 127.0.0.1", _lazy("add_up")),
-        "down": ("stop the cluster 'up' started (exactly its PIDs)", _lazy("add_down")),
-        "status": ("show the recorded cluster and its registered workers", _lazy("add_status")),
+        "up": ("start a Spark standalone master + workers on 127.0.0.1",
+               _lazy("hepspark.cluster", "add_up")),
+        "down": ("stop the cluster 'up' started (exactly its PIDs)",
+                 _lazy("hepspark.cluster", "add_down")),
+        "status": ("show the recorded cluster and its registered workers",
+                   _lazy("hepspark.cluster", "add_status")),
     },
+    "bench": {
+        "scaling": ("measure epoch time vs executors x optimizers x backends into MLflow",
+                    _lazy("hepspark.bench.sweep", "add_scaling")),
+        "import-baseline": ("log a GPU baseline measured by benchmarks/gpu_baseline.py",
+                            _lazy("hepspark.bench.baseline", "add_import_baseline")),
+    },
+    "report": {
+        "scaling": ("write the scaling report (Markdown, HTML, PNG) of an MLflow experiment",
+                    _lazy("hepspark.report.scaling", "add_report_scaling")),
+    },
+}
+COMMAND_HELP = {
+    "cluster": ("a Spark standalone cluster on this machine", "ACTION"),
+    "bench": ("benchmarks: the scaling sweep and imported baselines", "BENCHMARK"),
+    "report": ("reports read back from MLflow", "REPORT"),
 }
 
 
@@ -321,9 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, datasets in COMMANDS.items():
-        if command == "cluster":
-            sub = commands.add_parser(command, help="a Spark standalone cluster on this machine")
-            kinds = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+        if command in COMMAND_HELP:
+            help_text, metavar = COMMAND_HELP[command]
+            sub = commands.add_parser(command, help=help_text)
+            kinds = sub.add_subparsers(dest="action", required=True, metavar=metavar)
         else:
             sub = commands.add_parser(command, help=f"{command} a dataset's data or model")
             kinds = sub.add_subparsers(dest="dataset", required=True, metavar="DATASET")

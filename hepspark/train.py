@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from hepspark.backends import EpochRecord, get_backend
 from hepspark.config import TrainConfig
 from hepspark.data.readers import HiggsDataset
+from hepspark.hardware import cpu_count, cpu_model
 from hepspark.metrics import (
     PhysicsSummary,
     discovery_significance,
@@ -37,6 +38,7 @@ from hepspark.tracking import Tracker
 # (Baldi, Sadowski, Whiteson 2014); shown next to our results, never used as targets.
 PAPER_DNN_AUC = {"low": 0.880, "high": 0.800, "all": 0.885}
 PREPROCESSING_FILE = "preprocessing.json"
+TASK_TAG = "train-higgs"  # tag hepspark.task of every training run (the scaling report reads it)
 
 
 @dataclass
@@ -87,8 +89,12 @@ def train_higgs(
     tracker: Tracker,
     progress: Callable[[str], None] = print,
     model_dir: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainOutcome:
-    """Train ``config`` and log everything; returns the outcome (see module docstring)."""
+    """Train ``config`` and log everything; returns the outcome (see module docstring).
+
+    ``tags`` are added to the MLflow run's tags (the scaling sweep marks its runs so).
+    """
     dataset = HiggsDataset(config.data, features=config.features)
     tracker.check()  # before any training: an unreachable server must fail fast
     if tracker.experiment is None:
@@ -99,6 +105,9 @@ def train_higgs(
         # learning_rate is logged after fit, as the value actually used (None = default)
         **{k: v for k, v in config.to_params().items() if k != "learning_rate"},
         **resources,  # num_executors here is what the backend actually used
+        # the driver's machine; executors' hardware is in "device"
+        "host_cpu_model": cpu_model(),
+        "host_cores": cpu_count(),
         "dataset": dataset.uri,
         "train_rows": dataset.rows("train"),
         "val_rows": dataset.rows("val"),
@@ -110,7 +119,7 @@ def train_higgs(
         f"[train] {dataset!r}\n[train] {config.model.describe()} with {config.optimizer}, "
         f"{config.epochs} epoch(s), batch {config.batch_size}, on {resources['device']}"
     )
-    with tracker.run(run_name, params, tags={"hepspark.task": "train-higgs"}):
+    with tracker.run(run_name, params, tags={**(tags or {}), "hepspark.task": TASK_TAG}):
         result = backend.fit(
             config,
             dataset,

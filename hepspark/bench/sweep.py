@@ -1,0 +1,406 @@
+"""The scaling sweep: epoch time against executors, optimizer and backend, one MLflow run each.
+
+For every node count N of ``executors`` the sweep starts a Spark standalone cluster of N
+workers on this machine (or uses ``--master``, or ``local[N x cores]`` with ``--local``),
+and runs every (backend, optimizer) as its own ``spark-submit spark_jobs/train_higgs.py``,
+exactly as a user would, each logged as one MLflow run in one experiment. The Keras
+single-process baseline runs once per optimizer in the same experiment. Each job runs in
+its own process: a crash, a hung rank or BigDL's JVM singletons never leak into the next
+combination, and the job's full output is kept in a log file.
+
+Every run is tagged with the sweep's key of the combination; a combination whose run
+already FINISHED in the experiment is skipped unless ``rerun``. A failed job is reported
+and the sweep goes on with the rest; it fails at the end.
+
+Batch size: with ``batch_scaling="per-executor"`` (default) every executor processes
+``batch_size`` rows per step at every N, the global batch being N x batch_size (weak
+scaling of the batch, Horovod's usual practice; each step costs a node the same compute).
+With ``"global"`` the global batch stays ``batch_size`` at every N.
+
+>>> config = SweepConfig(data="data/higgs", backends=("horovod",), executors=(1, 2),
+...                      optimizers=("adam",), epochs=2, local=True)
+>>> [c.label for c in plan(config)]
+['keras-adam-x1', 'horovod-adam-x1', 'horovod-adam-x2']
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from hepspark.config import OPTIMIZERS
+
+KEY_TAG = "hepspark.scaling.key"
+NODES_TAG = "hepspark.scaling.nodes"
+MODE_TAG = "hepspark.scaling.mode"  # standalone | local | master | gpu
+CEILING_TAG = "hepspark.flop_ceiling_gflops"  # the FLOP ceiling of the cores the run used
+DISTRIBUTED = ("bigdl", "horovod")
+BASELINE = "keras"
+BATCH_SCALINGS = ("per-executor", "global")
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to measure; see the module docstring for the meaning of each choice."""
+
+    data: str
+    backends: tuple[str, ...] = DISTRIBUTED
+    executors: tuple[int, ...] = (1, 2)
+    optimizers: tuple[str, ...] = ("sgd", "adam", "adamax", "adadelta", "adagrad")
+    epochs: int = 3
+    batch_size: int = 1000
+    batch_scaling: str = "per-executor"
+    cores_per_executor: int = 1
+    features: str = "all"
+    baseline: bool = True
+    master: str | None = None  # an existing cluster; None: start one per node count
+    local: bool = False  # local[N x cores] instead of a standalone cluster
+    worker_memory: str = "2g"
+    experiment: str = "higgs-scaling"
+    tracking_uri: str | None = None
+    rerun: bool = False
+    log_dir: str | None = None
+    job_timeout_s: float = 3600.0
+    train_args: tuple[str, ...] = ()  # passed to every job, e.g. ("--width", "64")
+    submit_args: tuple[str, ...] = ()  # passed to spark-submit, e.g. ("--driver-memory", "4g")
+
+    def __post_init__(self) -> None:
+        unknown = set(self.backends) - set(DISTRIBUTED)
+        if unknown or not self.backends and not self.baseline:
+            raise ValueError(f"backends must be among {DISTRIBUTED}, got {list(self.backends)}")
+        bad = set(self.optimizers) - set(OPTIMIZERS)
+        if bad or not self.optimizers:
+            raise ValueError(f"optimizers must be among {OPTIMIZERS}, got {list(self.optimizers)}")
+        if not self.executors or min(self.executors) < 1:
+            raise ValueError(f"executors must be node counts >= 1, got {list(self.executors)}")
+        if self.batch_scaling not in BATCH_SCALINGS:
+            raise ValueError(f"batch_scaling must be one of {BATCH_SCALINGS}, "
+                             f"got {self.batch_scaling!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.cores_per_executor < 1:
+            raise ValueError("epochs, batch_size and cores_per_executor must be >= 1")
+        if self.master and self.local:
+            raise ValueError("give either master (an existing cluster) or local, not both")
+
+    @property
+    def mode(self) -> str:
+        return "master" if self.master else "local" if self.local else "standalone"
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One point of the sweep: a backend, an optimizer, a node count."""
+
+    backend: str
+    optimizer: str
+    nodes: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}-{self.optimizer}-x{self.nodes}"
+
+    def batch_size(self, config: SweepConfig) -> int:
+        """The ``--batch-size`` to pass: per rank for Horovod, global for BigDL."""
+        per_executor = config.batch_scaling == "per-executor"
+        if self.backend == "horovod":
+            return config.batch_size if per_executor else max(1, config.batch_size // self.nodes)
+        if self.backend == "bigdl":
+            return config.batch_size * self.nodes if per_executor else config.batch_size
+        return config.batch_size
+
+    def key(self, config: SweepConfig) -> str:
+        """Identifies a measurement: the same key in the experiment means 'already done'."""
+        extra = " ".join(config.train_args)
+        return (f"{self.label}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
+                f"|epochs{config.epochs}|{config.features}|{os.path.abspath(config.data)}"
+                f"|{config.mode}" + (f"|{extra}" if extra else ""))
+
+
+@dataclass
+class JobResult:
+    combination: Combination
+    status: str  # measured | skipped | failed
+    seconds: float = 0.0
+    log: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepOutcome:
+    config: SweepConfig
+    results: list[JobResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def format(self) -> str:
+        counts = {s: sum(r.status == s for r in self.results)
+                  for s in ("measured", "skipped", "failed")}
+        lines = [f"[scaling] {counts['measured']} measured, {counts['skipped']} already in "
+                 f"MLflow (skipped), {counts['failed']} failed; experiment "
+                 f"{self.config.experiment!r}"]
+        for r in self.failed:
+            lines.append(f"  FAILED {r.combination.label}: {r.error} (log: {r.log})")
+        return "\n".join(lines)
+
+
+def plan(config: SweepConfig) -> list[Combination]:
+    """Every combination, the Keras baselines first, then node count by node count."""
+    combos = [Combination(BASELINE, o, 1) for o in config.optimizers] if config.baseline else []
+    for nodes in sorted(set(config.executors)):
+        combos += [Combination(b, o, nodes) for b in config.backends for o in config.optimizers]
+    return combos
+
+
+def finished_keys(tracking_uri: str, experiment: str) -> set[str]:
+    """Keys of the combinations already measured (run FINISHED) in ``experiment``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return set()
+    runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                              max_results=50_000)
+    return {r.data.tags[KEY_TAG] for r in runs if KEY_TAG in r.data.tags}
+
+
+def job_command(config: SweepConfig, combo: Combination, master: str | None,
+                tags: dict[str, str], tracking_uri: str) -> list[str]:
+    """The argv of one combination's job (``spark-submit`` for the Spark backends)."""
+    train = ["--data", config.data, "--backend", combo.backend, "--optimizer", combo.optimizer,
+             "--epochs", str(config.epochs), "--batch-size", str(combo.batch_size(config)),
+             "--features", config.features, "--experiment", config.experiment,
+             "--tracking-uri", tracking_uri, *config.train_args]
+    train += [arg for k, v in tags.items() for arg in ("--tag", f"{k}={v}")]
+    if combo.backend == BASELINE:
+        return [sys.executable, "-m", "hepspark.cli", "train", "higgs", *train]
+    submit = [_spark_submit(), "--master", master]
+    if master.startswith("spark://"):
+        cores = combo.nodes * config.cores_per_executor
+        submit += ["--executor-cores", str(config.cores_per_executor),
+                   "--total-executor-cores", str(cores)]
+    if combo.backend == "horovod":
+        train += ["--executors", str(combo.nodes)]
+    return [*submit, *config.submit_args, *_job_script(), *train]
+
+
+def _job_script() -> list[str]:
+    """spark_jobs/train_higgs.py in a source checkout; the CLI module when installed."""
+    job = os.path.join(_REPO, "spark_jobs", "train_higgs.py")
+    if os.path.exists(job):
+        return [job]
+    import hepspark.cli
+
+    return [hepspark.cli.__file__, "train", "higgs"]
+
+
+def _spark_submit() -> str:
+    here = os.path.join(os.path.dirname(sys.executable), "spark-submit")
+    if os.path.exists(here):
+        return here
+    from hepspark.cluster import spark_home
+
+    return os.path.join(spark_home(), "bin", "spark-submit")
+
+
+@contextlib.contextmanager
+def _spark_master(config: SweepConfig, nodes: int, progress) -> Iterator[str]:
+    if config.master:
+        yield config.master
+    elif config.local:
+        yield f"local[{nodes * config.cores_per_executor}]"
+    else:
+        from hepspark.cluster import standalone_cluster
+
+        progress(f"[scaling] starting a standalone cluster: {nodes} worker(s) x "
+                 f"{config.cores_per_executor} core(s)")
+        state_dir = os.path.join(_log_dir(config), f"cluster-x{nodes}")
+        with standalone_cluster(nodes, config.cores_per_executor, config.worker_memory,
+                                state_dir=state_dir) as info:
+            progress(f"[scaling] cluster up: {info.master_url}")
+            yield info.master_url
+        progress(f"[scaling] cluster x{nodes} stopped")
+
+
+def _log_dir(config: SweepConfig) -> str:
+    return config.log_dir or os.path.join(os.path.expanduser("~"), ".cache", "hepspark",
+                                          "scaling", config.experiment)
+
+
+def _job_env() -> dict[str, str]:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return env
+
+
+def _run_job(argv: list[str], log_path: str, timeout_s: float,
+             progress: Callable[[str], None], label: str) -> tuple[int, str]:
+    """Run one job, its output to ``log_path``, epoch lines echoed; (returncode, last lines)."""
+    tail: list[str] = []
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(argv) + "\n")
+        log.flush()
+        # own process group: a timeout ends the job and every process it started
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=_job_env(), start_new_session=True)
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(timeout_s, kill)
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                tail = (tail + [line.rstrip()])[-15:]
+                if line.lstrip().startswith("epoch ") or "error" in line.lower()[:40]:
+                    progress(f"  [{label}] {line.strip()}")
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
+        if timed_out.is_set():
+            tail.append(f"killed after the job timeout of {timeout_s:.0f} s")
+    return code, "\n".join(tail)
+
+
+def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> SweepOutcome:
+    """Measure every combination not yet in MLflow; see the module docstring."""
+    from hepspark.data.readers import HiggsDataset
+    from hepspark.hardware import cpu_count, matmul_gflops
+    from hepspark.tracking import check_tracking_uri, resolve_tracking_uri
+
+    HiggsDataset(config.data, features=config.features)  # a missing dataset fails here
+    tracking_uri = resolve_tracking_uri(config.tracking_uri)
+    check_tracking_uri(tracking_uri)
+    done = set() if config.rerun else finished_keys(tracking_uri, config.experiment)
+    combos = plan(config)
+    todo = [c for c in combos if c.key(config) not in done]
+    outcome = SweepOutcome(config)
+    outcome.results += [JobResult(c, "skipped") for c in combos if c not in todo]
+    progress(f"[scaling] {len(combos)} combinations, {len(combos) - len(todo)} already measured "
+             f"in experiment {config.experiment!r} ({tracking_uri})")
+    if not todo:
+        return outcome
+    gflops_per_core = matmul_gflops(threads=1)
+    progress(f"[scaling] FLOP ceiling: {gflops_per_core:.1f} GFLOP/s per core (fp32 matmul)")
+    log_dir = _log_dir(config)
+    os.makedirs(log_dir, exist_ok=True)
+
+    def run(combo: Combination, master: str | None) -> None:
+        cores = cpu_count() if combo.backend == BASELINE else combo.nodes * config.cores_per_executor
+        tags = {KEY_TAG: combo.key(config), NODES_TAG: str(combo.nodes),
+                MODE_TAG: "local" if combo.backend == BASELINE else config.mode,
+                CEILING_TAG: f"{gflops_per_core * cores:.1f}"}
+        log = os.path.join(log_dir, combo.label + ".log")
+        index = combos.index(combo) + 1
+        progress(f"[scaling] ({index}/{len(combos)}) {combo.label}: batch "
+                 f"{combo.batch_size(config)}, {config.epochs} epoch(s) on {master or 'local'}")
+        start = time.perf_counter()
+        code, tail = _run_job(job_command(config, combo, master, tags, tracking_uri), log,
+                              config.job_timeout_s, progress, combo.label)
+        seconds = time.perf_counter() - start
+        if code == 0:
+            outcome.results.append(JobResult(combo, "measured", seconds, log))
+            progress(f"[scaling] {combo.label} done in {seconds:.0f} s")
+        else:
+            error = next((line for line in reversed(tail.splitlines()) if line.strip()),
+                         f"exit code {code}")
+            outcome.results.append(JobResult(combo, "failed", seconds, log, error[-300:]))
+            progress(f"[scaling] {combo.label} FAILED (exit {code}): {error[-300:]}\n"
+                     f"  full output: {log}")
+
+    for combo in (c for c in todo if c.backend == BASELINE):
+        run(combo, None)
+    for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
+        with _spark_master(config, nodes, progress) as master:
+            for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
+                run(combo, master)
+    return outcome
+
+
+# ------------------------------------------------------------------------------ CLI
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_scaling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="converted HIGGS dataset directory")
+    parser.add_argument("--backends", type=_names, default=DISTRIBUTED,
+                        help="comma-separated, among bigdl,horovod (default both)")
+    parser.add_argument("--executors", type=_ints, default=(1, 2),
+                        help="node counts to measure, e.g. 1,2,4 (default 1,2)")
+    parser.add_argument("--optimizers", type=_names,
+                        default=("sgd", "adam", "adamax", "adadelta", "adagrad"),
+                        help="comma-separated (default sgd,adam,adamax,adadelta,adagrad)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per run; the first is reported apart (warm-up) (default 3)")
+    parser.add_argument("--batch-size", type=int, default=1000,
+                        help="rows per step per executor (see --batch-scaling) (default 1000)")
+    parser.add_argument("--batch-scaling", choices=BATCH_SCALINGS, default="per-executor",
+                        help="per-executor: each executor takes --batch-size rows per step "
+                        "(global batch grows with N); global: the global batch is fixed")
+    parser.add_argument("--cores-per-executor", type=int, default=1)
+    parser.add_argument("--features", choices=("all", "low", "high"), default="all")
+    parser.add_argument("--no-baseline", action="store_false", dest="baseline",
+                        help="skip the Keras single-process baseline runs")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--master", help="use this Spark master for every node count "
+                       "(default: start a standalone cluster of N workers on 127.0.0.1 per N)")
+    where.add_argument("--local", action="store_true",
+                       help="run in local[N x cores] instead of a standalone cluster")
+    parser.add_argument("--worker-memory", default="2g", help="memory of each started worker")
+    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="measure again combinations already finished in the experiment")
+    parser.add_argument("--log-dir", help="job logs (default ~/.cache/hepspark/scaling/EXP)")
+    parser.add_argument("--job-timeout", type=float, default=3600.0, dest="job_timeout_s",
+                        help="seconds before a job is killed and counted failed (3600)")
+    parser.add_argument("--train-arg", action="append", default=[], dest="train_args",
+                        metavar="ARG", help="extra argument for every training job, repeatable "
+                        "(e.g. --train-arg=--width --train-arg=64)")
+    parser.add_argument("--submit-arg", action="append", default=[], dest="submit_args",
+                        metavar="ARG", help="extra spark-submit argument, repeatable "
+                        "(e.g. --submit-arg=--driver-memory --submit-arg=4g)")
+    parser.add_argument("--report", metavar="DIR",
+                        help="write the scaling report of the experiment here afterwards")
+    parser.set_defaults(handler=run_scaling)
+
+
+def run_scaling(args: argparse.Namespace) -> int:
+    names = {f for f in SweepConfig.__dataclass_fields__}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    for name in ("train_args", "submit_args"):
+        values[name] = tuple(values[name])
+    config = SweepConfig(**values)
+    outcome = run_sweep(config, progress=lambda m: print(m, flush=True))
+    print(outcome.format(), flush=True)
+    if args.report:
+        from hepspark.report.scaling import write_scaling_report
+
+        report = write_scaling_report(config.experiment, args.report, config.tracking_uri)
+        print(f"[scaling] report: {report}", flush=True)
+    else:
+        print(f"[scaling] report: hepspark report scaling --experiment {config.experiment} "
+              "--output scaling-report", flush=True)
+    return 1 if outcome.failed else 0

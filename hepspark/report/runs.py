@@ -1,0 +1,143 @@
+"""Training runs read back from MLflow as plain records the scaling report works on.
+
+A run is read from the names :mod:`hepspark.tracking` documents (params ``backend``,
+``optimizer``, ``num_executors``, ``cores_per_executor``, ``batch_size``, ``train_rows``,
+``parameters``, ``device``; per-epoch ``epoch_wall_time_s``, ``rows_per_s``, ``val_auc``,
+``train_loss``; final ``test_auc``) and the sweep's tags (node count, FLOP ceiling).
+
+The epoch time of a run is the median over its epochs after the first, which carries the
+one-off costs (graph tracing, JVM warm-up, BigDL's sample caching); with one epoch it is
+that epoch, marked as including warm-up.
+
+>>> runs = load_runs("higgs-scaling", tracking_uri="sqlite:///mlflow.db")
+>>> [(r.backend, r.nodes, round(r.epoch_time_s, 1)) for r in runs]  # doctest: +SKIP
+[('keras', 1, 3.1), ('horovod', 2, 2.4)]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hepspark.bench.sweep import CEILING_TAG, MODE_TAG, NODES_TAG
+from hepspark.hardware import FLOPS_PER_WEIGHT_PER_ROW
+
+EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "val_auc", "train_loss", "val_loss")
+TRAINING_TASKS = ("train-higgs", "gpu-baseline")
+
+
+@dataclass
+class MeasuredRun:
+    run_id: str
+    name: str
+    backend: str
+    optimizer: str
+    nodes: int
+    cores_per_executor: int
+    batch_size: int
+    train_rows: int
+    parameters: int
+    device: str
+    mode: str
+    epochs: list[dict] = field(default_factory=list)
+    test_auc: float | None = None
+    flop_ceiling_gflops: float | None = None
+    start_time_ms: int = 0
+
+    @property
+    def global_batch(self) -> int:
+        """Rows per optimizer step over all nodes (Horovod's --batch-size is per rank)."""
+        return self.batch_size * self.nodes if self.backend == "horovod" else self.batch_size
+
+    @property
+    def steady_epochs(self) -> list[dict]:
+        timed = [e for e in self.epochs if e.get("epoch_wall_time_s") is not None]
+        return timed[1:] if len(timed) > 1 else timed
+
+    @property
+    def includes_warmup(self) -> bool:
+        return len([e for e in self.epochs if e.get("epoch_wall_time_s") is not None]) <= 1
+
+    @property
+    def epoch_time_s(self) -> float:
+        times = [e["epoch_wall_time_s"] for e in self.steady_epochs]
+        return float(np.median(times)) if times else math.nan
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.train_rows / self.epoch_time_s if self.epoch_time_s > 0 else math.nan
+
+    @property
+    def val_auc(self) -> float | None:
+        aucs = [e["val_auc"] for e in self.epochs if e.get("val_auc") is not None]
+        return aucs[-1] if aucs else None
+
+    @property
+    def flop_fraction(self) -> float | None:
+        """Training FLOP rate (6 flops per weight per row) over the run's FLOP ceiling."""
+        if not self.flop_ceiling_gflops or not self.parameters:
+            return None
+        return self.rows_per_s * FLOPS_PER_WEIGHT_PER_ROW * self.parameters / (
+            self.flop_ceiling_gflops * 1e9)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.optimizer} x{self.nodes}"
+
+
+def _int(params: dict, key: str, default: int = 0) -> int:
+    try:
+        return int(float(params.get(key, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def load_runs(experiment: str, tracking_uri: str | None = None) -> list[MeasuredRun]:
+    """Every finished training run of ``experiment``, oldest first.
+
+    Raises ``ValueError`` naming the experiments that exist when ``experiment`` does not.
+    """
+    import mlflow
+
+    from hepspark.tracking import check_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ValueError(f"no MLflow experiment {experiment!r} in {uri}; it has: "
+                         f"{', '.join(names) or 'none'}")
+    runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                              max_results=50_000, order_by=["attributes.start_time ASC"])
+    measured = []
+    for run in runs:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        if tags.get("hepspark.task") not in TRAINING_TASKS or "backend" not in params:
+            continue
+        histories = {key: client.get_metric_history(run.info.run_id, key)
+                     for key in EPOCH_METRICS if key in metrics}
+        steps = sorted({m.step for history in histories.values() for m in history})
+        epochs = [{"epoch": step, **{key: next((m.value for m in h if m.step == step), None)
+                                    for key, h in histories.items()}} for step in steps]
+        ceiling = tags.get(CEILING_TAG)
+        measured.append(MeasuredRun(
+            run_id=run.info.run_id,
+            name=run.info.run_name or run.info.run_id[:8],
+            backend=params["backend"],
+            optimizer=params.get("optimizer", "?"),
+            nodes=_int(tags, NODES_TAG) or _int(params, "num_executors", 1),
+            cores_per_executor=_int(params, "cores_per_executor"),
+            batch_size=_int(params, "batch_size"),
+            train_rows=_int(params, "train_rows"),
+            parameters=_int(params, "parameters"),
+            device=params.get("device", "?"),
+            mode=tags.get(MODE_TAG, "run"),
+            epochs=epochs,
+            test_auc=metrics.get("test_auc"),
+            flop_ceiling_gflops=float(ceiling) if ceiling else None,
+            start_time_ms=run.info.start_time or 0,
+        ))
+    return measured

@@ -1,0 +1,471 @@
+"""The scaling report: epoch time vs nodes vs optimizer per backend, read back from MLflow.
+
+``write_scaling_report(experiment, output)`` reads every finished training run of the
+experiment (the sweep's, a user's, an imported GPU baseline), and writes into ``output``:
+``report.md``, ``report.html`` and ``plots/*.png`` (epoch time vs executors with the Keras
+CPU/GPU baselines, time relative to one executor against the seed study's 30-40 % gain per
+added node, parallel efficiency, fraction of the FLOP ceiling, final AUC of every run, the
+performance model's fit and its prediction up to ``max_nodes`` for the 10.5M-row HIGGS
+epoch), a table of numbers under each plot, and logs the directory to a ``scaling-report``
+run of the same experiment. Whatever is missing (a backend with one node count, no GPU
+baseline, a single run) is said in the report instead of being drawn or invented.
+
+The directory is built next to ``output`` and swapped in whole: a reader never sees half a
+report, and an existing directory that is not a hepspark report is never overwritten.
+
+>>> write_scaling_report("higgs-scaling", "scaling-report")  # doctest: +SKIP
+'scaling-report/report.md'
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from hepspark.bench.perfmodel import (
+    LOOPBACK,
+    Measurement,
+    Network,
+    PerfModel,
+    fit_perf_model,
+    gain_per_added_node,
+)
+from hepspark.report import scaling_plots as plots
+from hepspark.report.document import Document, Section, Table
+from hepspark.report.runs import MeasuredRun, load_runs
+
+REPORT_TASK = "scaling-report"
+REPORT_FILE = "report.md"
+DISTRIBUTED = ("bigdl", "horovod")
+SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking with N
+HIGGS_TRAIN_ROWS = 10_500_000  # the UCI file minus its 500k test rows
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    experiment: str
+    output: str
+    tracking_uri: str | None = None
+    epoch_rows: int = HIGGS_TRAIN_ROWS
+    max_nodes: int = 64
+    bandwidth_gbps: float = 10.0
+    latency_us: float = 50.0
+    bigdl_fetch_latency_ms: float = 1.0
+    log_to_mlflow: bool = True
+
+    def network(self, backend: str) -> Network:
+        latency = self.bigdl_fetch_latency_ms * 1e-3 if backend == "bigdl" else 0.0
+        return Network(self.bandwidth_gbps, self.latency_us * 1e-6 + latency)
+
+
+def _fmt(value: float | None, spec: str = ".2f", missing: str = "–") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
+def latest_per_configuration(runs: list[MeasuredRun]) -> tuple[list[MeasuredRun], int]:
+    """The newest run of each configuration (a re-run replaces the older measurement)."""
+    latest: dict[tuple, MeasuredRun] = {}
+    for run in sorted(runs, key=lambda r: r.start_time_ms):
+        key = (run.backend, run.optimizer, run.nodes, run.cores_per_executor, run.batch_size,
+               run.train_rows, run.mode)
+        latest[key] = run
+    kept = sorted(latest.values(), key=lambda r: (r.backend, r.optimizer, r.nodes))
+    return kept, len(runs) - len(kept)
+
+
+def _series(runs: list[MeasuredRun], value) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for run in runs:
+        v = value(run)
+        if v is not None and math.isfinite(v):
+            series[(run.backend, run.optimizer)].append((run.nodes, v))
+    return {k: sorted(v) for k, v in series.items()}
+
+
+def _time_at(runs: list[MeasuredRun]) -> dict[tuple[str, str, int], float]:
+    return {(r.backend, r.optimizer, r.nodes): r.epoch_time_s for r in runs}
+
+
+def _node_table(series, fmt: str) -> Table:
+    nodes = sorted({n for points in series.values() for n, _ in points})
+    rows = [[f"{b} {o}", *(_fmt(dict(points).get(n), fmt) for n in nodes)]
+            for (b, o), points in sorted(series.items())]
+    return Table(["backend optimizer", *(f"N={n}" for n in nodes)], rows)
+
+
+def _baseline_rates(runs: list[MeasuredRun]) -> dict[str, float]:
+    """{label: rows/s} of the single-process baselines (Keras CPU, GPU)."""
+    out: dict[str, float] = {}
+    cpu = [r for r in runs if r.backend == "keras"]
+    if cpu:
+        cores = max(r.cores_per_executor for r in cpu)
+        out[f"Keras CPU, 1 process ({cores} cores)"] = float(np.median([r.rows_per_s for r in cpu]))
+    for r in runs:
+        if r.backend not in ("keras", *DISTRIBUTED):
+            out[f"Keras {r.device.removeprefix('GPU: ')}, batch {r.batch_size}"] = r.rows_per_s
+    return out
+
+
+def _fit_models(runs: list[MeasuredRun], config: ReportConfig) -> dict[str, PerfModel]:
+    models = {}
+    for backend in DISTRIBUTED:
+        mine = [r for r in runs if r.backend == backend and math.isfinite(r.epoch_time_s)]
+        if not mine:
+            continue
+        measurements = [Measurement(r.nodes, r.train_rows, r.global_batch, r.epoch_time_s,
+                                    r.label) for r in mine]
+        params = Counter(r.parameters for r in mine).most_common(1)[0][0]
+        models[backend] = fit_perf_model(backend, measurements, param_bytes=4 * params,
+                                         measured_network=LOOPBACK,
+                                         network=config.network(backend))
+    return models
+
+
+def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
+                 superseded: int = 0, tracking_uri: str = "") -> Document:
+    """The report of ``runs``; plots are written into ``plots_dir`` (named ``plots/`` in it)."""
+    dist = [r for r in runs if r.backend in DISTRIBUTED]
+    baseline_runs = [r for r in runs if r.backend not in DISTRIBUTED]
+    rows_count = Counter(r.train_rows for r in dist + [r for r in runs if r.backend == "keras"])
+    rows = rows_count.most_common(1)[0][0] if rows_count else (runs[0].train_rows if runs else 0)
+    same_rows = [r for r in dist if r.train_rows == rows]
+    sections = [_summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config),
+                _runs_section(runs)]
+
+    def png(name: str) -> str:
+        return os.path.join(plots_dir, name)
+
+    rates = _baseline_rates(baseline_runs)
+    baseline_times = {label: rows / rate for label, rate in rates.items() if rate > 0}
+    times = _series(same_rows, lambda r: r.epoch_time_s)
+    if times:
+        plots.plot_epoch_time(times, baseline_times, png("epoch_time.png"), rows)
+        table = _node_table(times, ".2f")
+        table.rows += [[label, *[_fmt(t)] * (len(table.headers) - 1)]
+                       for label, t in baseline_times.items()]
+        sections.append(Section(
+            "Epoch wall time vs executors",
+            [f"Median epoch wall time in seconds for {rows:,d} training rows (epochs after the "
+             "first). Horizontal lines: single-process Keras baselines (a GPU rate measured on "
+             "another dataset size is scaled to these rows)."],
+            "plots/epoch_time.png", table))
+    else:
+        sections.append(Section("Epoch wall time vs executors",
+                                ["Not measured: no BigDL or Horovod run in this experiment."]))
+
+    at = _time_at(same_rows)
+    relative = _series(same_rows, lambda r: r.epoch_time_s / at[(r.backend, r.optimizer, 1)]
+                       if (r.backend, r.optimizer, 1) in at else None)
+    efficiency = _series(same_rows, lambda r: at[(r.backend, r.optimizer, 1)]
+                         / (r.nodes * r.epoch_time_s)
+                         if (r.backend, r.optimizer, 1) in at else None)
+    multi = {k: v for k, v in relative.items() if len(v) > 1}
+    if multi:
+        plots.plot_relative_time(multi, png("relative_time.png"), SEED_GAIN)
+        table = _node_table(multi, ".3f")
+        gains = {k: gain_per_added_node([t for _, t in v]) for k, v in multi.items()}
+        table.headers.append("gain per added node")
+        for row, key in zip(table.rows, sorted(multi)):
+            row.append(", ".join(f"{g:+.0%}" for g in gains[key]))
+        sections.append(Section(
+            "Epoch time relative to one executor",
+            ["T(N)/T(1) per backend and optimizer; the black line is ideal scaling (1/N), the "
+             f"band the seed study's observation of {SEED_GAIN[0]:.0%}–{SEED_GAIN[1]:.0%} "
+             "shorter epochs per added node. Gain per added node = T(N-1)/T(N) - 1."],
+            "plots/relative_time.png", table))
+        plots.plot_efficiency({k: v for k, v in efficiency.items() if len(v) > 1},
+                              png("efficiency.png"))
+        sections.append(Section(
+            "Parallel efficiency",
+            ["T(1) / (N · T(N)): 1 means N executors are N times faster than one."],
+            "plots/efficiency.png", _node_table(efficiency, ".2f")))
+    else:
+        sections.append(Section("Epoch time relative to one executor and parallel efficiency", [
+            "Not measured: this needs, for one backend and optimizer, a run on 1 executor and "
+            "a run on more (e.g. hepspark bench scaling --executors 1,2)."]))
+
+    sections.append(_flop_section(runs, png("flop_fraction.png")))
+    sections.append(_quality_section(runs, png("auc.png")))
+    sections += _model_sections(runs, dist, rates, config, png)
+    return Document(f"Scaling report: {config.experiment}", sections)
+
+
+def _summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config) -> Section:
+    paragraphs = [
+        f"Experiment {config.experiment!r} ({tracking_uri}): {len(runs)} run(s)"
+        + (f", {superseded} older measurement(s) replaced by re-runs" if superseded else "")
+        + f". Distributed runs on {rows:,d} training rows unless said otherwise.",
+        "Epoch time is the median over the epochs after the first, which carries one-off "
+        "costs (graph tracing, JVM warm-up, BigDL's sample caching); a run with one epoch "
+        "only is marked * and includes them.",
+    ]
+    devices = sorted({r.device for r in runs})
+    if devices:
+        paragraphs.append("Hardware:\n" + "\n".join(f"- {d}" for d in devices))
+    missing = []
+    if not runs:
+        missing.append("- no finished training run in this experiment: run 'hepspark bench "
+                       "scaling --data DIR' first")
+    for backend in DISTRIBUTED:
+        nodes = sorted({r.nodes for r in dist if r.backend == backend})
+        if not nodes:
+            missing.append(f"- {backend}: not measured")
+        elif len(nodes) == 1:
+            missing.append(f"- {backend}: only N={nodes[0]} measured; a scaling curve needs "
+                           "two node counts or more")
+        optimizers = sorted({r.optimizer for r in dist})
+        for optimizer in optimizers:
+            have = {r.nodes for r in dist if r.backend == backend and r.optimizer == optimizer}
+            lacking = sorted(set(nodes) - have)
+            if nodes and lacking:
+                missing.append(f"- {backend} {optimizer}: not measured at N="
+                               + ",".join(map(str, lacking)))
+    if not any(r.backend == "keras" for r in baseline_runs):
+        missing.append("- Keras CPU baseline: not measured")
+    if not any(r.backend not in ("keras", *DISTRIBUTED) for r in baseline_runs):
+        missing.append("- single-GPU baseline: not measured (no GPU here; run "
+                       "benchmarks/gpu_baseline.py where there is one and 'hepspark bench "
+                       "import-baseline FILE')")
+    if missing:
+        paragraphs += ["What is missing:", "\n".join(missing)]
+    return Section("Summary", paragraphs)
+
+
+def _runs_section(runs: list[MeasuredRun]) -> Section:
+    table = Table(
+        ["run", "backend", "optimizer", "N", "cores/exec", "global batch", "train rows",
+         "epochs", "epoch s", "rows/s", "FLOP ceiling", "val AUC", "test AUC", "device"],
+        [[r.run_id[:8], r.backend, r.optimizer, str(r.nodes), str(r.cores_per_executor),
+          str(r.global_batch), f"{r.train_rows:,d}", str(len(r.epochs)),
+          _fmt(r.epoch_time_s) + ("*" if r.includes_warmup else ""),
+          _fmt(r.rows_per_s, ",.0f"), _fmt(r.flop_fraction, ".1%"), _fmt(r.val_auc, ".4f"),
+          _fmt(r.test_auc, ".4f"), r.device] for r in runs],
+    )
+    return Section("Runs", ["Every run the report uses, newest per configuration."]
+                   if runs else ["No runs."], table=table)
+
+
+def _flop_section(runs: list[MeasuredRun], path: str) -> Section:
+    known = [r for r in runs if r.flop_fraction is not None]
+    title = "Fraction of the FLOP ceiling"
+    if not known:
+        return Section(title, ["Not available: no run recorded its FLOP ceiling (runs of "
+                               "'hepspark bench scaling' and imported baselines do)."])
+    plots.plot_bars([r.label for r in known], [r.flop_fraction for r in known], path,
+                    "training FLOP rate / FLOP ceiling", "Rows/s as a fraction of the FLOP ceiling",
+                    percent=True)
+    table = Table(["run", "rows/s", "ceiling GFLOP/s", "ceiling rows/s", "fraction"],
+                  [[r.label, _fmt(r.rows_per_s, ",.0f"), _fmt(r.flop_ceiling_gflops, ",.0f"),
+                    _fmt(r.flop_ceiling_gflops * 1e9 / (6 * r.parameters), ",.0f"),
+                    _fmt(r.flop_fraction, ".1%")] for r in known])
+    return Section(title, [
+        "Training costs 6 flops per weight per row. The ceiling is the fp32 matmul rate "
+        "measured by the sweep on one core (numpy BLAS) times the cores the run used, or the "
+        "GPU's measured fp32 matmul rate for a GPU baseline."], "plots/flop_fraction.png", table)
+
+
+def _quality_section(runs: list[MeasuredRun], path: str) -> Section:
+    title = "Quality of every run"
+    with_auc = [r for r in runs if r.val_auc is not None or r.test_auc is not None]
+    if not with_auc:
+        return Section(title, ["No run logged a validation or test AUC."])
+    plots.plot_bars([r.label for r in with_auc], [r.val_auc for r in with_auc], path,
+                    "final validation AUC", "Final AUC of every run (speed is never shown "
+                    "without quality)", second=("test AUC", [r.test_auc for r in with_auc]))
+    table = Table(["run", "epochs", "final val AUC", "test AUC"],
+                  [[r.label, str(len(r.epochs)), _fmt(r.val_auc, ".4f"), _fmt(r.test_auc, ".4f")]
+                   for r in with_auc])
+    return Section(title, ["Runs with fewer epochs or another global batch reach a different "
+                           "AUC in the same number of epochs; compare speed at equal quality."],
+                   "plots/auc.png", table)
+
+
+def _model_sections(runs, dist, rates, config: ReportConfig, png) -> list[Section]:
+    title = "Performance model and prediction past one machine"
+    models = _fit_models(dist, config)
+    if not models:
+        return [Section(title, ["Not fitted: no BigDL or Horovod runs."])]
+    fit_rows, fit_points = [], {}
+    for backend, model in models.items():
+        pts = []
+        for m in model.measurements:
+            predicted = model.fitted_time_s(m)
+            pts.append((m.epoch_time_s, predicted))
+            fit_rows.append([backend, m.label, str(m.global_batch), _fmt(m.epoch_time_s),
+                             _fmt(predicted), _fmt(100 * (predicted / m.epoch_time_s - 1), "+.1f")])
+        fit_points[backend] = pts
+    plots.plot_fit(fit_points, png("model_fit.png"))
+    params = Table(["backend", "a: µs/row", "b: ms/step", "c: ms/step/extra node", "P MB",
+                    "target network", "notes"],
+                   [[b, _fmt(m.row_time_s * 1e6), _fmt(m.step_time_s * 1e3, ".3f"),
+                     _fmt(m.peer_step_time_s * 1e3, ".3f"), _fmt(m.param_bytes / 1e6),
+                     m.network.describe(), "; ".join(m.notes) or "–"]
+                    for b, m in models.items()])
+    sections = [Section(title, [
+        "T(N) = a·R/N + S·(b + c·(N−1) + sync(N)), with R rows, S steps per epoch and "
+        "sync(N) = 2(N−1)/N·P·8/bandwidth + 2(N−1)·latency the ring all-reduce of the P "
+        "parameter bytes (BigDL's block-manager sync moves the same volume in as many "
+        "fetches). a, b, c are fitted per backend (non-negative least squares, relative "
+        "errors) after removing the exchange on the loopback network the runs were measured "
+        f"on ({LOOPBACK.describe()}).", "Assumptions:\n" + "\n".join([
+            "- a node is one executor with the measured cores; nodes are identical and "
+            "compute scales linearly with 1/N at a fixed batch per node",
+            "- the global batch grows with N (each node keeps its batch per step), as in "
+            "the sweep's default; a fixed global batch would add steps' fixed cost per node",
+            f"- network between nodes: {config.bandwidth_gbps:g} Gbit/s, "
+            f"{config.latency_us:g} µs per message; BigDL block fetches add "
+            f"{config.bigdl_fetch_latency_ms:g} ms each (not measurable on one machine)",
+            "- c is measured on one machine, where N executors share its cores and memory "
+            "bandwidth; it then also holds that contention, which separate nodes do not "
+            "have, so the prediction past one machine is pessimistic",
+            "- no stragglers, failures or input-pipeline limits beyond those measured"])],
+        "plots/model_fit.png",
+        Table(["backend", "run", "global batch", "measured s", "model s", "error %"], fit_rows)),
+        Section("Fitted parameters", [], table=params, level=3)]
+
+    nodes = sorted({1, 2, 3, 4, 5, *(2 ** k for k in range(int(math.log2(config.max_nodes)) + 1)),
+                    config.max_nodes})
+    predicted, measured_scaled, table_rows = {}, {}, []
+    batch_of = {}
+    for backend, model in models.items():
+        mine = [r for r in dist if r.backend == backend]
+        batch = model.batch_per_node or Counter(
+            round(r.global_batch / r.nodes) for r in mine).most_common(1)[0][0]
+        batch_of[backend] = batch
+        curve = [(n, model.epoch_time_s(config.epoch_rows, n, batch),
+                  model.efficiency(config.epoch_rows, n, batch)) for n in nodes]
+        predicted[backend] = curve
+        measured_scaled[backend] = [(r.nodes, r.epoch_time_s * config.epoch_rows / r.train_rows)
+                                    for r in mine if r.global_batch == batch * r.nodes]
+    for n in nodes:
+        row = [str(n)]
+        for backend in models:
+            t, eff = next((t, e) for m, t, e in predicted[backend] if m == n)
+            row += [_fmt(t, ".1f"), _fmt(eff, ".2f")]
+        table_rows.append(row)
+    baselines = {label: config.epoch_rows / rate for label, rate in rates.items() if rate > 0}
+    plots.plot_prediction(predicted, measured_scaled, baselines, png("prediction.png"),
+                          config.epoch_rows)
+    headers = ["nodes"] + [h for b in models for h in (f"{b} epoch s", f"{b} efficiency")]
+    paragraphs = [f"Predicted epoch time and parallel efficiency for {config.epoch_rows:,d} "
+                  f"rows (the HIGGS training set) up to {config.max_nodes} nodes, at "
+                  + ", ".join(f"{b}: {batch_of[b]} rows per node per step" for b in models)
+                  + ". Circles: the measured runs scaled to the same rows."]
+    if baselines:
+        paragraphs.append("Single-process baselines for the same epoch:\n" + "\n".join(
+            f"- {label}: {t:,.0f} s" for label, t in baselines.items()))
+    comparison = []
+    for backend in models:
+        first5 = [t for n, t, _ in predicted[backend] if n <= 5]
+        gains = gain_per_added_node(first5)
+        comparison.append(f"- {backend}: predicted gain per added node for N=2..5: "
+                          + ", ".join(f"{g:.0%}" for g in gains)
+                          + f" (seed 004 observed {SEED_GAIN[0]:.0%}–{SEED_GAIN[1]:.0%}, "
+                          "shrinking with N)")
+        for label, t in baselines.items():
+            match = next((n for n, tn, _ in predicted[backend] if tn <= t), None)
+            comparison.append(
+                f"- {backend} needs {match} node(s) to match {label}" if match else
+                f"- {backend} does not match {label} within {config.max_nodes} nodes")
+    paragraphs.append("Against the seed study:\n" + "\n".join(comparison))
+    sections.append(Section(f"Prediction: the {config.epoch_rows:,d}-row epoch on up to "
+                            f"{config.max_nodes} nodes", paragraphs, "plots/prediction.png",
+                            Table(headers, table_rows)))
+    return sections
+
+
+def _swap_in(tmp: str, output: str) -> None:
+    """Replace ``output`` by the complete ``tmp`` directory, never clobbering user data."""
+    if os.path.exists(output):
+        if not os.path.isdir(output) or (os.listdir(output) and not os.path.exists(
+                os.path.join(output, REPORT_FILE))):
+            raise FileExistsError(f"{output} exists and is not a hepspark report; choose "
+                                  "another --output or remove it")
+        old = f"{output}.old-{os.getpid()}"
+        os.replace(output, old)
+        os.replace(tmp, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, output)
+
+
+def write_scaling_report(experiment: str, output: str, tracking_uri: str | None = None,
+                         **options) -> str:
+    """Write the report of ``experiment`` into ``output``; returns the report.md path."""
+    from hepspark.tracking import resolve_tracking_uri
+
+    config = ReportConfig(experiment=experiment, output=output, tracking_uri=tracking_uri,
+                          **options)
+    uri = resolve_tracking_uri(tracking_uri)
+    runs, superseded = latest_per_configuration(load_runs(experiment, uri))
+    output = os.path.abspath(output)
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{output}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        os.makedirs(os.path.join(tmp, "plots"))
+        doc = build_report(runs, config, os.path.join(tmp, "plots"), superseded, uri)
+        for name, text in ((REPORT_FILE, doc.to_markdown()), ("report.html", doc.to_html())):
+            with open(os.path.join(tmp, name), "w") as handle:
+                handle.write(text)
+        _swap_in(tmp, output)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    if config.log_to_mlflow:
+        log_report(experiment, output, uri)
+    return os.path.join(output, REPORT_FILE)
+
+
+def log_report(experiment: str, directory: str, tracking_uri: str) -> str:
+    """Log ``directory`` as the artifacts of the experiment's one ``scaling-report`` run."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    found = client.search_runs([experiment_id], f"tags.`hepspark.task` = '{REPORT_TASK}'",
+                               max_results=1)
+    run_id = found[0].info.run_id if found else client.create_run(
+        experiment_id, run_name=REPORT_TASK, tags={"hepspark.task": REPORT_TASK}).info.run_id
+    client.log_artifacts(run_id, directory, "scaling-report")
+    client.set_terminated(run_id)
+    return run_id
+
+
+# ------------------------------------------------------------------------------ CLI
+def add_report_scaling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
+    parser.add_argument("--output", default="scaling-report", help="report directory")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
+    parser.add_argument("--epoch-rows", type=int, default=HIGGS_TRAIN_ROWS,
+                        help="rows of the epoch the model predicts (default: HIGGS, 10.5M)")
+    parser.add_argument("--max-nodes", type=int, default=64, help="predict up to this many")
+    parser.add_argument("--bandwidth-gbps", type=float, default=10.0,
+                        help="assumed network bandwidth between nodes (default 10)")
+    parser.add_argument("--latency-us", type=float, default=50.0,
+                        help="assumed network latency per message (default 50)")
+    parser.add_argument("--bigdl-fetch-latency-ms", type=float, default=1.0,
+                        help="assumed extra cost of one BigDL block-manager fetch (default 1)")
+    parser.add_argument("--no-mlflow-artifacts", action="store_false", dest="log_to_mlflow",
+                        help="do not log the report back to MLflow")
+    parser.set_defaults(handler=run_report_scaling)
+
+
+def run_report_scaling(args: argparse.Namespace) -> int:
+    options = {k: getattr(args, k) for k in ("epoch_rows", "max_nodes", "bandwidth_gbps",
+                                             "latency_us", "bigdl_fetch_latency_ms",
+                                             "log_to_mlflow")}
+    if args.max_nodes < 1 or args.epoch_rows < 1:
+        raise ValueError("--max-nodes and --epoch-rows must be >= 1")
+    path = write_scaling_report(args.experiment, args.output, args.tracking_uri, **options)
+    print(f"[report] {path}\n[report] {os.path.join(os.path.dirname(path), 'report.html')}")
+    return 0
