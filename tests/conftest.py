@@ -59,3 +59,26 @@ def higgs_dataset(spark, higgs_csv, tmp_path_factory) -> str:
 @pytest.fixture()
 def sqlite_tracking_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def scaling_sweep(higgs_dataset, tmp_path_factory):
+    """A real scaling sweep in local mode: Keras baseline, BigDL and Horovod on 1 and 2
+    executors, one optimizer, 2 epochs of a small network; each job its own process."""
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from hepspark.bench.sweep import SweepConfig, run_sweep
+
+    root = tmp_path_factory.mktemp("scaling")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).create_experiment("scaling-test", str(root / "artifacts"))
+    config = SweepConfig(
+        data=higgs_dataset, backends=("bigdl", "horovod"), executors=(1, 2),
+        optimizers=("sgd",), epochs=2, batch_size=500, local=True, experiment="scaling-test",
+        tracking_uri=uri, log_dir=str(root / "logs"), train_args=("--width", "16"),
+    )
+    lines: list[str] = []
+    outcome = run_sweep(config, progress=lines.append)
+    return SimpleNamespace(config=config, outcome=outcome, uri=uri, root=root, lines=lines)

@@ -1,0 +1,124 @@
+"""The scaling sweep: its plan, and a real sweep of spark-submit jobs into a sqlite MLflow."""
+import os
+
+import mlflow
+import pytest
+
+from hepspark.bench.sweep import (
+    CEILING_TAG,
+    KEY_TAG,
+    NODES_TAG,
+    Combination,
+    SweepConfig,
+    job_command,
+    plan,
+    run_sweep,
+)
+from hepspark.cli import main
+
+
+def config(**overrides) -> SweepConfig:
+    values = dict(data="/data/higgs", backends=("bigdl", "horovod"), executors=(2, 1),
+                  optimizers=("adam", "sgd"), local=True)
+    return SweepConfig(**{**values, **overrides})
+
+
+def test_plan_runs_baselines_first_then_node_count_by_node_count():
+    labels = [c.label for c in plan(config())]
+    assert labels == ["keras-adam-x1", "keras-sgd-x1",
+                      "bigdl-adam-x1", "bigdl-sgd-x1", "horovod-adam-x1", "horovod-sgd-x1",
+                      "bigdl-adam-x2", "bigdl-sgd-x2", "horovod-adam-x2", "horovod-sgd-x2"]
+    assert [c.label for c in plan(config(baseline=False, backends=("horovod",),
+                                         optimizers=("sgd",)))] == ["horovod-sgd-x1",
+                                                                    "horovod-sgd-x2"]
+
+
+@pytest.mark.parametrize("scaling, horovod, bigdl", [("per-executor", 1000, 4000),
+                                                     ("global", 250, 1000)])
+def test_batch_per_backend_follows_the_batch_scaling(scaling, horovod, bigdl):
+    cfg = config(batch_scaling=scaling)
+    assert Combination("horovod", "adam", 4).batch_size(cfg) == horovod  # per rank
+    assert Combination("bigdl", "adam", 4).batch_size(cfg) == bigdl  # global
+
+
+def test_key_tells_measurements_apart():
+    combo = Combination("bigdl", "adam", 2)
+    keys = {combo.key(cfg) for cfg in (config(), config(epochs=5), config(batch_size=500),
+                                       config(data="/other"), config(local=False))}
+    assert len(keys) == 5
+
+
+def test_standalone_jobs_ask_for_exactly_their_cores():
+    cfg = config(local=False, cores_per_executor=2)
+    argv = job_command(cfg, Combination("horovod", "adam", 3), "spark://127.0.0.1:7077",
+                       {"k": "v"}, "sqlite:///x.db")
+    assert argv[argv.index("--total-executor-cores") + 1] == "6"
+    assert argv[argv.index("--executor-cores") + 1] == "2"
+    assert argv[argv.index("--executors") + 1] == "3"
+    assert "k=v" in argv and argv[argv.index("--master") + 1] == "spark://127.0.0.1:7077"
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(backends=("tensorflow",)), "backends"),
+    (dict(optimizers=("lbfgs",)), "optimizers"),
+    (dict(executors=(0, 2)), "node counts"),
+    (dict(batch_scaling="weak"), "batch_scaling"),
+    (dict(master="spark://h:7077"), "not both"),
+])
+def test_bad_sweep_settings_are_named(bad, match):
+    with pytest.raises(ValueError, match=match):
+        config(**bad)
+
+
+def test_sweep_measures_every_combination_once(scaling_sweep):
+    outcome = scaling_sweep.outcome
+    assert [r.status for r in outcome.results] == ["measured"] * 5, outcome.format()
+    client = mlflow.MlflowClient(scaling_sweep.uri)
+    exp = client.get_experiment_by_name("scaling-test")
+    runs = {r.data.tags[KEY_TAG].split("|")[0]: r for r in client.search_runs([exp.experiment_id])}
+    assert sorted(runs) == ["bigdl-sgd-x1", "bigdl-sgd-x2", "horovod-sgd-x1", "horovod-sgd-x2",
+                            "keras-sgd-x1"]
+    for label, run in runs.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[NODES_TAG] == label[-1]
+        assert float(run.data.tags[CEILING_TAG]) > 0
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "epoch_wall_time_s")]
+        assert steps == [1, 2]
+    assert runs["horovod-sgd-x2"].data.params["num_executors"] == "2"
+    assert runs["horovod-sgd-x2"].data.params["batch_size"] == "500"  # per rank
+    assert runs["bigdl-sgd-x2"].data.params["batch_size"] == "1000"  # global
+    assert runs["bigdl-sgd-x2"].data.params["spark_master"] == "local[2]"
+    assert runs["keras-sgd-x1"].data.params["model_width"] == "16"
+    # the jobs' epochs were shown as they ended, and their output kept
+    assert any("[horovod-sgd-x2] epoch 2/2" in line for line in scaling_sweep.lines)
+    assert sorted(os.listdir(scaling_sweep.root / "logs")) == sorted(f"{k}.log" for k in runs)
+
+
+def test_a_second_sweep_skips_what_is_measured(scaling_sweep):
+    lines: list[str] = []
+    again = run_sweep(scaling_sweep.config, progress=lines.append)
+    assert [r.status for r in again.results] == ["skipped"] * 5
+    assert "5 already measured" in lines[0]
+    client = mlflow.MlflowClient(scaling_sweep.uri)
+    exp = client.get_experiment_by_name("scaling-test")
+    assert len(client.search_runs([exp.experiment_id])) == 5
+
+
+def test_a_failing_job_is_reported_and_the_sweep_fails(scaling_sweep, capsys):
+    # BigDL has no Nadam: the job fails; the sweep says which and where its log is
+    code = main(["bench", "scaling", "--data", scaling_sweep.config.data, "--backends", "bigdl",
+                 "--executors", "1", "--optimizers", "nadam", "--no-baseline", "--local",
+                 "--epochs", "1", "--experiment", "scaling-failures",
+                 "--tracking-uri", scaling_sweep.uri,
+                 "--log-dir", str(scaling_sweep.root / "failure-logs")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "0 measured, 0 already in MLflow (skipped), 1 failed" in out
+    assert "FAILED bigdl-nadam-x1" in out and "nadam" in out.split("FAILED bigdl-nadam-x1")[1]
+    assert os.path.exists(scaling_sweep.root / "failure-logs" / "bigdl-nadam-x1.log")
+
+
+def test_missing_dataset_fails_before_any_job(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        run_sweep(config(data=str(tmp_path / "nope"), tracking_uri=f"sqlite:///{tmp_path}/m.db"),
+                  progress=lambda _: None)

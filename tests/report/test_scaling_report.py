@@ -1,0 +1,129 @@
+"""The scaling report, rendered from real runs of a real sweep (and from a lone run)."""
+import os
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+
+from hepspark.bench.baseline import import_baseline, read_baseline
+from hepspark.cli import main
+from hepspark.report.runs import load_runs
+from hepspark.report.scaling import write_scaling_report
+
+GPU_JSON = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results",
+                        "gpu_baseline_adam_b1000.json")
+PLOTS = ["auc.png", "efficiency.png", "epoch_time.png", "flop_fraction.png", "model_fit.png",
+         "prediction.png", "relative_time.png"]
+
+
+def assert_png(path):
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    assert head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 5000, path
+
+
+@pytest.fixture()
+def store(scaling_sweep, tmp_path):
+    """A copy of the sweep's store, so each test may add runs of its own."""
+    shutil.copy(scaling_sweep.root / "mlflow.db", tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_report_of_a_sweep_with_a_gpu_baseline(store, scaling_sweep, tmp_path):
+    import_baseline(GPU_JSON, "scaling-test", store)
+    path = write_scaling_report("scaling-test", str(tmp_path / "report"), store)
+    out = tmp_path / "report"
+    assert sorted(os.listdir(out / "plots")) == PLOTS
+    for name in PLOTS:
+        assert_png(out / "plots" / name)
+    md = open(path).read()
+    html = open(out / "report.html").read()
+    for title in ("Epoch wall time vs executors", "Epoch time relative to one executor",
+                  "Parallel efficiency", "Fraction of the FLOP ceiling", "Quality of every run",
+                  "Performance model", "Prediction: the 10,500,000-row epoch"):
+        assert f"## {title}" in md and title in html
+    assert "not measured" not in md  # both baselines and both backends at N=1,2 are there
+    assert "Keras NVIDIA H100 80GB HBM3, batch 1000" in md
+    assert '<img src="plots/prediction.png"' in html and html.startswith("<!DOCTYPE html>")
+
+    # the numbers are the runs' own: the epoch time is the median after the first epoch
+    client = mlflow.MlflowClient(store)
+    runs = load_runs("scaling-test", store)
+    assert {(r.backend, r.nodes) for r in runs} == {
+        ("keras", 1), ("keras-gpu", 1), ("bigdl", 1), ("bigdl", 2), ("horovod", 1), ("horovod", 2)}
+    for run in runs:
+        history = client.get_metric_history(run.run_id, "epoch_wall_time_s")
+        expected = np.median([m.value for m in sorted(history, key=lambda m: m.step)][1:])
+        assert run.epoch_time_s == pytest.approx(expected)
+        assert run.run_id[:8] in md
+    horovod2 = next(r for r in runs if (r.backend, r.nodes) == ("horovod", 2))
+    assert f"| {horovod2.run_id[:8]} | horovod | sgd | 2 | " in md
+    assert f"{horovod2.epoch_time_s:.2f}" in md
+    assert horovod2.global_batch == 1000  # 2 ranks x 500
+
+    # logged back to MLflow as the experiment's scaling-report run
+    exp = client.get_experiment_by_name("scaling-test")
+    reports = client.search_runs([exp.experiment_id], "tags.`hepspark.task` = 'scaling-report'")
+    assert len(reports) == 1
+    logged = {a.path for a in client.list_artifacts(reports[0].info.run_id, "scaling-report")}
+    assert {"scaling-report/report.md", "scaling-report/report.html",
+            "scaling-report/plots"} <= logged
+
+    # a second report replaces the first whole, and reuses the same MLflow run
+    write_scaling_report("scaling-test", str(out), store, max_nodes=16)
+    assert "up to 16 nodes" in open(path).read()
+    assert len(client.search_runs([exp.experiment_id],
+                                  "tags.`hepspark.task` = 'scaling-report'")) == 1
+
+
+def test_report_of_a_single_run_says_what_is_missing(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).create_experiment("gpu-only", str(tmp_path / "artifacts"))
+    import_baseline(GPU_JSON, "gpu-only", uri)
+    code = main(["report", "scaling", "--experiment", "gpu-only", "--output",
+                 str(tmp_path / "report"), "--tracking-uri", uri])
+    assert code == 0
+    md = open(tmp_path / "report" / "report.md").read()
+    assert "1 run(s)" in md
+    for missing in ("bigdl: not measured", "horovod: not measured",
+                    "Keras CPU baseline: not measured",
+                    "Not measured: no BigDL or Horovod run in this experiment.",
+                    "Not fitted: no BigDL or Horovod runs."):
+        assert missing in md
+    assert sorted(os.listdir(tmp_path / "report" / "plots")) == ["auc.png", "flop_fraction.png"]
+    assert "single-GPU baseline: not measured" not in md
+
+
+def test_an_empty_experiment_renders_too(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).create_experiment("empty", str(tmp_path / "artifacts"))
+    md = open(write_scaling_report("empty", str(tmp_path / "r"), uri)).read()
+    assert "no finished training run" in md and "single-GPU baseline: not measured" in md
+
+
+def test_report_never_overwrites_a_directory_that_is_not_a_report(store, tmp_path):
+    precious = tmp_path / "results"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="not a hepspark report"):
+        write_scaling_report("scaling-test", str(precious), store, log_to_mlflow=False)
+    assert os.listdir(precious) == ["thesis.tex"]
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+def test_unknown_experiment_names_the_ones_there(store, tmp_path):
+    with pytest.raises(ValueError, match="no MLflow experiment 'nope'.*scaling-test"):
+        write_scaling_report("nope", str(tmp_path / "r"), store)
+
+
+def test_baseline_file_is_checked(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind": "something-else"}')
+    with pytest.raises(ValueError, match="not a result of benchmarks/gpu_baseline.py"):
+        read_baseline(str(bad))
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_baseline(str(bad))
+    with pytest.raises(FileNotFoundError, match="no such baseline file"):
+        read_baseline(str(tmp_path / "missing.json"))
