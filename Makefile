@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SPARK_ENV := PYSPARK_PYTHON=$(abspath $(PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(PY)) SPARK_LOCAL_IP=127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all test-cluster lint bench clean
+.PHONY: install demo test test-all test-cluster lint bench scaling clean
 
 install:
 	bash scripts/install.sh
@@ -29,6 +29,10 @@ bench: install
 	$(SPARK_ENV) $(PY) benchmarks/higgs_ingest.py
 	$(SPARK_ENV) $(PY) benchmarks/higgs_feed.py
 	$(SPARK_ENV) $(PY) benchmarks/higgs_train.py
+
+# The scaling sweep (standalone clusters on 127.0.0.1) and its report; about an hour on 2 cores.
+scaling: install
+	$(SPARK_ENV) $(PY) benchmarks/scaling.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache spark-warehouse bigdl.log
