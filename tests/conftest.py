@@ -76,7 +76,7 @@ def scaling_sweep(higgs_dataset, tmp_path_factory):
     mlflow.MlflowClient(uri).create_experiment("scaling-test", str(root / "artifacts"))
     config = SweepConfig(
         data=higgs_dataset, backends=("bigdl", "horovod"), executors=(1, 2),
-        optimizers=("sgd",), epochs=2, batch_size=500, local=True, experiment="scaling-test",
+        optimizers=("sgd",), epochs=2, batch_sizes=(500,), local=True, experiment="scaling-test",
         tracking_uri=uri, log_dir=str(root / "logs"), train_args=("--width", "16"),
     )
     lines: list[str] = []

@@ -15,12 +15,14 @@ and the sweep goes on with the rest; it fails at the end.
 Batch size: with ``batch_scaling="per-executor"`` (default) every executor processes
 ``batch_size`` rows per step at every N, the global batch being N x batch_size (weak
 scaling of the batch, Horovod's usual practice; each step costs a node the same compute).
-With ``"global"`` the global batch stays ``batch_size`` at every N.
+With ``"global"`` the global batch stays ``batch_size`` at every N. Several batch sizes
+(``batch_sizes=(500, 2000)``) let the performance model tell the per-row cost from the
+per-step cost.
 
 >>> config = SweepConfig(data="data/higgs", backends=("horovod",), executors=(1, 2),
 ...                      optimizers=("adam",), epochs=2, local=True)
 >>> [c.label for c in plan(config)]
-['keras-adam-x1', 'horovod-adam-x1', 'horovod-adam-x2']
+['keras-adam-x1-b1000', 'horovod-adam-x1-b1000', 'horovod-adam-x2-b1000']
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ class SweepConfig:
     executors: tuple[int, ...] = (1, 2)
     optimizers: tuple[str, ...] = ("sgd", "adam", "adamax", "adadelta", "adagrad")
     epochs: int = 3
-    batch_size: int = 1000
+    batch_sizes: tuple[int, ...] = (1000,)
     batch_scaling: str = "per-executor"
     cores_per_executor: int = 1
     features: str = "all"
@@ -84,8 +86,10 @@ class SweepConfig:
         if self.batch_scaling not in BATCH_SCALINGS:
             raise ValueError(f"batch_scaling must be one of {BATCH_SCALINGS}, "
                              f"got {self.batch_scaling!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.cores_per_executor < 1:
-            raise ValueError("epochs, batch_size and cores_per_executor must be >= 1")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {list(self.batch_sizes)}")
+        if self.epochs < 1 or self.cores_per_executor < 1:
+            raise ValueError("epochs and cores_per_executor must be >= 1")
         if self.master and self.local:
             raise ValueError("give either master (an existing cluster) or local, not both")
 
@@ -96,29 +100,31 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Combination:
-    """One point of the sweep: a backend, an optimizer, a node count."""
+    """One point of the sweep: a backend, an optimizer, a node count, a sweep batch size."""
 
     backend: str
     optimizer: str
     nodes: int
+    batch: int = 1000
 
     @property
     def label(self) -> str:
-        return f"{self.backend}-{self.optimizer}-x{self.nodes}"
+        return f"{self.backend}-{self.optimizer}-x{self.nodes}-b{self.batch}"
 
     def batch_size(self, config: SweepConfig) -> int:
         """The ``--batch-size`` to pass: per rank for Horovod, global for BigDL."""
         per_executor = config.batch_scaling == "per-executor"
         if self.backend == "horovod":
-            return config.batch_size if per_executor else max(1, config.batch_size // self.nodes)
+            return self.batch if per_executor else max(1, self.batch // self.nodes)
         if self.backend == "bigdl":
-            return config.batch_size * self.nodes if per_executor else config.batch_size
-        return config.batch_size
+            return self.batch * self.nodes if per_executor else self.batch
+        return self.batch
 
     def key(self, config: SweepConfig) -> str:
         """Identifies a measurement: the same key in the experiment means 'already done'."""
         extra = " ".join(config.train_args)
-        return (f"{self.label}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
+        name = f"{self.backend}-{self.optimizer}-x{self.nodes}"
+        return (f"{name}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
                 f"|epochs{config.epochs}|{config.features}|{os.path.abspath(config.data)}"
                 f"|{config.mode}" + (f"|{extra}" if extra else ""))
 
@@ -154,9 +160,12 @@ class SweepOutcome:
 
 def plan(config: SweepConfig) -> list[Combination]:
     """Every combination, the Keras baselines first, then node count by node count."""
-    combos = [Combination(BASELINE, o, 1) for o in config.optimizers] if config.baseline else []
+    batches = sorted(set(config.batch_sizes))
+    combos = ([Combination(BASELINE, o, 1, size) for size in batches for o in config.optimizers]
+              if config.baseline else [])
     for nodes in sorted(set(config.executors)):
-        combos += [Combination(b, o, nodes) for b in config.backends for o in config.optimizers]
+        combos += [Combination(b, o, nodes, size) for size in batches
+                   for b in config.backends for o in config.optimizers]
     return combos
 
 
@@ -354,8 +363,9 @@ def add_scaling(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated (default sgd,adam,adamax,adadelta,adagrad)")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per run; the first is reported apart (warm-up) (default 3)")
-    parser.add_argument("--batch-size", type=int, default=1000,
-                        help="rows per step per executor (see --batch-scaling) (default 1000)")
+    parser.add_argument("--batch-size", type=_ints, default=(1000,), dest="batch_sizes",
+                        help="rows per step per executor (see --batch-scaling); several, e.g. "
+                        "500,2000, let the report split per-row and per-step cost (default 1000)")
     parser.add_argument("--batch-scaling", choices=BATCH_SCALINGS, default="per-executor",
                         help="per-executor: each executor takes --batch-size rows per step "
                         "(global batch grows with N); global: the global batch is fixed")

@@ -51,6 +51,10 @@ class MeasuredRun:
         return self.batch_size * self.nodes if self.backend == "horovod" else self.batch_size
 
     @property
+    def batch_per_node(self) -> int:
+        return round(self.global_batch / max(1, self.nodes))
+
+    @property
     def steady_epochs(self) -> list[dict]:
         timed = [e for e in self.epochs if e.get("epoch_wall_time_s") is not None]
         return timed[1:] if len(timed) > 1 else timed
@@ -83,7 +87,7 @@ class MeasuredRun:
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.optimizer} x{self.nodes}"
+        return f"{self.backend} {self.optimizer} x{self.nodes} b{self.global_batch}"
 
 
 def _int(params: dict, key: str, default: int = 0) -> int:

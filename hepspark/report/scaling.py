@@ -81,17 +81,25 @@ def latest_per_configuration(runs: list[MeasuredRun]) -> tuple[list[MeasuredRun]
     return kept, len(runs) - len(kept)
 
 
+def _curve(run: MeasuredRun, several_batches: bool) -> tuple[str, str]:
+    """(backend, name) of the curve a run belongs to; the batch is named when it varies."""
+    name = run.optimizer + (f" b{run.batch_per_node}" if several_batches else "")
+    return run.backend, name
+
+
 def _series(runs: list[MeasuredRun], value) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    several = len({r.batch_per_node for r in runs}) > 1
     series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
     for run in runs:
         v = value(run)
         if v is not None and math.isfinite(v):
-            series[(run.backend, run.optimizer)].append((run.nodes, v))
+            series[_curve(run, several)].append((run.nodes, v))
     return {k: sorted(v) for k, v in series.items()}
 
 
-def _time_at(runs: list[MeasuredRun]) -> dict[tuple[str, str, int], float]:
-    return {(r.backend, r.optimizer, r.nodes): r.epoch_time_s for r in runs}
+def _one_node_times(runs: list[MeasuredRun]) -> dict[tuple[str, str], float]:
+    several = len({r.batch_per_node for r in runs}) > 1
+    return {_curve(r, several): r.epoch_time_s for r in runs if r.nodes == 1}
 
 
 def _node_table(series, fmt: str) -> Table:
@@ -161,12 +169,12 @@ def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
         sections.append(Section("Epoch wall time vs executors",
                                 ["Not measured: no BigDL or Horovod run in this experiment."]))
 
-    at = _time_at(same_rows)
-    relative = _series(same_rows, lambda r: r.epoch_time_s / at[(r.backend, r.optimizer, 1)]
-                       if (r.backend, r.optimizer, 1) in at else None)
-    efficiency = _series(same_rows, lambda r: at[(r.backend, r.optimizer, 1)]
-                         / (r.nodes * r.epoch_time_s)
-                         if (r.backend, r.optimizer, 1) in at else None)
+    one = _one_node_times(same_rows)
+    several = len({r.batch_per_node for r in same_rows}) > 1
+    relative = _series(same_rows, lambda r: r.epoch_time_s / one[_curve(r, several)]
+                       if _curve(r, several) in one else None)
+    efficiency = _series(same_rows, lambda r: one[_curve(r, several)] / (r.nodes * r.epoch_time_s)
+                         if _curve(r, several) in one else None)
     multi = {k: v for k, v in relative.items() if len(v) > 1}
     if multi:
         plots.plot_relative_time(multi, png("relative_time.png"), SEED_GAIN)
@@ -338,13 +346,13 @@ def _model_sections(runs, dist, rates, config: ReportConfig, png) -> list[Sectio
     for backend, model in models.items():
         mine = [r for r in dist if r.backend == backend]
         batch = model.batch_per_node or Counter(
-            round(r.global_batch / r.nodes) for r in mine).most_common(1)[0][0]
+            r.batch_per_node for r in mine).most_common(1)[0][0]
         batch_of[backend] = batch
         curve = [(n, model.epoch_time_s(config.epoch_rows, n, batch),
                   model.efficiency(config.epoch_rows, n, batch)) for n in nodes]
         predicted[backend] = curve
         measured_scaled[backend] = [(r.nodes, r.epoch_time_s * config.epoch_rows / r.train_rows)
-                                    for r in mine if r.global_batch == batch * r.nodes]
+                                    for r in mine if r.batch_per_node == batch]
     for n in nodes:
         row = [str(n)]
         for backend in models:

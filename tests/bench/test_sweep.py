@@ -24,28 +24,30 @@ def config(**overrides) -> SweepConfig:
 
 
 def test_plan_runs_baselines_first_then_node_count_by_node_count():
-    labels = [c.label for c in plan(config())]
+    labels = [c.label.removesuffix("-b1000") for c in plan(config())]
     assert labels == ["keras-adam-x1", "keras-sgd-x1",
                       "bigdl-adam-x1", "bigdl-sgd-x1", "horovod-adam-x1", "horovod-sgd-x1",
                       "bigdl-adam-x2", "bigdl-sgd-x2", "horovod-adam-x2", "horovod-sgd-x2"]
     assert [c.label for c in plan(config(baseline=False, backends=("horovod",),
-                                         optimizers=("sgd",)))] == ["horovod-sgd-x1",
-                                                                    "horovod-sgd-x2"]
+                                         optimizers=("sgd",), batch_sizes=(2000, 500)))] == [
+        "horovod-sgd-x1-b500", "horovod-sgd-x1-b2000", "horovod-sgd-x2-b500",
+        "horovod-sgd-x2-b2000"]
 
 
 @pytest.mark.parametrize("scaling, horovod, bigdl", [("per-executor", 1000, 4000),
                                                      ("global", 250, 1000)])
 def test_batch_per_backend_follows_the_batch_scaling(scaling, horovod, bigdl):
     cfg = config(batch_scaling=scaling)
-    assert Combination("horovod", "adam", 4).batch_size(cfg) == horovod  # per rank
-    assert Combination("bigdl", "adam", 4).batch_size(cfg) == bigdl  # global
+    assert Combination("horovod", "adam", 4, 1000).batch_size(cfg) == horovod  # per rank
+    assert Combination("bigdl", "adam", 4, 1000).batch_size(cfg) == bigdl  # global
 
 
 def test_key_tells_measurements_apart():
     combo = Combination("bigdl", "adam", 2)
-    keys = {combo.key(cfg) for cfg in (config(), config(epochs=5), config(batch_size=500),
-                                       config(data="/other"), config(local=False))}
-    assert len(keys) == 5
+    keys = {combo.key(cfg) for cfg in (config(), config(epochs=5), config(data="/other"),
+                                       config(local=False), config(batch_scaling="global"))}
+    keys.add(Combination("bigdl", "adam", 2, 700).key(config()))
+    assert len(keys) == 6
 
 
 def test_standalone_jobs_ask_for_exactly_their_cores():
@@ -63,6 +65,7 @@ def test_standalone_jobs_ask_for_exactly_their_cores():
     (dict(optimizers=("lbfgs",)), "optimizers"),
     (dict(executors=(0, 2)), "node counts"),
     (dict(batch_scaling="weak"), "batch_scaling"),
+    (dict(batch_sizes=(0,)), "batch sizes"),
     (dict(master="spark://h:7077"), "not both"),
 ])
 def test_bad_sweep_settings_are_named(bad, match):
@@ -76,6 +79,7 @@ def test_sweep_measures_every_combination_once(scaling_sweep):
     client = mlflow.MlflowClient(scaling_sweep.uri)
     exp = client.get_experiment_by_name("scaling-test")
     runs = {r.data.tags[KEY_TAG].split("|")[0]: r for r in client.search_runs([exp.experiment_id])}
+    logs = sorted(os.listdir(scaling_sweep.root / "logs"))
     assert sorted(runs) == ["bigdl-sgd-x1", "bigdl-sgd-x2", "horovod-sgd-x1", "horovod-sgd-x2",
                             "keras-sgd-x1"]
     for label, run in runs.items():
@@ -90,8 +94,8 @@ def test_sweep_measures_every_combination_once(scaling_sweep):
     assert runs["bigdl-sgd-x2"].data.params["spark_master"] == "local[2]"
     assert runs["keras-sgd-x1"].data.params["model_width"] == "16"
     # the jobs' epochs were shown as they ended, and their output kept
-    assert any("[horovod-sgd-x2] epoch 2/2" in line for line in scaling_sweep.lines)
-    assert sorted(os.listdir(scaling_sweep.root / "logs")) == sorted(f"{k}.log" for k in runs)
+    assert any("[horovod-sgd-x2-b500] epoch 2/2" in line for line in scaling_sweep.lines)
+    assert logs == sorted(f"{k}-b500.log" for k in runs)
 
 
 def test_a_second_sweep_skips_what_is_measured(scaling_sweep):
@@ -114,11 +118,32 @@ def test_a_failing_job_is_reported_and_the_sweep_fails(scaling_sweep, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "0 measured, 0 already in MLflow (skipped), 1 failed" in out
-    assert "FAILED bigdl-nadam-x1" in out and "nadam" in out.split("FAILED bigdl-nadam-x1")[1]
-    assert os.path.exists(scaling_sweep.root / "failure-logs" / "bigdl-nadam-x1.log")
+    label = "bigdl-nadam-x1-b1000"
+    assert f"FAILED {label}" in out and "nadam" in out.split(f"FAILED {label}")[1]
+    assert os.path.exists(scaling_sweep.root / "failure-logs" / f"{label}.log")
 
 
 def test_missing_dataset_fails_before_any_job(tmp_path):
     with pytest.raises(FileNotFoundError):
         run_sweep(config(data=str(tmp_path / "nope"), tracking_uri=f"sqlite:///{tmp_path}/m.db"),
                   progress=lambda _: None)
+
+
+@pytest.mark.cluster
+def test_sweep_starts_a_standalone_cluster_per_node_count(higgs_dataset, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lines: list[str] = []
+    outcome = run_sweep(SweepConfig(
+        data=higgs_dataset, backends=("horovod", "bigdl"), executors=(1, 2), optimizers=("sgd",),
+        epochs=1, batch_sizes=(500,), baseline=False, worker_memory="1g",
+        experiment="standalone", tracking_uri=uri, log_dir=str(tmp_path / "logs"),
+        train_args=("--width", "16")), progress=lines.append)
+    assert [r.status for r in outcome.results] == ["measured"] * 4, outcome.format()
+    assert sum("cluster up: spark://127.0.0.1:" in line for line in lines) == 2
+    assert sum("stopped" in line for line in lines) == 2
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("standalone")
+    for run in client.search_runs([exp.experiment_id]):
+        nodes = run.data.tags[NODES_TAG]
+        assert run.data.params["spark_master"].startswith("spark://127.0.0.1:")
+        assert run.data.params["num_executors"] == nodes  # one executor per worker
