@@ -70,7 +70,19 @@ class MeasuredRun:
 
     @property
     def rows_per_s(self) -> float:
+        """Rows trained per second as the run logged it (steady epochs), which counts the
+        rows an epoch really trained; else training rows over the epoch time."""
+        rates = [e["rows_per_s"] for e in self.steady_epochs if e.get("rows_per_s")]
+        if rates:
+            return float(np.median(rates))
         return self.train_rows / self.epoch_time_s if self.epoch_time_s > 0 else math.nan
+
+    @property
+    def epoch_fraction(self) -> float:
+        """Rows trained per epoch over the training rows (1: a full pass)."""
+        if not self.train_rows or not math.isfinite(self.epoch_time_s):
+            return math.nan
+        return self.rows_per_s * self.epoch_time_s / self.train_rows
 
     @property
     def val_auc(self) -> float | None:

@@ -250,15 +250,23 @@ def _summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config) 
 def _runs_section(runs: list[MeasuredRun]) -> Section:
     table = Table(
         ["run", "backend", "optimizer", "N", "cores/exec", "global batch", "train rows",
-         "epochs", "epoch s", "rows/s", "FLOP ceiling", "val AUC", "test AUC", "device"],
+         "rows/epoch", "epochs", "epoch s", "rows/s", "FLOP ceiling", "val AUC", "test AUC",
+         "device"],
         [[r.run_id[:8], r.backend, r.optimizer, str(r.nodes), str(r.cores_per_executor),
-          str(r.global_batch), f"{r.train_rows:,d}", str(len(r.epochs)),
+          str(r.global_batch), f"{r.train_rows:,d}", _fmt(r.epoch_fraction, ".0%"),
+          str(len(r.epochs)),
           _fmt(r.epoch_time_s) + ("*" if r.includes_warmup else ""),
           _fmt(r.rows_per_s, ",.0f"), _fmt(r.flop_fraction, ".1%"), _fmt(r.val_auc, ".4f"),
           _fmt(r.test_auc, ".4f"), r.device] for r in runs],
     )
-    return Section("Runs", ["Every run the report uses, newest per configuration."]
-                   if runs else ["No runs."], table=table)
+    paragraphs = ["Every run the report uses, newest per configuration. rows/epoch: the rows "
+                  "an epoch trained (logged rows/s × epoch time) over the training rows."]
+    partial = [r for r in runs if r.epoch_fraction < 0.95]
+    if partial:
+        paragraphs.append("Epochs that trained under 95 % of the rows (their epoch times are not "
+                          "comparable with full passes): " + ", ".join(
+                              f"{r.label} ({r.epoch_fraction:.0%})" for r in partial))
+    return Section("Runs", paragraphs if runs else ["No runs."], table=table)
 
 
 def _flop_section(runs: list[MeasuredRun], path: str) -> Section:
