@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hepspark.bench.sweep import CEILING_TAG, MODE_TAG, NODES_TAG
+from hepspark.bench.sweep import CEILING_TAG, KEY_TAG, MODE_TAG, NODES_TAG
 from hepspark.hardware import FLOPS_PER_WEIGHT_PER_ROW
 
 EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "val_auc", "train_loss", "val_loss")
@@ -44,6 +44,7 @@ class MeasuredRun:
     test_auc: float | None = None
     flop_ceiling_gflops: float | None = None
     start_time_ms: int = 0
+    sweep_key: str | None = None  # the sweep's combination, when a sweep made the run
 
     @property
     def global_batch(self) -> int:
@@ -155,5 +156,6 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> list[Measured
             test_auc=metrics.get("test_auc"),
             flop_ceiling_gflops=float(ceiling) if ceiling else None,
             start_time_ms=run.info.start_time or 0,
+            sweep_key=tags.get(KEY_TAG),
         ))
     return measured

@@ -24,7 +24,7 @@ import math
 import os
 import shutil
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -74,8 +74,8 @@ def latest_per_configuration(runs: list[MeasuredRun]) -> tuple[list[MeasuredRun]
     """The newest run of each configuration (a re-run replaces the older measurement)."""
     latest: dict[tuple, MeasuredRun] = {}
     for run in sorted(runs, key=lambda r: r.start_time_ms):
-        key = (run.backend, run.optimizer, run.nodes, run.cores_per_executor, run.batch_size,
-               run.train_rows, run.mode)
+        key = run.sweep_key or (run.backend, run.optimizer, run.nodes, run.cores_per_executor,
+                                run.batch_size, run.train_rows, run.mode)
         latest[key] = run
     kept = sorted(latest.values(), key=lambda r: (r.backend, r.optimizer, r.nodes))
     return kept, len(runs) - len(kept)
@@ -356,30 +356,37 @@ def _model_sections(runs, dist, rates, config: ReportConfig, png) -> list[Sectio
         batch = model.batch_per_node or Counter(
             r.batch_per_node for r in mine).most_common(1)[0][0]
         batch_of[backend] = batch
-        curve = [(n, model.epoch_time_s(config.epoch_rows, n, batch),
-                  model.efficiency(config.epoch_rows, n, batch)) for n in nodes]
-        predicted[backend] = curve
+        predicted[backend] = [(n, model.epoch_time_s(config.epoch_rows, n, batch),
+                               model.efficiency(config.epoch_rows, n, batch)) for n in nodes]
+        if model.peer_step_time_s > 0:  # the bound without single-machine contention
+            free = replace(model, peer_step_time_s=0.0)
+            predicted[f"{backend}, c=0"] = [
+                (n, free.epoch_time_s(config.epoch_rows, n, batch),
+                 free.efficiency(config.epoch_rows, n, batch)) for n in nodes]
         measured_scaled[backend] = [(r.nodes, r.epoch_time_s * config.epoch_rows / r.train_rows)
                                     for r in mine if r.batch_per_node == batch]
     for n in nodes:
         row = [str(n)]
-        for backend in models:
-            t, eff = next((t, e) for m, t, e in predicted[backend] if m == n)
+        for curve in predicted:
+            t, eff = next((t, e) for m, t, e in predicted[curve] if m == n)
             row += [_fmt(t, ".1f"), _fmt(eff, ".2f")]
         table_rows.append(row)
     baselines = {label: config.epoch_rows / rate for label, rate in rates.items() if rate > 0}
     plots.plot_prediction(predicted, measured_scaled, baselines, png("prediction.png"),
                           config.epoch_rows)
-    headers = ["nodes"] + [h for b in models for h in (f"{b} epoch s", f"{b} efficiency")]
+    headers = ["nodes"] + [h for b in predicted for h in (f"{b}: epoch s", f"{b}: efficiency")]
     paragraphs = [f"Predicted epoch time and parallel efficiency for {config.epoch_rows:,d} "
                   f"rows (the HIGGS training set) up to {config.max_nodes} nodes, at "
                   + ", ".join(f"{b}: {batch_of[b]} rows per node per step" for b in models)
-                  + ". Circles: the measured runs scaled to the same rows."]
+                  + ". Circles: the measured runs scaled to the same rows. Curves marked "
+                  "'c=0' drop the coordination cost measured on this one machine (where it also "
+                  "holds the executors' contention for its cores): the network-only bound. "
+                  "Separate nodes should land between the two."]
     if baselines:
         paragraphs.append("Single-process baselines for the same epoch:\n" + "\n".join(
             f"- {label}: {t:,.0f} s" for label, t in baselines.items()))
     comparison = []
-    for backend in models:
+    for backend in predicted:
         first5 = [t for n, t, _ in predicted[backend] if n <= 5]
         gains = gain_per_added_node(first5)
         comparison.append(f"- {backend}: predicted gain per added node for N=2..5: "

@@ -145,13 +145,16 @@ def plot_prediction(predicted: Mapping[str, Sequence[tuple[int, float, float]]],
     measured (nodes, seconds) scaled to the same rows.
     """
     fig, (top, bottom) = _figure(2, height_in=7.5, height_ratios=[3, 2])
-    for i, (backend, points) in enumerate(sorted(predicted.items())):
+    backends = sorted({name.split(",")[0] for name in predicted})
+    for name, points in sorted(predicted.items()):
+        backend = name.split(",")[0]
+        color, style = f"C{backends.index(backend)}", "--" if "," in name else "-"
         n, t, eff = (np.array(v, float) for v in zip(*points))
-        top.plot(n, t, color=f"C{i}", lw=1.8, label=f"{backend}: model")
-        bottom.plot(n, eff, color=f"C{i}", lw=1.8, label=backend)
-        if measured.get(backend):
-            mn, mt = zip(*measured[backend])
-            top.plot(mn, mt, "o", color=f"C{i}", ms=7, mfc="none", label=f"{backend}: measured")
+        top.plot(n, t, color=color, ls=style, lw=1.8, label=f"{name}: model")
+        bottom.plot(n, eff, color=color, ls=style, lw=1.8, label=name)
+        if measured.get(name):
+            mn, mt = zip(*measured[name])
+            top.plot(mn, mt, "o", color=color, ms=7, mfc="none", label=f"{name}: measured")
     _baselines(top, baselines)
     top.set_xscale("log", base=2)
     top.set_yscale("log")
