@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 DEFAULT_DEMO_ROWS = 200_000
 EXIT_USAGE = 2
+EXIT_TRACKING_PENDING = 3  # trained, but MLflow records wait in a pending directory
 
 
 def _cache_dir() -> str:
@@ -178,6 +179,12 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
         "--tag", action="append", default=[], metavar="KEY=VALUE",
         help="extra MLflow run tag (repeatable); 'hepspark bench scaling' tags its runs so",
     )
+    parser.add_argument(
+        "--tracking-grace-s", type=float, default=None,
+        help="if the MLflow server went away during the run, how long the end of the run "
+        "waits for it before saving the unwritten records to a directory to import later "
+        "(default 120)",
+    )
     parser.add_argument("--model-dir", help="also save the trained model + preprocessing here")
     parser.add_argument("--cache-dir", default=None, help=f"demo data cache ({_cache_dir()})")
     parser.add_argument(
@@ -273,6 +280,8 @@ def run_train_higgs(args: argparse.Namespace) -> int:
                                    bigdl=config.backend == "bigdl")
         config = config.with_(data=data)
     tracker = Tracker(args.tracking_uri, args.experiment, enabled=not args.no_tracking)
+    if args.tracking_grace_s is not None:
+        tracker.grace_s = args.tracking_grace_s
     outcome = train_higgs(config, tracker, progress=_say, model_dir=args.model_dir,
                           tags=parse_tags(args.tag))
     _say(outcome.format())
@@ -302,6 +311,26 @@ def run_evaluate_higgs(args: argparse.Namespace) -> int:
         f"at cut {s.best_cut:.3f} | significance (100 s / 1000 b) "
         f"{s.significance_100s_1000b:.2f} | {s.n_signal:,d} signal, {s.n_background:,d} background"
     )
+    return 0
+
+
+# ---------------------------------------------------------------------- mlflow-import
+def add_mlflow_import(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "directory",
+        help="an mlflow-pending-<run_id> directory left by a run whose MLflow server was "
+        "unreachable at its end",
+    )
+    parser.add_argument(
+        "--tracking-uri", help="the server that holds the run (default: the one recorded)"
+    )
+    parser.set_defaults(handler=run_mlflow_import)
+
+
+def run_mlflow_import(args: argparse.Namespace) -> int:
+    from hepspark.tracking import import_pending
+
+    import_pending(args.directory, args.tracking_uri, progress=_say)
     return 0
 
 
@@ -346,6 +375,29 @@ COMMAND_HELP = {
 }
 
 
+def _lazy_module(module: str, name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module), name)(parser)
+
+    return add
+
+
+# Commands without a dataset/action level.
+SINGLE_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "mlflow-server": (
+        "run a local MLflow tracking server (sqlite + served artifacts); "
+        "'mlflow-server stop --store DIR' stops a --detach one",
+        _lazy_module("hepspark.mlflow_server", "add_arguments"),
+    ),
+    "mlflow-import": (
+        "write the MLflow records a run saved while its server was unreachable",
+        add_mlflow_import,
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepspark",
@@ -364,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
             kinds = sub.add_subparsers(dest="dataset", required=True, metavar="DATASET")
         for name, (help_text, add) in datasets.items():
             add(kinds.add_parser(name, help=help_text, description=help_text))
+    for command, (help_text, add) in SINGLE_COMMANDS.items():
+        add(commands.add_parser(command, help=help_text, description=help_text))
     return parser
 
 
@@ -372,17 +426,27 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from hepspark.backends.horovod_backend import HorovodUnavailableError
     from hepspark.cluster import ClusterError
     from hepspark.data.readers import EpochRowCountError
+    from hepspark.mlflow_server import ServerError
     from hepspark.tracking import TrackingUnavailableError
 
     return (ValueError, FileNotFoundError, FileExistsError, TrackingUnavailableError,
-            EpochRowCountError, ClusterError, HorovodUnavailableError)
+            EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
+    from hepspark.tracking import TrackingSpooledError
+
     try:
         code = args.handler(args)
+    except TrackingSpooledError as exc:
+        if args.debug:
+            raise
+        if exc.outcome is not None:
+            _say(exc.outcome.format())
+        print(f"hepspark: error: {exc}", file=sys.stderr)
+        return EXIT_TRACKING_PENDING
     except _user_errors() as exc:
         if args.debug:
             raise

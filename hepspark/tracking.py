@@ -11,23 +11,69 @@ params ``backend``, ``optimizer``, ``num_executors``, ``cores_per_executor``,
 ``batch_size``; per-epoch metrics (step = epoch) ``epoch_wall_time_s``, ``rows_per_s``,
 ``train_loss``, ``val_loss``, ``val_auc``; final metrics ``test_auc``,
 ``test_accuracy``, ``best_fom``, ``best_cut``, ``significance_100s_1000b``.
+
+A tracking server that goes away in the middle of a run does not stop training: what cannot
+be written is kept in memory (metrics with their original step and time, params, copies of
+the artifacts) and written, in order, as soon as the server answers ``/health`` again, with a
+warning when the outage starts and a line when it ends. At the end of the run the tracker
+waits up to ``grace_s`` for the server; if it is still away, everything it could not write
+is saved to ``DIR/mlflow-pending-<run_id>/`` (``records.json`` + ``artifacts/``) and
+:class:`TrackingSpooledError` says how to import it later
+(``hepspark mlflow-import DIR/mlflow-pending-<run_id>``). Errors other than an unreachable
+server (the server answers but refuses a call) are raised as before.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
+import sys
+import tempfile
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from hepspark.backends.base import EpochRecord
 
 DEFAULT_DB = "mlflow.db"
+# How long the end of a run waits for an MLflow server that went away (``--tracking-grace-s``).
+DEFAULT_GRACE_S = 120.0
+PENDING_PREFIX = "mlflow-pending-"
+PENDING_RECORDS = "records.json"
+PENDING_FORMAT = "hepspark-mlflow-pending"
+RUN_RECORD_FILE = "mlflow_run.json"  # in --checkpoint-dir: the run a --resume continues
+_RETRY_EVERY_S = 2.0
 
 
 class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class TrackingSpooledError(TrackingUnavailableError):
+    """Training finished, but the MLflow server stayed away: the records that could not be
+    written are in ``pending_dir``; ``outcome`` is the training outcome when known."""
+
+    def __init__(self, message: str, pending_dir: str) -> None:
+        super().__init__(message)
+        self.pending_dir = pending_dir
+        self.outcome: Any = None
+
+
+def is_remote(uri: str | None) -> bool:
+    return bool(uri) and urlparse(uri).scheme in ("http", "https")
+
+
+def server_healthy(uri: str, timeout_s: float = 2.0) -> bool:
+    """True when the MLflow server at ``uri`` answers 200 on ``/health``."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -66,7 +112,8 @@ def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
 
 
 class Tracker:
-    """A thin, explicit wrapper around the MLflow fluent API for one run at a time.
+    """One MLflow run at a time, through ``MlflowClient`` (no global active run), with the
+    outage buffering described in the module docstring.
 
     >>> tracker = Tracker(experiment="higgs-demo")
     >>> with tracker.run("keras-adam", params={"optimizer": "adam"}):
@@ -78,76 +125,336 @@ class Tracker:
         tracking_uri: str | None = None,
         experiment: str | None = None,
         enabled: bool = True,
+        grace_s: float = DEFAULT_GRACE_S,
+        pending_dir: str | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.enabled = enabled
         self.tracking_uri = resolve_tracking_uri(tracking_uri) if enabled else None
         self.experiment = experiment
+        self.grace_s = grace_s
+        self.pending_dir = pending_dir  # where unwritten records go (default: cwd)
+        self.warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
         self.run_id: str | None = None
+        self.run_name: str | None = None
+        self.resumed = False  # True when run() reopened an existing run
+        self._client = None
+        self._pending: list[dict[str, Any]] = []
+        self._staging: str | None = None
+        self._logged_epochs: set[int] = set()
+        self._outage_since: float | None = None
 
+    # -------------------------------------------------------------------------- public
     def check(self) -> None:
         if self.enabled:
             check_tracking_uri(self.tracking_uri)
 
-    def run(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None):
-        return _RunContext(self, run_name, params, tags or {})
+    def run(self, run_name: str, params: Mapping[str, Any],
+            tags: Mapping[str, str] | None = None, resume_run_id: str | None = None):
+        """Context manager of one run; ``resume_run_id`` reopens that run instead of
+        creating one when it exists and has not finished."""
+        return _RunContext(self, run_name, params, tags or {}, resume_run_id)
+
+    @property
+    def pending(self) -> int:
+        """Records waiting for an unreachable server."""
+        return len(self._pending)
 
     def log_epoch(self, record: EpochRecord) -> None:
-        if self.enabled:
-            import mlflow
-
-            mlflow.log_metrics(record.metrics(), step=record.epoch)
+        """Per-epoch metrics at step = epoch; an epoch the (reopened) run already holds is
+        not logged twice."""
+        if self.enabled and record.epoch not in self._logged_epochs:
+            self._logged_epochs.add(record.epoch)
+            self._submit({"op": "metrics", "metrics": record.metrics(), "step": record.epoch,
+                          "timestamp": _now_ms()})
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.enabled:
-            import mlflow
-
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            self._submit({"op": "metrics", "metrics": {k: float(v) for k, v in metrics.items()},
+                          "step": 0, "timestamp": _now_ms()})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self.enabled:
-            import mlflow
-
-            mlflow.log_params({k: _param(v) for k, v in params.items()})
+            self._submit({"op": "params", "params": {k: _param(v) for k, v in params.items()}})
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         if self.enabled:
-            import mlflow
-
-            mlflow.log_artifact(path, artifact_path)
+            self._submit({"op": "artifact", "path": path, "artifact_path": artifact_path})
 
     def log_text(self, text: str, artifact_file: str) -> None:
         if self.enabled:
-            import mlflow
+            self._submit({"op": "text", "text": text, "artifact_file": artifact_file})
 
-            mlflow.log_text(text, artifact_file)
+    # ----------------------------------------------------------------- run start / end
+    def _client_for_run(self):
+        from mlflow import MlflowClient
+
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def _start(self, run_name: str, params, tags, resume_run_id: str | None) -> None:
+        client = self._client_for_run()
+        self.run_name = run_name
+        if resume_run_id and self._reopen(resume_run_id):
+            # MLflow refuses to change a param: settings a resume may change (epochs,
+            # resume, executors, ...) go to tags hepspark.resumed.<name> instead.
+            logged = client.get_run(self.run_id).data.params
+            params = {k: _param(v) for k, v in params.items()}
+            self.log_params({k: v for k, v in params.items() if k not in logged})
+            for k, v in params.items():
+                if k in logged and logged[k] != v:
+                    client.set_tag(self.run_id, f"hepspark.resumed.{k}", v)
+            return
+        from mlflow.tracking.context.registry import resolve_tags
+
+        experiment_id = _experiment_id(client, self.experiment or "Default")
+        all_tags = dict(tags)
+        if resume_run_id:
+            all_tags["hepspark.resumed_from_run"] = resume_run_id
+        run = client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(all_tags))
+        self.run_id = run.info.run_id
+        self.log_params(params)
+
+    def _reopen(self, run_id: str) -> bool:
+        """Continue ``run_id`` (a run interrupted before it finished): True if reopened."""
+        from mlflow.exceptions import MlflowException
+
+        client = self._client_for_run()
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            self.warn(f"[tracking] run {run_id} of the checkpoint is not in "
+                      f"{self.tracking_uri}: starting a new run")
+            return False
+        if run.info.status == "FINISHED" or run.info.lifecycle_stage == "deleted":
+            return False  # extending a finished run: a new run that holds every epoch
+        client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+        self.resumed = True
+        self._logged_epochs = {m.step for m in client.get_metric_history(run_id,
+                                                                         "epoch_wall_time_s")}
+        return True
+
+    def _finish(self, status: str, failing: bool) -> None:
+        """End the run; wait for a server that went away, else save what is unwritten."""
+        self._submit({"op": "end", "status": status})
+        if self._pending and is_remote(self.tracking_uri) and self.grace_s > 0:
+            self.warn(f"[tracking] waiting up to {self.grace_s:.0f} s for the MLflow server "
+                      f"{self.tracking_uri} to write {len(self._pending)} buffered record(s)")
+            deadline = time.monotonic() + self.grace_s
+            while self._pending and time.monotonic() < deadline:
+                time.sleep(min(_RETRY_EVERY_S, max(0.0, deadline - time.monotonic())))
+                self._flush()
+        if not self._pending:
+            self._drop_staging()
+            return
+        path = self._save_pending()
+        message = (
+            f"the MLflow server {self.tracking_uri} was unreachable until the end of the run "
+            f"(waited {self.grace_s:.0f} s): {len(self._pending)} record(s) of run "
+            f"{self.run_id} were not written; they are saved in {path}. Import them when "
+            f"the server is back: hepspark mlflow-import {path}"
+        )
+        if failing:  # do not hide the error that ended the run
+            self.warn(f"[tracking] {message}")
+            return
+        raise TrackingSpooledError(message, path)
+
+    # ------------------------------------------------------------------ the write path
+    def _submit(self, op: dict[str, Any]) -> None:
+        # /health first: a call to a dead server blocks in MLflow's own retries (7, with
+        # backoff: about 4 minutes) before it fails.
+        if not self._pending and not self._unreachable():
+            try:
+                _apply(self._client_for_run(), self.run_id, op)
+                return
+            except Exception:  # noqa: BLE001 - classified just below
+                if not self._unreachable():
+                    raise
+        if not self._pending:
+            self._outage_since = time.monotonic()
+            self.warn(
+                f"[tracking] warning: MLflow server {self.tracking_uri} is unreachable; "
+                "training continues, records are kept and written when it answers again"
+            )
+        self._buffer(op)  # keep the order: write when the outage ends
+        self._flush()
+
+    def _unreachable(self) -> bool:
+        return is_remote(self.tracking_uri) and not server_healthy(self.tracking_uri)
+
+    def _flush(self) -> None:
+        """Write buffered records in order while the server answers."""
+        if not self._pending or self._unreachable():
+            return
+        written = 0
+        while self._pending:
+            try:
+                _apply(self._client_for_run(), self.run_id, self._pending[0])
+            except Exception:  # noqa: BLE001
+                if not self._unreachable():
+                    raise
+                return
+            self._pending.pop(0)
+            written += 1
+        away = time.monotonic() - (self._outage_since or time.monotonic())
+        self.warn(f"[tracking] MLflow server {self.tracking_uri} answers again after "
+                  f"{away:.0f} s: wrote {written} buffered record(s)")
+        self._outage_since = None
+
+    def _buffer(self, op: dict[str, Any]) -> None:
+        if op["op"] == "artifact":  # the caller may delete the file once we return
+            if self._staging is None:
+                self._staging = tempfile.mkdtemp(prefix="hepspark-mlflow-buffer-")
+            target = os.path.join(self._staging, f"{len(os.listdir(self._staging)):04d}",
+                                  os.path.basename(op["path"].rstrip("/")))
+            os.makedirs(os.path.dirname(target))
+            if os.path.isdir(op["path"]):
+                shutil.copytree(op["path"], target)
+            else:
+                shutil.copy2(op["path"], target)
+            op = {**op, "path": target}
+        self._pending.append(op)
+
+    def _save_pending(self) -> str:
+        root = os.path.abspath(self.pending_dir or os.getcwd())
+        final = os.path.join(root, f"{PENDING_PREFIX}{self.run_id}")
+        tmp = tempfile.mkdtemp(prefix=f".{PENDING_PREFIX}", dir=root)
+        records = []
+        for i, op in enumerate(self._pending):
+            if op["op"] == "artifact":
+                rel = os.path.join("artifacts", f"{i:04d}", os.path.basename(op["path"]))
+                os.makedirs(os.path.dirname(os.path.join(tmp, rel)))
+                shutil.move(op["path"], os.path.join(tmp, rel))
+                op = {**op, "path": rel}
+            records.append(op)
+        _write_records(tmp, {
+            "format": PENDING_FORMAT, "version": 1, "tracking_uri": self.tracking_uri,
+            "experiment": self.experiment, "run_id": self.run_id, "run_name": self.run_name,
+            "records": records,
+        })
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        self._drop_staging()
+        return final
+
+    def _drop_staging(self) -> None:
+        if self._staging:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _param(value: Any) -> str:
     return "None" if value is None else str(value)
 
 
+def _experiment_id(client, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name)
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingUnavailableError(
+            f"MLflow experiment {name!r} is deleted; restore it or choose another --experiment"
+        )
+    return experiment.experiment_id
+
+
+def _apply(client, run_id: str, op: dict[str, Any], base: str = "") -> None:
+    """Write one record to ``run_id``; artifact paths are relative to ``base`` if given."""
+    from mlflow.entities import Metric, Param
+
+    kind = op["op"]
+    if kind == "metrics":
+        metrics = [Metric(k, v, op["timestamp"], op["step"]) for k, v in op["metrics"].items()]
+        client.log_batch(run_id, metrics=metrics)
+    elif kind == "params":
+        items = [Param(k, v) for k, v in op["params"].items()]
+        for i in range(0, len(items), 100):  # MLflow's limit per batch
+            client.log_batch(run_id, params=items[i : i + 100])
+    elif kind == "artifact":
+        path = os.path.join(base, op["path"])
+        if os.path.isdir(path):
+            client.log_artifacts(run_id, path, op["artifact_path"])
+        else:
+            client.log_artifact(run_id, path, op["artifact_path"])
+    elif kind == "text":
+        client.log_text(run_id, op["text"], op["artifact_file"])
+    elif kind == "end":
+        client.set_terminated(run_id, op["status"])
+    else:
+        raise ValueError(f"unknown tracking record {kind!r}")
+
+
+def _write_records(directory: str, data: dict[str, Any]) -> None:
+    path = os.path.join(directory, PENDING_RECORDS)
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def import_pending(
+    directory: str, tracking_uri: str | None = None, progress: Callable[[str], None] = print
+) -> str:
+    """Write the records a run saved in ``directory`` (``mlflow-pending-<run_id>``) to its
+    run, in order; each written record is removed from the file as it goes, so an import
+    that is interrupted can be repeated. Returns the run id; the directory is deleted at
+    the end."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    path = os.path.join(directory, PENDING_RECORDS)
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"{path} cannot be read ({exc}): give a {PENDING_PREFIX}<run_id> directory "
+            "written by a run whose MLflow server was unreachable"
+        ) from exc
+    if data.get("format") != PENDING_FORMAT:
+        raise ValueError(f"{path} is not a hepspark {PENDING_FORMAT} file")
+    uri = tracking_uri or data["tracking_uri"]
+    check_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    run_id = data["run_id"]
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        raise ValueError(
+            f"run {run_id} is not in {uri}; import into the tracking server that holds it "
+            f"({data['tracking_uri']})"
+        ) from exc
+    total = len(data["records"])
+    while data["records"]:
+        _apply(client, run_id, data["records"][0], base=directory)
+        data["records"].pop(0)
+        _write_records(directory, data)
+    progress(f"[mlflow-import] wrote {total} record(s) to run {run_id} at {uri}")
+    shutil.rmtree(directory)
+    return run_id
+
+
 class _RunContext:
-    def __init__(self, tracker: Tracker, run_name: str, params, tags) -> None:
+    def __init__(self, tracker: Tracker, run_name: str, params, tags, resume_run_id) -> None:
         self.tracker = tracker
         self.run_name = run_name
         self.params = params
         self.tags = tags
+        self.resume_run_id = resume_run_id
 
     def __enter__(self) -> Tracker:
-        if not self.tracker.enabled:
-            return self.tracker
-        import mlflow
-
-        mlflow.set_tracking_uri(self.tracker.tracking_uri)
-        if self.tracker.experiment:
-            mlflow.set_experiment(self.tracker.experiment)
-        run = mlflow.start_run(run_name=self.run_name, tags=dict(self.tags))
-        self.tracker.run_id = run.info.run_id
-        self.tracker.log_params(self.params)
+        if self.tracker.enabled:
+            self.tracker._start(self.run_name, self.params, self.tags, self.resume_run_id)
         return self.tracker
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.tracker.enabled:
-            import mlflow
-
-            mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
+            with contextlib.suppress(Exception) if exc_type else contextlib.nullcontext():
+                self.tracker._finish("FAILED" if exc_type else "FINISHED",
+                                     failing=exc_type is not None)

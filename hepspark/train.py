@@ -32,7 +32,7 @@ from hepspark.metrics import (
     score_histograms,
 )
 from hepspark.models.keras_dense import MODEL_FILE, predict_scores
-from hepspark.tracking import Tracker
+from hepspark.tracking import RUN_RECORD_FILE, Tracker, TrackingSpooledError
 
 # Reference test AUCs of the deep network on the full 10.5M-row training set
 # (Baldi, Sadowski, Whiteson 2014); shown next to our results, never used as targets.
@@ -119,36 +119,55 @@ def train_higgs(
         f"[train] {dataset!r}\n[train] {config.model.describe()} with {config.optimizer}, "
         f"{config.epochs} epoch(s), batch {config.batch_size}, on {resources['device']}"
     )
-    with tracker.run(run_name, params, tags={**(tags or {}), "hepspark.task": TASK_TAG}):
-        result = backend.fit(
-            config,
-            dataset,
-            on_epoch_end=lambda rec: (tracker.log_epoch(rec), progress(rec.format(config.epochs))),
+    if tracker.pending_dir is None:  # records an unreachable server missed go here
+        tracker.pending_dir = config.checkpoint_dir or model_dir
+    outcome = None
+    try:
+        with tracker.run(run_name, params, tags={**(tags or {}), "hepspark.task": TASK_TAG},
+                         resume_run_id=_recorded_run(config, tracker)):
+            if tracker.resumed:
+                progress(f"[train] continuing MLflow run {tracker.run_id} of the checkpoint")
+            _record_run(config, tracker)
+            outcome = _fit_and_log(config, tracker, progress, model_dir, dataset, backend,
+                                   resources)
+    except TrackingSpooledError as exc:  # trained, but the server stayed away
+        exc.outcome = outcome
+        raise
+    return outcome
+
+
+def _fit_and_log(config: TrainConfig, tracker: Tracker, progress, model_dir, dataset,
+                 backend, resources) -> TrainOutcome:
+    """Inside the MLflow run: fit, score the test split, log metrics and artifacts."""
+    result = backend.fit(
+        config,
+        dataset,
+        on_epoch_end=lambda rec: (tracker.log_epoch(rec), progress(rec.format(config.epochs))),
+    )
+    tracker.log_params(
+        {k: v for k, v in result.info.items() if k in ("learning_rate", "parameters")}
+    )
+    x_test, y_test = dataset.load("test")
+    scores = result.predict(x_test)
+    if not np.all(np.isfinite(scores)):
+        raise FloatingPointError(
+            "the trained model predicts NaN/inf on the test split (training diverged); "
+            "try a smaller --learning-rate"
         )
-        tracker.log_params(
-            {k: v for k, v in result.info.items() if k in ("learning_rate", "parameters")}
-        )
-        x_test, y_test = dataset.load("test")
-        scores = result.predict(x_test)
-        if not np.all(np.isfinite(scores)):
-            raise FloatingPointError(
-                "the trained model predicts NaN/inf on the test split (training diverged); "
-                "try a smaller --learning-rate"
-            )
-        summary = physics_summary(y_test, scores)
-        tracker.log_metrics(
-            {k: v for k, v in asdict(summary).items() if k not in ("n_signal", "n_background")}
-        )
-        model_path = None
-        with tempfile.TemporaryDirectory(prefix="hepspark-run-") as tmp:
-            _write_artifacts(tmp, config, dataset, result, y_test, scores)
-            for name in sorted(os.listdir(tmp)):
-                tracker.log_artifact(os.path.join(tmp, name), _artifact_dir(name))
-            if model_dir:  # the files just logged, not a second save
-                os.makedirs(model_dir, exist_ok=True)
-                for name in (MODEL_FILE, PREPROCESSING_FILE):
-                    shutil.copy2(os.path.join(tmp, name), os.path.join(model_dir, name))
-                model_path = os.path.join(model_dir, MODEL_FILE)
+    summary = physics_summary(y_test, scores)
+    tracker.log_metrics(
+        {k: v for k, v in asdict(summary).items() if k not in ("n_signal", "n_background")}
+    )
+    model_path = None
+    with tempfile.TemporaryDirectory(prefix="hepspark-run-") as tmp:
+        _write_artifacts(tmp, config, dataset, result, y_test, scores)
+        for name in sorted(os.listdir(tmp)):
+            tracker.log_artifact(os.path.join(tmp, name), _artifact_dir(name))
+        if model_dir:  # the files just logged, not a second save
+            os.makedirs(model_dir, exist_ok=True)
+            for name in (MODEL_FILE, PREPROCESSING_FILE):
+                shutil.copy2(os.path.join(tmp, name), os.path.join(model_dir, name))
+            model_path = os.path.join(model_dir, MODEL_FILE)
     return TrainOutcome(
         config=config,
         epochs=result.epochs,
@@ -158,6 +177,30 @@ def train_higgs(
         model_path=model_path,
         stopped_early=result.stopped_early,
     )
+
+
+def _recorded_run(config: TrainConfig, tracker: Tracker) -> str | None:
+    """The MLflow run a ``--resume`` continues: the one recorded in the checkpoint
+    directory by the interrupted run, if it used the same tracking store."""
+    if not (config.resume and tracker.enabled):
+        return None
+    try:
+        with open(os.path.join(config.checkpoint_dir, RUN_RECORD_FILE)) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record.get("run_id") if record.get("tracking_uri") == tracker.tracking_uri else None
+
+
+def _record_run(config: TrainConfig, tracker: Tracker) -> None:
+    if not (config.checkpoint_dir and tracker.enabled):
+        return
+    os.makedirs(config.checkpoint_dir, exist_ok=True)
+    path = os.path.join(config.checkpoint_dir, RUN_RECORD_FILE)
+    with open(path + ".tmp", "w") as handle:
+        json.dump({"tracking_uri": tracker.tracking_uri, "experiment": tracker.experiment,
+                   "run_id": tracker.run_id}, handle, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def _artifact_dir(name: str) -> str | None:

@@ -74,3 +74,45 @@ def test_disabled_tracker_records_nothing(higgs_dataset, tmp_path, monkeypatch):
     outcome = train_higgs(config, Tracker(enabled=False), progress=lambda _: None)
     assert outcome.run_id is None
     assert not os.path.exists(tmp_path / "mlflow.db")
+
+
+def test_resume_continues_the_interrupted_mlflow_run_without_repeating_epochs(
+    higgs_dataset, sqlite_tracking_uri, tmp_path
+):
+    import mlflow
+
+    ckpt = str(tmp_path / "ckpt")
+    config = TrainConfig(data=higgs_dataset, epochs=4, batch_size=500, checkpoint_dir=ckpt,
+                         model=DenseNetConfig(depth=1, width=16))
+
+    def interrupt_after_epoch_2(line: str) -> None:
+        if line.startswith("epoch 2/"):
+            raise KeyboardInterrupt  # the user stops the job after epoch 2 was logged
+
+    tracker = Tracker(sqlite_tracking_uri, experiment="resume")
+    with pytest.raises(KeyboardInterrupt):
+        train_higgs(config, tracker, progress=interrupt_after_epoch_2)
+    first_run = tracker.run_id
+    client = mlflow.MlflowClient(sqlite_tracking_uri)
+    assert client.get_run(first_run).info.status == "FAILED"
+
+    resumed = Tracker(sqlite_tracking_uri, experiment="resume")
+    lines: list[str] = []
+    outcome = train_higgs(config.with_(resume=True), resumed, progress=lines.append)
+    assert outcome.run_id == first_run and resumed.resumed
+    assert any("continuing MLflow run" in line for line in lines)
+    run = client.get_run(first_run)
+    assert run.info.status == "FINISHED"
+    for name in ("epoch_wall_time_s", "train_loss", "val_auc"):
+        assert sorted(m.step for m in client.get_metric_history(first_run, name)) == [1, 2, 3, 4]
+    assert run.data.params["resume"] == "False"  # params never change ...
+    assert run.data.tags["hepspark.resumed.resume"] == "True"  # ... what a resume changed
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+    # Extending a finished run starts a new one that holds every epoch and names the first.
+    extended = Tracker(sqlite_tracking_uri, experiment="resume")
+    outcome = train_higgs(config.with_(resume=True, epochs=5), extended, progress=print)
+    assert outcome.run_id != first_run
+    assert client.get_run(outcome.run_id).data.tags["hepspark.resumed_from_run"] == first_run
+    steps = [m.step for m in client.get_metric_history(outcome.run_id, "train_loss")]
+    assert sorted(steps) == [1, 2, 3, 4, 5]

@@ -36,8 +36,8 @@ class EpochBook:
         self.stopped_early = False
 
     def restore(self, records: list[EpochRecord]) -> None:
-        """Continue after a checkpoint: its epochs are reported again (a resumed MLflow run
-        holds every epoch) and early-stopping state is rebuilt from them. Checkpoints do not
+        """Continue after a checkpoint: its epochs are reported again (the tracker skips
+        those the continued MLflow run already holds; a new run gets them all) and early-stopping state is rebuilt from them. Checkpoints do not
         keep the best weights of those epochs: if no later epoch beats them, the final
         weights are used."""
         for record in records:
@@ -50,10 +50,12 @@ class EpochBook:
     ) -> bool:
         """Book ``record``; True when training should stop (early stopping)."""
         self.records.append(record)
-        self.report(record)
+        # Checkpoint first, then report: an epoch MLflow holds is then always in a
+        # checkpoint, so a --resume never re-runs (and re-logs) an epoch already logged.
         if self.config.checkpoint_dir and write_checkpoint is not None:
             save_checkpoint(self.config.checkpoint_dir, self.config, self.records,
                             write_checkpoint)
+        self.report(record)
         return self._early_stopping(record)
 
     def _early_stopping(self, record: EpochRecord, keep_weights: bool = True) -> bool:

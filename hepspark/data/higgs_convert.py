@@ -283,7 +283,8 @@ def convert_higgs(
     paths = resolve_inputs(config.input)
     output_uri = storage.to_uri(config.output)
     fs = storage.HadoopFileSystem(spark, output_uri)
-    publish = storage.AtomicOutput(fs, output_uri, overwrite=config.overwrite)
+    publish = storage.AtomicOutput(fs, output_uri, overwrite=config.overwrite,
+                                  progress=progress)
     publish.check()
     input_bytes = _input_bytes(paths)
     progress(f"[convert] reading {len(paths)} file(s), {input_bytes / 1e6:,.1f} MB")
