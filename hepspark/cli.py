@@ -395,6 +395,10 @@ SINGLE_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]
         "write the MLflow records a run saved while its server was unreachable",
         add_mlflow_import,
     ),
+    "pack-env": (
+        "pack this venv (with hepspark as a wheel) for spark-submit --archives env.tar.gz#env",
+        _lazy_module("hepspark.pack_env", "add_arguments"),
+    ),
 }
 
 

@@ -44,6 +44,9 @@ log "installing the pinned stack (pyspark, numpy<2, pyarrow 14, petastorm, tenso
   cloudpickle psutil pyyaml packaging \
   "pytest>=8" "pytest-timeout" ruff
 
+# venv-pack: `hepspark pack-env` (the venv as an archive for spark-submit --archives).
+"$PIP" install -q --no-deps "venv-pack==0.2.0"
+
 # tf-keras declares a dependency on `tensorflow`, which would pull the 572 MB GPU wheel.
 "$PIP" install -q --no-deps "tf-keras==2.21.0"
 # BigDL 2.4.0 declares pyspark==3.1.3, which fails on Java 17 / Python 3.11; bigdl-core is a
