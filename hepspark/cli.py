@@ -299,11 +299,36 @@ def _lazy(name: str) -> Callable[[argparse.ArgumentParser], None]:
 
 
 # ------------------------------------------------------------------------------- main
+def _images(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        from hepspark import cli_images
+
+        getattr(cli_images, name)(parser)
+
+    return add
+
+
 COMMANDS: dict[str, dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]] = {
-    "generate": {"higgs": ("write a toy-MC HIGGS sample in the UCI CSV format", add_generate_higgs)},
-    "convert": {"higgs": ("HIGGS CSV -> Petastorm Parquet with train/val/test", add_convert_higgs)},
-    "train": {"higgs": ("train the HIGGS DNN and log it to MLflow", add_train_higgs)},
+    "generate": {
+        "higgs": ("write a toy-MC HIGGS sample in the UCI CSV format", add_generate_higgs),
+        "jets": ("toy 33x33x2 calorimeter jet images, quenched vs not (seed 000)",
+                 _images("add_generate_jets")),
+        "lartpc": ("toy LArTPC single-particle wire-plane images, 5 classes (seed 001)",
+                   _images("add_generate_lartpc")),
+    },
+    "convert": {
+        "higgs": ("HIGGS CSV -> Petastorm Parquet with train/val/test", add_convert_higgs),
+        "images": ("image files (NPZ/HDF5/ROOT) -> Petastorm Parquet with splits",
+                   _images("add_convert_images")),
+    },
+    "train": {
+        "higgs": ("train the HIGGS DNN and log it to MLflow", add_train_higgs),
+        "cnn": ("train a zoo CNN on an image dataset and log it to MLflow",
+                _images("add_train_cnn")),
+    },
     "evaluate": {"higgs": ("evaluate a trained HIGGS model on a test split", add_evaluate_higgs)},
+    "models": {"list": ("the CNN zoo with parameter counts for an input shape",
+                        _images("add_models_list"))},
     "cluster": {
         "up": ("start a Spark standalone master + workers on 127.0.0.1", _lazy("add_up")),
         "down": ("stop the cluster 'up' started (exactly its PIDs)", _lazy("add_down")),
@@ -323,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     for command, datasets in COMMANDS.items():
         if command == "cluster":
             sub = commands.add_parser(command, help="a Spark standalone cluster on this machine")
+            kinds = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+        elif command == "models":
+            sub = commands.add_parser(command, help="the model zoo")
             kinds = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
         else:
             sub = commands.add_parser(command, help=f"{command} a dataset's data or model")
