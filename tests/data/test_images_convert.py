@@ -54,7 +54,7 @@ def test_split_assignment_is_stable_and_has_the_asked_fractions():
 
 
 def test_lartpc_roundtrip_splits_metadata_and_reader(spark, tmp_path, monkeypatch):
-    monkeypatch.setattr(images_convert, "UNIT_ROWS", 128)  # several work units and files
+    monkeypatch.setattr(images_convert, "UNIT_ROWS", 256)  # several work units and files
     src = str(tmp_path / "l.h5")
     write_generated("lartpc", src, 600, seed=1, image_size=16, **QUIET)
     out = str(tmp_path / "ds")
