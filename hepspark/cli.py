@@ -345,10 +345,26 @@ def _lazy(module: str, name: str) -> Callable[[argparse.ArgumentParser], None]:
 
 # ------------------------------------------------------------------------------- main
 COMMANDS: dict[str, dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]] = {
-    "generate": {"higgs": ("write a toy-MC HIGGS sample in the UCI CSV format", add_generate_higgs)},
-    "convert": {"higgs": ("HIGGS CSV -> Petastorm Parquet with train/val/test", add_convert_higgs)},
-    "train": {"higgs": ("train the HIGGS DNN and log it to MLflow", add_train_higgs)},
+    "generate": {
+        "higgs": ("write a toy-MC HIGGS sample in the UCI CSV format", add_generate_higgs),
+        "jets": ("toy 33x33x2 calorimeter jet images, quenched vs not (seed 000)",
+                 _lazy("hepspark.cli_images", "add_generate_jets")),
+        "lartpc": ("toy LArTPC single-particle wire-plane images, 5 classes (seed 001)",
+                   _lazy("hepspark.cli_images", "add_generate_lartpc")),
+    },
+    "convert": {
+        "higgs": ("HIGGS CSV -> Petastorm Parquet with train/val/test", add_convert_higgs),
+        "images": ("image files (NPZ/HDF5/ROOT) -> Petastorm Parquet with splits",
+                   _lazy("hepspark.cli_images", "add_convert_images")),
+    },
+    "train": {
+        "higgs": ("train the HIGGS DNN and log it to MLflow", add_train_higgs),
+        "cnn": ("train a zoo CNN on an image dataset and log it to MLflow",
+                _lazy("hepspark.cli_images", "add_train_cnn")),
+    },
     "evaluate": {"higgs": ("evaluate a trained HIGGS model on a test split", add_evaluate_higgs)},
+    "models": {"list": ("the CNN zoo with parameter counts for an input shape",
+                        _lazy("hepspark.cli_images", "add_models_list"))},
     "cluster": {
         "up": ("start a Spark standalone master + workers on 127.0.0.1",
                _lazy("hepspark.cluster", "add_up")),
@@ -372,16 +388,8 @@ COMMAND_HELP = {
     "cluster": ("a Spark standalone cluster on this machine", "ACTION"),
     "bench": ("benchmarks: the scaling sweep and imported baselines", "BENCHMARK"),
     "report": ("reports read back from MLflow", "REPORT"),
+    "models": ("the model zoo", "ACTION"),
 }
-
-
-def _lazy_module(module: str, name: str) -> Callable[[argparse.ArgumentParser], None]:
-    def add(parser: argparse.ArgumentParser) -> None:
-        import importlib
-
-        getattr(importlib.import_module(module), name)(parser)
-
-    return add
 
 
 # Commands without a dataset/action level.
@@ -389,7 +397,7 @@ SINGLE_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]
     "mlflow-server": (
         "run a local MLflow tracking server (sqlite + served artifacts); "
         "'mlflow-server stop --store DIR' stops a --detach one",
-        _lazy_module("hepspark.mlflow_server", "add_arguments"),
+        _lazy("hepspark.mlflow_server", "add_arguments"),
     ),
     "mlflow-import": (
         "write the MLflow records a run saved while its server was unreachable",
@@ -397,7 +405,7 @@ SINGLE_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]
     ),
     "pack-env": (
         "pack this venv (with hepspark as a wheel) for spark-submit --archives env.tar.gz#env",
-        _lazy_module("hepspark.pack_env", "add_arguments"),
+        _lazy("hepspark.pack_env", "add_arguments"),
     ),
 }
 

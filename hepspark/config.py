@@ -13,9 +13,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from hepspark.data.higgs_schema import feature_set
+from hepspark.models.cnn import CnnConfig
 from hepspark.models.config import DenseNetConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamax", "adadelta", "adagrad", "nadam", "rmsprop")
+# How the kept weights are chosen: "val_auc" keeps the best validation AUC (and stops
+# after early_stopping_patience epochs without gain); "loss_window" is the LArTPC rule
+# of seed 001 (validation-loss minimum, then the best validation accuracy within +-5
+# epochs of it; stops once the minimum is at <= 85% of the epochs run and 5 epochs old).
+EPOCH_SELECTIONS = ("val_auc", "loss_window")
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,8 @@ class TrainConfig:
     master: str | None = None  # Spark master; None: local[*] or what spark-submit set
     checkpoint_dir: str | None = None  # a checkpoint per epoch end goes here
     resume: bool = False  # continue from the last complete epoch in checkpoint_dir
-    model: DenseNetConfig = field(default_factory=DenseNetConfig)
+    epoch_selection: str = "val_auc"
+    model: DenseNetConfig | CnnConfig = field(default_factory=DenseNetConfig)
 
     def __post_init__(self) -> None:
         feature_set(self.features)
@@ -52,8 +59,16 @@ class TrainConfig:
             )
         if self.num_executors < 1:
             raise ValueError(f"num_executors must be >= 1, got {self.num_executors}")
+        if self.epoch_selection not in EPOCH_SELECTIONS:
+            raise ValueError(f"epoch_selection must be one of {EPOCH_SELECTIONS}, "
+                             f"got {self.epoch_selection!r}")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume needs checkpoint_dir (the directory to resume from)")
+
+    @property
+    def is_cnn(self) -> bool:
+        """An image model (trained on an ImageDataset) rather than the HIGGS DNN."""
+        return isinstance(self.model, CnnConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +85,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         data = dict(data)
-        model = DenseNetConfig(**data.pop("model", {}))
+        model_fields = dict(data.pop("model", {}))
+        is_dense = model_fields.get("family", "dense") == "dense"
+        model = DenseNetConfig(**model_fields) if is_dense else CnnConfig(**model_fields)
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
@@ -80,7 +97,7 @@ class TrainConfig:
         """Fields that make a checkpoint of ``other`` unusable for this run (everything
         that changes what is trained; epochs, placement and paths may differ)."""
         free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
-                "early_stopping_patience"}
+                "early_stopping_patience", "epoch_selection"}
         mine, theirs = self.to_params(), other.to_params()
         return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
                 for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]

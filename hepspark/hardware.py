@@ -64,3 +64,10 @@ def matmul_gflops(threads: int = 1, seconds: float = 2.0) -> float:
 def training_ceiling_rows_per_s(n_parameters: int, gflops: float) -> float:
     """Rows/s a dense network of ``n_parameters`` weights could train at ``gflops``."""
     return gflops * 1e9 / (FLOPS_PER_WEIGHT_PER_ROW * n_parameters)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

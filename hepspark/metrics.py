@@ -33,10 +33,14 @@ DEFAULT_N_CUTS = 200
 # --------------------------------------------------------------------------- results
 
 
-def binary_cross_entropy(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean log loss of scores ``p`` for labels ``y`` (scores clipped like Keras does)."""
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+def binary_cross_entropy(
+    y: np.ndarray, p: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
+    """Mean (weighted) log loss of scores ``p`` for labels ``y`` (scores clipped like Keras
+    does)."""
+    p = np.clip(np.asarray(p, np.float64).reshape(-1), 1e-7, 1 - 1e-7)
+    y = np.asarray(y, np.float64).reshape(-1)
+    return float(-np.average(y * np.log(p) + (1 - y) * np.log(1 - p), weights=sample_weight))
 
 
 def _read_only(values: ArrayLike) -> np.ndarray:

@@ -36,6 +36,7 @@ class EpochRecord:
     train_loss: float
     val_loss: float | None = None
     val_auc: float | None = None
+    val_accuracy: float | None = None  # K-class image models
 
     @property
     def rows_per_s(self) -> float:
@@ -55,6 +56,8 @@ class EpochRecord:
             text += f"  val_loss {self.val_loss:.4f}"
         if self.val_auc is not None:
             text += f"  val_auc {self.val_auc:.4f}"
+        if self.val_accuracy is not None:
+            text += f"  val_acc {self.val_accuracy:.4f}"
         return text
 
 

@@ -1,6 +1,12 @@
 """What every backend does when an epoch ends, written once: keep the record, report it,
-write the epoch checkpoint, and decide on early stopping (on validation AUC, keeping the
-best weights as Keras' ``restore_best_weights`` would).
+write the epoch checkpoint, and decide on early stopping and on the weights to keep:
+
+* ``epoch_selection="val_auc"`` (HIGGS, jets): the best validation AUC, as Keras'
+  ``restore_best_weights`` would; stop after ``early_stopping_patience`` epochs without gain.
+* ``epoch_selection="loss_window"`` (LArTPC, seed 001): find the validation-loss minimum
+  (epoch m); keep the weights of the epochs m-5 .. m+5 and choose the one with the best
+  validation accuracy ("test A"); stop once the minimum is at most 85% of the epochs run
+  and 5 epochs old (learning has plateaued and the window is complete).
 
 >>> book = EpochBook(config, on_epoch_end=print, get_weights=model.get_weights)
 >>> stop = book.end_epoch(record, write_checkpoint=lambda d: model.save(d + "/m.keras"))
@@ -34,6 +40,8 @@ class EpochBook:
         self.best_weights: Any = None
         self.epochs_without_gain = 0
         self.stopped_early = False
+        self.window_weights: dict[int, Any] = {}  # loss_window: epoch -> weights
+        self.selected_epoch: int | None = None
 
     def restore(self, records: list[EpochRecord]) -> None:
         """Continue after a checkpoint: its epochs are reported again (the tracker skips
@@ -43,7 +51,10 @@ class EpochBook:
         for record in records:
             self.records.append(record)
             self.report(record)
-            self._early_stopping(record, keep_weights=False)
+            if self.config.epoch_selection == "loss_window":
+                self._loss_window(record, keep_weights=False)
+            else:
+                self._early_stopping(record, keep_weights=False)
 
     def end_epoch(
         self, record: EpochRecord, write_checkpoint: Callable[[str], None] | None = None
@@ -56,6 +67,8 @@ class EpochBook:
             save_checkpoint(self.config.checkpoint_dir, self.config, self.records,
                             write_checkpoint)
         self.report(record)
+        if self.config.epoch_selection == "loss_window":
+            return self._loss_window(record)
         return self._early_stopping(record)
 
     def _early_stopping(self, record: EpochRecord, keep_weights: bool = True) -> bool:
@@ -71,3 +84,40 @@ class EpochBook:
             if self.epochs_without_gain >= patience:
                 self.stopped_early = True
         return self.stopped_early
+
+    # ------------------------------------------------------------ the LArTPC protocol
+    WINDOW = 5
+    MINIMUM_AT_MOST = 0.85
+
+    def loss_minimum_epoch(self) -> int | None:
+        losses = [(r.val_loss, r.epoch) for r in self.records if r.val_loss is not None]
+        return min(losses)[1] if losses else None
+
+    def _loss_window(self, record: EpochRecord, keep_weights: bool = True) -> bool:
+        if keep_weights:
+            self.window_weights[record.epoch] = self.get_weights()
+        minimum = self.loss_minimum_epoch()
+        if minimum is None:
+            return False
+        # Epochs before minimum - 5 can never be chosen again (a later minimum only
+        # moves the window forward): free their weights.
+        for epoch in [e for e in self.window_weights if e < minimum - self.WINDOW]:
+            del self.window_weights[epoch]
+        self._select(minimum)
+        n = record.epoch
+        if n >= minimum + self.WINDOW and minimum <= self.MINIMUM_AT_MOST * n:
+            self.stopped_early = True
+        return self.stopped_early
+
+    def _select(self, minimum: int) -> None:
+        """Best validation accuracy (ties: the lower loss) among the window's epochs whose
+        weights are kept."""
+        candidates = [r for r in self.records
+                      if abs(r.epoch - minimum) <= self.WINDOW and r.epoch in self.window_weights]
+        if not candidates:
+            self.selected_epoch, self.best_weights = None, None
+            return
+        best = max(candidates, key=lambda r: (r.val_accuracy if r.val_accuracy is not None
+                                              else -np.inf, -(r.val_loss or 0.0)))
+        self.selected_epoch = best.epoch
+        self.best_weights = self.window_weights[best.epoch]

@@ -102,17 +102,7 @@ class HiggsDataset:
     def row_group_sizes(self, split: str) -> list[int]:
         """Rows per row group, in the order Petastorm enumerates them (files sorted by path)."""
         if split not in self._row_groups:
-            import pyarrow.fs
-            import pyarrow.parquet as pq
-
-            filesystem, root = pyarrow.fs.FileSystem.from_uri(self.split_uri(split))
-            infos = filesystem.get_file_info(pyarrow.fs.FileSelector(root))
-            files = sorted(i.path for i in infos if i.path.endswith(".parquet"))
-            sizes = []
-            for path in files:
-                meta = pq.ParquetFile(filesystem.open_input_file(path)).metadata
-                sizes += [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-            self._row_groups[split] = sizes
+            self._row_groups[split] = parquet_row_group_sizes(self.split_uri(split))
         return self._row_groups[split]
 
     def shard_rows(self, split: str, shard: int = 0, num_shards: int = 1) -> int:
@@ -236,6 +226,22 @@ class HiggsDataset:
         if len(y) != self.rows(split):
             raise EpochRowCountError(f"read {len(y)} rows of {split}, expected {self.rows(split)}")
         return (self.standardizer(x) if standardize else x), y
+
+
+def parquet_row_group_sizes(uri: str) -> list[int]:
+    """Rows per row group of a Parquet dataset, in the order Petastorm enumerates them
+    (files sorted by path)."""
+    import pyarrow.fs
+    import pyarrow.parquet as pq
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(uri)
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(root))
+    files = sorted(i.path for i in infos if i.path.endswith(".parquet"))
+    sizes = []
+    for path in files:
+        meta = pq.ParquetFile(filesystem.open_input_file(path)).metadata
+        sizes += [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    return sizes
 
 
 def _slices(

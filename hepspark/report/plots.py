@@ -228,13 +228,16 @@ def _series(
 
 
 def plot_training_curves(
-    epochs: Sequence[Mapping[str, float | int | None]], path: str | os.PathLike[str]
+    epochs: Sequence[Mapping[str, float | int | None]],
+    path: str | os.PathLike[str],
+    metric: str = "auc",
 ) -> str:
-    """Loss (train and validation) and AUC against the epoch, in two panels.
+    """Loss (train and validation) and AUC (or ``metric``, e.g. ``accuracy``) against the
+    epoch, in two panels.
 
-    Each record may hold ``epoch``, ``train_loss``, ``val_loss``, ``val_auc`` and
-    ``train_auc``; a missing, None or non-finite value is simply not drawn. The epoch of
-    the best validation AUC is marked.
+    Each record may hold ``epoch``, ``train_loss``, ``val_loss``, ``val_<metric>`` and
+    ``train_<metric>``; a missing, None or non-finite value is simply not drawn. The epoch
+    of the best validation value is marked.
 
     Example:
         >>> history = [{"epoch": 1, "train_loss": 0.65, "val_loss": 0.62, "val_auc": 0.74},
@@ -245,31 +248,80 @@ def plot_training_curves(
     if not epochs:
         raise ValueError("epochs is empty: give one record (dict) per epoch")
     fig, (loss_ax, auc_ax) = _figure(2, height_in=6.5)
+    label = "AUC" if metric == "auc" else metric
     panels = (
         (loss_ax, (("train_loss", "training", "o-"), ("val_loss", "validation", "s-")), "loss"),
-        (auc_ax, (("train_auc", "training", "o-"), ("val_auc", "validation", "s-")), "AUC"),
+        (auc_ax, ((f"train_{metric}", "training", "o-"), (f"val_{metric}", "validation", "s-")),
+         label),
     )
     for ax, curves, quantity in panels:
         drawn = False
-        for key, label, style in curves:
+        for key, name, style in curves:
             x, y = _series(epochs, key)
             if x.size:
-                ax.plot(x, y, style, ms=4, lw=1.5, label=f"{label} {quantity}")
+                ax.plot(x, y, style, ms=4, lw=1.5, label=f"{name} {quantity}")
                 drawn = True
         if not drawn:
             ax.text(0.5, 0.5, f"no {quantity} recorded", transform=ax.transAxes, ha="center")
-    x, auc = _series(epochs, "val_auc")
+    x, auc = _series(epochs, f"val_{metric}")
     if auc.size:
         best = int(np.argmax(auc))
         auc_ax.plot(
             x[best], auc[best], "*", ms=14, color="C3",
-            label=f"best validation AUC = {auc[best]:.4f} (epoch {x[best]:g})",
+            label=f"best validation {label} = {auc[best]:.4f} (epoch {x[best]:g})",
         )
     loss_ax.set_ylabel("Loss (mean per event)")
     loss_ax.set_title("Training history")
-    auc_ax.set_ylabel("AUC")
+    auc_ax.set_ylabel(label)
     auc_ax.set_xlabel("Epoch")
     auc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend(loss_ax, loc="upper right")
     _legend(auc_ax, loc="lower right")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------- K classes
+
+
+def plot_confusion_matrix(
+    counts: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str]
+) -> str:
+    """Row-normalized confusion matrix (true class per row), each cell annotated with its
+    fraction and count."""
+    counts = np.asarray(counts)
+    totals = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    fig = Figure(figsize=(WIDTH_IN, WIDTH_IN * 0.85), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(j, i, f"{fractions[i, j]:.2f}\n({counts[i, j]:,d})", ha="center",
+                    va="center", fontsize="small",
+                    color="white" if fractions[i, j] > 0.6 else "black")
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, labels=list(class_names), rotation=30)
+    ax.set_yticks(ticks, labels=list(class_names))
+    ax.set_xlabel("Predicted class")
+    ax.set_ylabel("True class")
+    ax.set_title("Confusion matrix (test sample)")
+    return _save(fig, path)
+
+
+def plot_efficiency_purity(curves, path: str | os.PathLike[str]) -> str:
+    """Purity against efficiency for each class (cutting on that class's probability),
+    as in the MicroBooNE architecture study; ``curves`` from
+    :func:`hepspark.multiclass.efficiency_purity`."""
+    fig, (ax,) = _figure()
+    for curve in curves:
+        ok = np.isfinite(curve.purity)
+        ax.plot(curve.efficiency[ok], curve.purity[ok], lw=1.8, label=curve.name)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("Efficiency (fraction of the class selected)")
+    ax.set_ylabel("Purity (fraction of the selection in the class)")
+    ax.set_title("Efficiency vs purity per class")
+    _legend(ax, loc="lower left")
     return _save(fig, path)

@@ -1,0 +1,10 @@
+"""spark-submit entry point: `spark-submit spark_jobs/generate_lartpc.py [flags]`.
+
+Same flags as `hepspark generate lartpc` (see `--help`); all logic lives in the library.
+"""
+import sys
+
+from hepspark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["generate", "lartpc", *sys.argv[1:]]))
