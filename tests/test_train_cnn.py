@@ -51,11 +51,12 @@ def test_jets_basic_cnn_learns_and_logs_to_mlflow(jets_dataset, sqlite_tracking_
     assert outcome.info["kept_epoch"] in (1, 2, 3)
     assert os.path.exists(tmp_path / "model" / "model.keras")
 
-    run = mlflow.get_run(outcome.run_id)
+    client = mlflow.MlflowClient(sqlite_tracking_uri)
+    run = client.get_run(outcome.run_id)
     assert run.data.params["model_family"] == "basic_cnn"
     assert run.data.params["dataset_kind"] == "jets" and run.data.params["image_shape"] == "33x33x2"
     assert {"test_auc", "best_fom", "train_wall_time_s", "peak_rss_mb"} <= set(run.data.metrics)
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(outcome.run_id, "plots")}
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
     assert {"plots/roc.png", "plots/training_curves.png"} <= artifacts
 
 
