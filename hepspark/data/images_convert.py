@@ -4,8 +4,9 @@ The driver only reads file headers (row counts, shapes) and cuts the files into 
 units of at most ``UNIT_ROWS`` rows; executors read the pixels. Two passes over the
 input: the first validates every row (finite pixels and weights, integer labels in
 range, weights >= 0) and gathers per-split class counts, weight sums and per-channel
-pixel statistics; the second writes each split. Splits are fixed per row by a hash of
-its global index and the seed, so they do not depend on how the work is partitioned.
+pixel statistics; the second writes every split in one partitioned write. Splits are
+fixed per row by a hash of its global index and the seed, so they do not depend on how
+the work is partitioned.
 
 Layout written::
 
@@ -203,16 +204,17 @@ def _unit_stats(unit, names, num_classes, seed, val_fraction, test_fraction) -> 
     return stats
 
 
-def _unit_batches(batches, names, num_classes, seed, val_fraction, test_fraction, split):
-    """Pass 2 (``mapInArrow``): the good rows of ``split`` of each unit as an Arrow batch."""
+def _unit_batches(batches, names, num_classes, seed, val_fraction, test_fraction):
+    """Pass 2 (``mapInArrow``): the good rows of each unit, with their split, as Arrow."""
     import pyarrow as pa
 
     for batch in batches:
         for unit in batch.to_pylist():
             images, labels, weights, row_index, bad, _ = _read_unit(unit, names, num_classes)
-            keep = ~bad & (assign_splits(row_index, seed, val_fraction, test_fraction) == split)
+            keep = ~bad
             if not keep.any():
                 continue
+            split = assign_splits(row_index[keep], seed, val_fraction, test_fraction)
             images = np.ascontiguousarray(images[keep], dtype="<f4")
             n = len(images)
             row_bytes = images[0].nbytes
@@ -220,9 +222,9 @@ def _unit_batches(batches, names, num_classes, seed, val_fraction, test_fraction
             blob = pa.Array.from_buffers(pa.binary(), n, [None, offsets,
                                                           pa.py_buffer(images.tobytes())])
             yield pa.RecordBatch.from_arrays(
-                [pa.array(row_index[keep]), pa.array(labels[keep]),
-                 pa.array(weights[keep]), blob],
-                names=["row_index", "label", "weight", "image"],
+                [pa.array(split.astype(np.int32)), pa.array(row_index[keep]),
+                 pa.array(labels[keep]), pa.array(weights[keep]), blob],
+                names=["split", "row_index", "label", "weight", "image"],
             )
 
 
@@ -324,24 +326,32 @@ def convert_images(
 
     units_df = spark.createDataFrame([Row(**u) for u in units]).repartition(len(units))
     schema = _unischema()
-    columns = "row_index long, label int, weight float, image binary"
+    frame = units_df.mapInArrow(
+        lambda batches: _unit_batches(batches, names, num_classes, *fractions),
+        "split int, row_index long, label int, weight float, image binary",
+    )
+    present = [(i, n) for i, n in enumerate(split_names(config.kind)) if split_meta[n]["rows"]]
     with publish as tmp_uri:
-        for index, name in enumerate(split_names(config.kind)):
-            if split_meta[name]["rows"] == 0:
-                continue
-            t0 = time.perf_counter()
-            frame = units_df.mapInArrow(
-                lambda batches, s=index: _unit_batches(batches, names, num_classes,
-                                                       *fractions, s),
-                columns,
-            )
-            split_uri = storage.join(tmp_uri, name)
-            with quiet_petastorm(), materialize_dataset(spark, split_uri, schema,
-                                                        config.row_group_size_mb):
-                frame.sortWithinPartitions("row_index").write.mode("overwrite").option(
-                    "compression", "zstd").parquet(split_uri)
-            progress(f"[convert] wrote {name}: {split_meta[name]['rows']:,d} images "
-                     f"({time.perf_counter() - t0:.1f} s)")
+        # One pass writes every split (partitioned by split), then each partition is
+        # renamed to its split's directory and given its Petastorm metadata.
+        t0 = time.perf_counter()
+        staging = storage.join(tmp_uri, "_all")
+        first_uri = storage.join(tmp_uri, present[0][1])
+        with quiet_petastorm():
+            with materialize_dataset(spark, first_uri, schema, config.row_group_size_mb):
+                frame.sortWithinPartitions("split", "row_index").write.partitionBy(
+                    "split").option("compression", "zstd").parquet(staging)
+                for index, name in present:
+                    fs.rename(storage.join(staging, f"split={index}"),
+                              storage.join(tmp_uri, name))
+            for _, name in present[1:]:
+                with materialize_dataset(spark, storage.join(tmp_uri, name), schema,
+                                         config.row_group_size_mb):
+                    pass  # the files are written: only the metadata is generated here
+        fs.delete(staging)
+        progress("[convert] wrote " + ", ".join(
+            f"{name}: {split_meta[name]['rows']:,d}" for _, name in present)
+            + f" images ({time.perf_counter() - t0:.1f} s)")
         train, val, test = split_names(config.kind)
         metadata = {
             "format": FORMAT,
