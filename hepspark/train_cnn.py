@@ -32,11 +32,12 @@ import numpy as np
 from hepspark.backends import EpochRecord, get_backend
 from hepspark.config import TrainConfig
 from hepspark.data.image_dataset import ImageDataset
+from hepspark.hardware import peak_rss_mb
 from hepspark.models.keras_dense import MODEL_FILE
 from hepspark.tracking import Tracker
 
 PREPROCESSING_FILE = "preprocessing.json"
-CNN_BACKENDS = ("keras",)  # bigdl and horovod image training: not yet (issue #6)
+CNN_BACKENDS = ("keras", "horovod", "bigdl")
 
 
 @dataclass
@@ -89,9 +90,7 @@ def train_cnn(
         raise ValueError("train_cnn needs a CNN model config (CnnConfig)")
     if config.backend not in CNN_BACKENDS:
         raise ValueError(
-            f"backend {config.backend!r} cannot train CNNs yet; use one of {CNN_BACKENDS} "
-            "(BigDL and Horovod image training are not implemented yet)"
-        )
+            f"backend {config.backend!r} cannot train CNNs; use one of {CNN_BACKENDS}")
     dataset = ImageDataset(config.data)
     tracker.check()
     if tracker.experiment is None:
@@ -121,6 +120,7 @@ def train_cnn(
         info = dict(result.info)
         info["train_wall_time_s"] = time.perf_counter() - start
         info["kept_epoch"] = _kept_epoch(config, result)
+        info.setdefault("peak_rss_mb", peak_rss_mb())  # engines without their own measure
         tracker.log_params({k: info[k] for k in ("learning_rate", "parameters", "kept_epoch")})
         x_test, y_test, w_test = dataset.load(dataset.test_split)
         scores = result.predict(x_test)

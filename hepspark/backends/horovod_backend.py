@@ -21,14 +21,18 @@ Horovod's own Spark estimators). The first version ran the smallest shard's batc
 which trained 42 % of the rows per "epoch" on a dataset whose two files each held a large
 and a small row group; the scaling report showed it. Rank 0 times each epoch
 (global rows/s), validates outside the timed pass, writes checkpoints and decides on early
-stopping, which it broadcasts. After training every rank returns a digest of its weights;
-the driver refuses a result whose ranks disagree (the failure mode STACK.md warns about).
+stopping, which it broadcasts. After training every rank returns a digest of its trainable
+weights; the driver refuses a result whose ranks disagree (the failure mode STACK.md warns
+about).
+
+The same code trains the HIGGS DNN and the zoo CNNs on image datasets (with their
+physical weights as sample weights): :class:`~hepspark.backends.tasks.Task` says what
+differs.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import os
 import time
 from collections.abc import Callable
@@ -97,8 +101,10 @@ class HorovodBackend:
         require_horovod()
         import horovod.spark
 
+        from hepspark.backends.tasks import Task
         from hepspark.checkpoint import resume_point
 
+        task = Task.of(config, dataset)
         spark = self._spark(config)
         size = config.num_executors
         slots = spark.sparkContext.defaultParallelism
@@ -108,13 +114,13 @@ class HorovodBackend:
                 f"session has {slots} ({spark.sparkContext.master}); use --executors <= "
                 f"{slots} or a bigger cluster"
             )
-        shards = [dataset.shard_rows("train", r, size) for r in range(size)]
+        shards = [dataset.shard_rows(task.train_split, r, size) for r in range(size)]
         if min(shards) < config.batch_size:
             raise ValueError(
                 f"batch_size {config.batch_size} is larger than the smallest rank's shard "
                 f"({min(shards)} rows)"
             )
-        steps = dataset.rows("train") // (config.batch_size * size)
+        steps = task.n_train // (config.batch_size * size)
         if max(shards) > 1.2 * min(shards):
             print(f"[horovod] rank shards are unbalanced ({min(shards):,d} to {max(shards):,d} "
                   "rows, Petastorm deals whole row groups): smaller shards are revisited more "
@@ -158,7 +164,8 @@ class HorovodBackend:
         records = [EpochRecord(**r) for r in lead["records"]]
         for record in records:  # the ranks have printed them live; now MLflow gets them
             on_epoch_end(record)
-        return _result(config, dataset, lead, records, size)
+        lead["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+        return _result(task, lead, records, size)
 
 
 THREADS_ENV = "HEPSPARK_HOROVOD_THREADS"
@@ -190,17 +197,13 @@ def _read_checkpoint(path: str) -> dict[str, bytes]:
     return out
 
 
-def _result(config, dataset, lead, records, size) -> TrainResult:
-    from hepspark.models.keras_dense import (
-        keras_model_with_weights,
-        predict_scores,
-        save_keras_model,
-    )
+def _result(task, lead, records, size) -> TrainResult:
+    from hepspark.models.keras_dense import save_keras_model
 
-    model = keras_model_with_weights(config.model, len(dataset.features), lead["weights"])
+    model = task.keras_model_with_weights(lead["weights"])
     return TrainResult(
         epochs=records,
-        predict=lambda x: predict_scores(model, x),
+        predict=lambda x: task.predict(model, x),
         save=lambda path: save_keras_model(model, path),
         stopped_early=lead["stopped_early"],
         info={
@@ -209,6 +212,8 @@ def _result(config, dataset, lead, records, size) -> TrainResult:
             "ranks": size,
             "steps_per_epoch": lead["steps"],
             "threads_per_rank": lead["threads"],
+            "selected_epoch": lead["selected_epoch"],
+            "peak_rss_mb": lead["peak_rss_mb"],  # the largest rank process
         },
     )
 
@@ -247,35 +252,35 @@ def _rank_main(spec: dict) -> dict:
 
     from hepspark.backends.epochs import EpochBook
     from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
+    from hepspark.backends.tasks import Task
     from hepspark.config import TrainConfig
-    from hepspark.data.readers import HiggsDataset
-    from hepspark.metrics import binary_cross_entropy, roc_auc
-    from hepspark.models.keras_dense import build_dense, predict_scores
+    from hepspark.hardware import peak_rss_mb
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     config = TrainConfig.from_dict(spec["config"])
-    dataset = HiggsDataset(spec["data"], config.features)
+    task = Task.open(config, spec["data"])
     tf_keras.utils.set_random_seed(config.seed)
 
-    model = build_dense(config.model, len(dataset.features), keras=tf_keras, seed=config.seed)
+    model = task.build(tf_keras)
     rate = config.learning_rate
     if config.scale_learning_rate:
         rate = (rate or learning_rate_of(keras_optimizer(tf_keras, config.optimizer))) * size
     optimizer = keras_optimizer(tf_keras, config.optimizer, rate)
     base_rate = learning_rate_of(optimizer)
     optimizer = hvd.DistributedOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    # weighted_metrics=[]: the physical weights of image datasets weigh the loss
+    model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[])
     if spec["checkpoint"]:
         _restore(model, optimizer, spec["checkpoint"])
 
     steps = spec["steps"]
-    train = _shard_dataset(dataset, config, rank, size, steps, spec["resumed_epoch"])
+    train = task.endless_shard(rank, size, spec["resumed_epoch"])
     fail_at = _injected_failure(rank)
     book = EpochBook(config, lambda record: print(
         f"[horovod rank 0] {record.format(config.epochs)}", flush=True), model.get_weights)
     if rank == 0:  # rank 0 alone validates, checkpoints and decides on early stopping
-        x_val, y_val = dataset.load("val")
+        val = task.load_val()
         book.restore([EpochRecord(**r) for r in spec["resumed_records"]])
 
     class EpochEnd(tf_keras.callbacks.Callback):
@@ -293,14 +298,13 @@ def _rank_main(spec: dict) -> dict:
             stop = False
             if rank == 0:
                 wall = time.perf_counter() - self.start
-                scores = predict_scores(model, x_val)
+                scores = task.predict(model, val[0])
                 record = EpochRecord(
                     epoch=epoch + 1,
                     epoch_wall_time_s=wall,
                     rows=steps * config.batch_size * size,
                     train_loss=float(loss.numpy()),
-                    val_loss=binary_cross_entropy(y_val, scores),
-                    val_auc=roc_auc(y_val, scores),
+                    **task.validate(val, scores),
                 )
                 stop = book.end_epoch(record, lambda d: _save(model, optimizer, d))
             if hvd_tf.broadcast_object(stop, root_rank=0, name=f"stop_{epoch}"):
@@ -319,8 +323,11 @@ def _rank_main(spec: dict) -> dict:
         ],
     )
     weights = model.get_weights()
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in weights))
-    out = {"rank": rank, "digest": digest.hexdigest()}
+    # Trainable weights only: BatchNorm's moving statistics follow each rank's own batches
+    # (no SyncBatchNorm); rank 0's are the ones returned, as in Horovod's own estimators.
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes()
+                                     for v in model.trainable_weights))
+    out = {"rank": rank, "digest": digest.hexdigest(), "peak_rss_mb": peak_rss_mb()}
     if rank == 0:
         if book.best_weights is not None:
             weights = book.best_weights
@@ -332,28 +339,9 @@ def _rank_main(spec: dict) -> dict:
             parameters=model.count_params(),
             steps=steps,
             threads=spec["threads"],
+            selected_epoch=book.selected_epoch,
         )
     return out
-
-
-def _shard_dataset(dataset, config, rank, size, steps, first_epoch):
-    """This rank's shard as an endless tf.data stream of full batches, reshuffled at every
-    pass over the shard (seeded by seed + pass); Keras takes ``steps`` of it per epoch."""
-    import tensorflow as tf
-
-    def batches():
-        for shard_pass in itertools.count(first_epoch):
-            yield from dataset.iter_batches(
-                "train", config.batch_size, shuffle=True, seed=config.seed + shard_pass,
-                shard=rank, num_shards=size, drop_last=True,
-            )
-
-    n = len(dataset.features)
-    signature = (tf.TensorSpec(shape=(None, n), dtype=tf.float32),
-                 tf.TensorSpec(shape=(None,), dtype=tf.float32))
-    data = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    # Keras with steps_per_epoch draws the next epoch from the same endless iterator
-    return data.prefetch(2)
 
 
 def _injected_failure(rank: int) -> int | None:

@@ -20,10 +20,9 @@ import keras  # noqa: E402 - this module is only imported when the keras backend
 from hepspark.backends.base import EpochRecord, TrainResult
 from hepspark.backends.epochs import EpochBook
 from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
+from hepspark.backends.tasks import Task
 from hepspark.checkpoint import resume_point
 from hepspark.hardware import cpu_count, cpu_model, peak_rss_mb
-from hepspark.metrics import binary_cross_entropy, roc_auc
-from hepspark.models.keras_dense import PREDICT_BATCH
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -57,24 +56,24 @@ class KerasBackend:
 
         keras.utils.set_random_seed(config.seed)
         resumed = resume_point(config)
-        data = _cnn_inputs(config, dataset) if config.is_cnn else _dense_inputs(config, dataset)
+        task = Task.of(config, dataset)
         if resumed is not None:  # model weights and optimizer state as the epoch left them
             model = keras.models.load_model(resumed.payload(CHECKPOINT_MODEL))
             optimizer = model.optimizer
         else:
-            model = data.build()
+            model = task.build(keras)
             optimizer = keras_optimizer(keras, config.optimizer, config.learning_rate)
             # weighted_metrics=[]: sample weights (physical weights) weigh the loss.
-            model.compile(optimizer=optimizer, loss=data.loss, weighted_metrics=[])
+            model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[])
 
         def predict(x: np.ndarray) -> np.ndarray:
-            return data.predict(model, x)
+            return task.predict(model, x)
 
-        tracker = _EpochTracker(config, data, predict, on_epoch_end, lambda: model)
+        tracker = _EpochTracker(config, task, predict, on_epoch_end, lambda: model)
         if resumed is not None:
             tracker.book.restore(resumed.records)
         model.fit(
-            data.train,
+            task.train_tf_dataset(),
             epochs=config.epochs,
             initial_epoch=resumed.epoch if resumed else 0,
             shuffle=False,  # the reader shuffles (row groups + a buffer of rows)
@@ -96,68 +95,6 @@ class KerasBackend:
         )
 
 
-class _Inputs:
-    """What a model family needs from its dataset: the model, its loss, the streamed train
-    split, the in-memory validation split and how scores come out of ``predict``."""
-
-    def __init__(self, build, loss, train, val, n_train, predict, validate):
-        self.build, self.loss, self.train, self.val = build, loss, train, val
-        self.n_train, self.predict, self.validate = n_train, predict, validate
-
-
-def _dense_inputs(config: "TrainConfig", dataset: "HiggsDataset") -> _Inputs:
-    from hepspark.data.readers import make_tf_dataset
-    from hepspark.models.keras_dense import build_dense, predict_scores
-
-    def validate(val, scores):
-        x_val, y_val = val
-        return {"val_loss": binary_cross_entropy(y_val, scores), "val_auc": roc_auc(y_val, scores)}
-
-    return _Inputs(
-        build=lambda: build_dense(config.model, len(dataset.features), keras=keras,
-                                  seed=config.seed),
-        loss="binary_crossentropy",
-        train=make_tf_dataset(dataset, "train", config.batch_size, shuffle=True,
-                              seed=config.seed),
-        val=dataset.load("val"),
-        n_train=dataset.rows("train"),
-        predict=predict_scores,
-        validate=validate,
-    )
-
-
-def _cnn_inputs(config: "TrainConfig", dataset: "ImageDataset") -> _Inputs:
-    from hepspark.data.image_dataset import make_image_tf_dataset
-    from hepspark.models.cnn import build_cnn
-    from hepspark.multiclass import categorical_cross_entropy, weighted_accuracy
-
-    binary = dataset.num_classes == 2
-    outputs = 1 if binary else dataset.num_classes
-
-    def predict(model, x):
-        scores = model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
-        return scores.reshape(-1) if binary else scores
-
-    def validate(val, scores):
-        _, y_val, w_val = val
-        if binary:
-            return {"val_loss": binary_cross_entropy(y_val, scores, w_val),
-                    "val_auc": roc_auc(y_val, scores, sample_weight=w_val)}
-        return {"val_loss": categorical_cross_entropy(y_val, scores, w_val),
-                "val_accuracy": weighted_accuracy(y_val, scores, w_val)}
-
-    return _Inputs(
-        build=lambda: build_cnn(config.model, dataset.image_shape, outputs, keras=keras),
-        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-        train=make_image_tf_dataset(dataset, dataset.train_split, config.batch_size,
-                                    shuffle=True, seed=config.seed),
-        val=dataset.load(dataset.validation_split),
-        n_train=dataset.rows(dataset.train_split),
-        predict=predict,
-        validate=validate,
-    )
-
-
 def _interactive() -> bool:
     import sys
 
@@ -169,9 +106,10 @@ class _EpochTracker(keras.callbacks.Callback):
     epoch-end bookkeeping is the shared :class:`EpochBook`. Also follows the process's
     peak resident memory (``peak_rss_mb``)."""
 
-    def __init__(self, config, data: _Inputs, predict, on_epoch_end, get_model):
+    def __init__(self, config, task: Task, predict, on_epoch_end, get_model):
         super().__init__()
-        self.data = data
+        self.task = task
+        self.val = task.load_val()
         self.predict = predict
         self.get_model = get_model
         self.book = EpochBook(config, on_epoch_end, lambda: get_model().get_weights())
@@ -184,13 +122,13 @@ class _EpochTracker(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         wall = time.perf_counter() - self._start
         self.peak_rss_mb = peak_rss_mb()
-        scores = self.predict(self.data.val[0])
+        scores = self.predict(self.val[0])
         record = EpochRecord(
             epoch=epoch + 1,
             epoch_wall_time_s=wall,
-            rows=self.data.n_train,
+            rows=self.task.n_train,
             train_loss=float((logs or {}).get("loss", np.nan)),
-            **self.data.validate(self.data.val, scores),
+            **self.task.validate(self.val, scores),
         )
         model = self.get_model()
         if self.book.end_epoch(record, lambda d: model.save(os.path.join(d, CHECKPOINT_MODEL))):
