@@ -2,22 +2,53 @@
 FLOP ceiling that rate reaches.
 
     python benchmarks/cnn_zoo.py [--shape 33,33,2] [--classes 2] [--batch-size 64]
-                                 [--steps 20] [--families vgg,resnet]
+                                 [--steps 20] [--families vgg,resnet] [--output zoo.json]
 
 Trains each model on random sparse images in memory (``model.fit`` on numpy, no I/O) for
 ``--steps`` batches after one warm-up epoch that traces the graph. FLOPs are counted from
 the layers (2 per multiply-add; training = 3 x forward) and compared with the machine's
-matmul ceiling (STACK.md, ``HEPSPARK_MACHINE_GFLOPS``). On a GPU machine the same script
-measures the GPU (TensorFlow picks it up).
+matmul ceiling (STACK.md, ``HEPSPARK_MACHINE_GFLOPS``).
+
+On the lent GPU machine (PyTorch, no TensorFlow) it runs on Keras 3's torch backend with
+the wheels ``benchmarks/gpu_baseline.py --print-carry`` prepares, and the ceiling is the
+GPU's fp32 matmul rate measured in the same run::
+
+    python benchmarks/cnn_zoo.py --install-wheels .hepspark-cache/gpu-wheels \
+        --batch-size 256 --output $OUT/cnn_zoo_gpu.json
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import sys
 import time
 
 import numpy as np
 from common import MACHINE_GFLOPS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def device_and_ceiling(keras) -> tuple[str, float]:
+    """(device description, fp32 ceiling in GFLOP/s): the GPU measured now, or the CPU's
+    reference rate."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            from gpu_baseline import matmul_tflops
+
+            return f"GPU: {torch.cuda.get_device_name(0)}", matmul_tflops(torch) * 1e3
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return f"GPU x{len(gpus)} (TensorFlow)", float("nan")
+    cpu = platform.processor() or platform.machine()
+    return f"CPU: {cpu} ({os.cpu_count()} cores)", MACHINE_GFLOPS
 
 
 def forward_flops(model) -> float:
@@ -47,10 +78,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--families", default="", help="comma-separated subset (default all)")
+    parser.add_argument("--output", help="also write the table as JSON here")
+    parser.add_argument("--install-wheels", metavar="DIR",
+                        help="GPU machine: unpack Keras 3's wheels in DIR and use its torch "
+                        "backend (see benchmarks/gpu_baseline.py --print-carry)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.install_wheels:
+        from gpu_baseline import install_wheels
+
+        install_wheels(args.install_wheels, os.path.join("/tmp", "hepspark-gpu-pylib"))
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+    sys.path.insert(0, REPO)
     import keras
-    import tensorflow as tf
 
     from hepspark.models.cnn import CnnConfig, build_cnn
 
@@ -67,10 +107,10 @@ def main() -> None:
     if args.families:
         wanted = set(args.families.split(","))
         configs = [c for c in configs if c.family in wanted]
-    gpus = tf.config.list_physical_devices("GPU")
-    device = f"GPU x{len(gpus)}" if gpus else f"CPU ({os.cpu_count()} cores)"
-    print(f"CNN zoo on {device}: {shape} images, {args.classes} classes, batch "
-          f"{args.batch_size}, ceiling {MACHINE_GFLOPS:.0f} GFLOP/s (CPU reference)")
+    device, ceiling = device_and_ceiling(keras)
+    print(f"CNN zoo on {device}, Keras {keras.__version__} ({keras.backend.backend()}): "
+          f"{shape} images, {args.classes} classes, batch {args.batch_size}, fp32 ceiling "
+          f"{ceiling:,.0f} GFLOP/s", flush=True)
     print(f"{'model':<22} {'params':>11} {'MFLOP/img':>10} {'images/s':>10} "
           f"{'GFLOP/s':>8} {'of ceiling':>10}")
     rng = np.random.default_rng(0)
@@ -78,6 +118,7 @@ def main() -> None:
     x = (rng.exponential(1.0, (n, *shape)) * (rng.random((n, *shape)) < 0.05)).astype(np.float32)
     y = rng.integers(0, max(args.classes, 2), n)
     loss = "binary_crossentropy" if outputs == 1 else "sparse_categorical_crossentropy"
+    rows = []
     for config in configs:
         keras.utils.set_random_seed(0)
         model = build_cnn(config, shape, outputs, keras=keras)
@@ -90,8 +131,21 @@ def main() -> None:
         train_flops = 3.0 * forward_flops(model)
         gflops = rate * train_flops / 1e9
         print(f"{model.name:<22} {model.count_params():>11,d} {train_flops / 3e6:>10.1f} "
-              f"{rate:>10,.0f} {gflops:>8.1f} {gflops / MACHINE_GFLOPS:>10.2f}")
+              f"{rate:>10,.0f} {gflops:>8.1f} {gflops / ceiling:>10.3f}", flush=True)
+        rows.append({"model": model.name, "family": config.family,
+                     "parameters": int(model.count_params()),
+                     "forward_mflop_per_image": train_flops / 3e6, "images_per_s": rate,
+                     "gflops": gflops, "fraction_of_ceiling": gflops / ceiling})
         keras.backend.clear_session()
+    if args.output:
+        result = {"kind": "hepspark-cnn-zoo", "device": device, "keras": keras.__version__,
+                  "keras_backend": keras.backend.backend(), "ceiling_gflops": ceiling,
+                  "shape": list(shape), "classes": args.classes,
+                  "batch_size": args.batch_size, "steps": args.steps, "models": rows}
+        with open(args.output + ".tmp", "w") as handle:
+            json.dump(result, handle, indent=2)
+        os.replace(args.output + ".tmp", args.output)
+        print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ def train_cnn(
     if config.backend not in CNN_BACKENDS:
         raise ValueError(
             f"backend {config.backend!r} cannot train CNNs; use one of {CNN_BACKENDS}")
+    if config.backend == "bigdl":  # refused before any engine starts
+        from hepspark.models.bigdl_cnn import check_bigdl_family
+
+        check_bigdl_family(config.model.family)
     dataset = ImageDataset(config.data)
     tracker.check()
     if tracker.experiment is None:
@@ -121,7 +125,10 @@ def train_cnn(
         info["train_wall_time_s"] = time.perf_counter() - start
         info["kept_epoch"] = _kept_epoch(config, result)
         info.setdefault("peak_rss_mb", peak_rss_mb())  # engines without their own measure
-        tracker.log_params({k: info[k] for k in ("learning_rate", "parameters", "kept_epoch")})
+        tracker.log_params({k: info[k] for k in ("learning_rate", "parameters", "kept_epoch",
+                                                 "sample_weights", "ranks", "partitions",
+                                                 "threads_per_rank", "steps_per_epoch")
+                            if k in info})
         x_test, y_test, w_test = dataset.load(dataset.test_split)
         scores = result.predict(x_test)
         if not np.all(np.isfinite(scores)):

@@ -82,3 +82,21 @@ def scaling_sweep(higgs_dataset, tmp_path_factory):
     lines: list[str] = []
     outcome = run_sweep(config, progress=lines.append)
     return SimpleNamespace(config=config, outcome=outcome, uri=uri, root=root, lines=lines)
+
+
+def make_image_dataset(spark, root, kind: str, rows: int, seed: int,
+                       image_size: int | None = None, **convert) -> str:
+    """A generated image sample (``kind`` jets or lartpc) converted under ``root/ds``;
+    ``convert`` sets ImageConvertConfig fields (LArTPC: val/test fractions 0.2 here)."""
+    from hepspark.data.image_files import write_generated
+    from hepspark.data.images_convert import ImageConvertConfig, convert_images
+
+    quiet = {"progress": lambda _: None}
+    source = str(root / ("jets.h5" if kind == "jets" else "lartpc.npz"))
+    size = {} if image_size is None else {"image_size": image_size}
+    write_generated(kind, source, rows, seed=seed, **size, **quiet)
+    if kind == "lartpc":
+        convert = {"val_fraction": 0.2, "test_fraction": 0.2, **convert}
+    out = str(root / "ds")
+    convert_images(spark, ImageConvertConfig(source, out, kind, **convert), **quiet)
+    return out

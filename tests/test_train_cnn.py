@@ -6,11 +6,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_image_dataset
 
 from hepspark.cli import main
 from hepspark.config import TrainConfig
-from hepspark.data.image_files import write_generated
-from hepspark.data.images_convert import ImageConvertConfig, convert_images
 from hepspark.models.cnn import CnnConfig
 from hepspark.tracking import Tracker
 from hepspark.train_cnn import train_cnn
@@ -20,21 +19,13 @@ QUIET = {"progress": lambda _: None}
 
 @pytest.fixture(scope="module")
 def jets_dataset(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("jets")
-    write_generated("jets", str(root / "jets.h5"), 2_000, seed=11, **QUIET)
-    out = str(root / "ds")
-    convert_images(spark, ImageConvertConfig(str(root / "jets.h5"), out, "jets"), **QUIET)
-    return out
+    return make_image_dataset(spark, tmp_path_factory.mktemp("jets"), "jets", 2_000, seed=11)
 
 
 @pytest.fixture(scope="module")
 def lartpc_dataset(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("lartpc")
-    write_generated("lartpc", str(root / "l.npz"), 600, seed=11, image_size=24, **QUIET)
-    out = str(root / "ds")
-    convert_images(spark, ImageConvertConfig(str(root / "l.npz"), out, "lartpc",
-                                             val_fraction=0.2, test_fraction=0.2), **QUIET)
-    return out
+    return make_image_dataset(spark, tmp_path_factory.mktemp("lartpc"), "lartpc", 600,
+                              seed=11, image_size=24)
 
 
 def test_jets_basic_cnn_learns_and_logs_to_mlflow(jets_dataset, sqlite_tracking_uri, tmp_path):
@@ -91,9 +82,13 @@ def test_cli_models_list_help_and_clear_errors(jets_dataset, capsys, tmp_path):
     out = capsys.readouterr().out
     for name in ("basic_cnn_f32_k3", "vgg16", "resnet29b_w4_v1", "inception_m2_t4", "xception"):
         assert name in out
+    engines = {line.split()[0]: line.split()[3:] for line in out.splitlines()[2:]}
+    assert engines["basic_cnn"] == engines["vgg"] == ["keras", "horovod", "bigdl"]
+    assert engines["xception"] == engines["resnet"] == ["keras", "horovod"]  # no BigDL
     assert main(["train", "cnn", "--data", jets_dataset, "--backend", "bigdl",
-                 "--no-tracking"]) == 2
-    assert "cannot train CNNs yet" in capsys.readouterr().err
+                 "--model", "resnet", "--no-tracking"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend bigdl cannot train 'resnet'" in err and "horovod" in err
     assert main(["train", "cnn", "--data", jets_dataset, "--model", "resnet", "--depth", "29",
                  "--no-tracking"]) == 2
     assert "need --bottleneck" in capsys.readouterr().err

@@ -10,8 +10,11 @@ OptimMethod carries the epoch/iteration counters; the per-parameter state (Adam 
 Adagrad sums) lives on the executors and is kept across calls with ``reserveOptim(true)``
 and moved in and out of checkpoints by :mod:`hepspark.backends.bigdl_compat`.
 
-The model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as every
-other engine; the trained weights go back into the Keras 3 build for prediction and saving.
+The HIGGS model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as
+every other engine. The zoo CNNs that BigDL can express (``basic_cnn``, ``alexnet_like``,
+``vgg``) are translated layer by layer from their Keras build
+(:mod:`hepspark.models.bigdl_cnn`), images decoded on the executors. The trained weights go
+back into the Keras 3 build for prediction and saving.
 """
 from __future__ import annotations
 
@@ -59,20 +62,20 @@ class BigDLBackend:
         dataset: "HiggsDataset",
         on_epoch_end: Callable[[EpochRecord], None],
     ) -> TrainResult:
-        from bigdl.dllib.nn.criterion import BCECriterion
         from bigdl.dllib.nn.layer import Model
         from bigdl.dllib.optim.optimizer import MaxEpoch, Optimizer, OptimMethod, TrainSummary
 
         from hepspark.backends.epochs import EpochBook
+        from hepspark.backends.tasks import Task
         from hepspark.checkpoint import resume_point
-        from hepspark.metrics import binary_cross_entropy, roc_auc
         from hepspark.session import spark_resources
 
+        task = Task.of(config, dataset)
+        parts = _ImageParts(task) if config.is_cnn else _DenseParts(task)
         spark = bigdl_session(config.master)
         executors, cores = spark_resources(spark)
         check_batch_size(config.batch_size, executors * cores)
-        n_inputs = len(dataset.features)
-        n_parameters = config.model.num_parameters(n_inputs)
+        n_parameters = parts.n_parameters
         resumed = resume_point(config)
         if resumed is not None:
             model = Model.loadModel(resumed.payload(MODEL_DEF), resumed.payload(MODEL_WEIGHTS))
@@ -81,15 +84,15 @@ class BigDLBackend:
             saved = OptimMethod.load(resumed.payload(OPTIM_FILE))
             optim = OptimMethod(_counters_only(saved), "float")
         else:
-            model = build_bigdl(config.model, n_inputs, seed=config.seed)
+            model = parts.build()
             optim = bigdl_optimizer(config.optimizer, config.learning_rate)
-        train = sample_rdd(spark, dataset, "train", executors * cores)
+        train = parts.samples(spark, executors * cores)
         n_train = train.count()  # materialises the cache before the first timed epoch
-        x_val, y_val = dataset.load("val")
+        val = task.load_val()
         workdir = tempfile.mkdtemp(prefix="hepspark-bigdl-")
         summary = TrainSummary(workdir, "train")
         optimizer = Optimizer.create(
-            model=model, training_set=train, criterion=BCECriterion(), optim_method=optim,
+            model=model, training_set=train, criterion=parts.criterion(), optim_method=optim,
             end_trigger=MaxEpoch(1), batch_size=config.batch_size,
         )
         optimizer.set_train_summary(summary)
@@ -102,7 +105,7 @@ class BigDLBackend:
                                                 n_parameters, get_node_and_core_number()[0])
 
         def predict(x: np.ndarray) -> np.ndarray:
-            return np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH)).reshape(-1)
+            return parts.predict(model, x)
 
         def write_checkpoint(directory: str) -> None:
             model.saveModel(os.path.join(directory, MODEL_DEF),
@@ -131,14 +134,13 @@ class BigDLBackend:
                 losses = summary.read_scalar("Loss")
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
                 seen = len(losses)
-                scores = predict(x_val)
+                scores = predict(val[0])
                 record = EpochRecord(
                     epoch=epoch,
                     epoch_wall_time_s=wall,
                     rows=n_train,
                     train_loss=float(np.mean(epoch_losses)) if epoch_losses else float("nan"),
-                    val_loss=binary_cross_entropy(y_val, scores),
-                    val_auc=roc_auc(y_val, scores),
+                    **task.validate(val, scores),
                 )
                 if book.end_epoch(record, write_checkpoint):
                     break
@@ -147,13 +149,12 @@ class BigDLBackend:
             shutil.rmtree(workdir, ignore_errors=True)
         if book.best_weights is not None:
             model.set_weights(book.best_weights)
-        weights = keras_weights(model.get_weights())
+        trained = parts.keras_model(model.get_weights())
 
         def save(path: str) -> str:
-            from hepspark.models.keras_dense import keras_model_with_weights, save_keras_model
+            from hepspark.models.keras_dense import save_keras_model
 
-            return save_keras_model(
-                keras_model_with_weights(config.model, n_inputs, weights), path)
+            return save_keras_model(trained, path)
 
         return TrainResult(
             epochs=book.records,
@@ -162,10 +163,83 @@ class BigDLBackend:
             stopped_early=book.stopped_early,
             info={
                 "learning_rate": optimizer_learning_rate(optim),
-                "parameters": int(sum(w.size for w in weights)),
+                "parameters": int(trained.count_params()),
                 "partitions": executors * cores,
+                **parts.notes,
             },
         )
+
+
+# ------------------------------------------------------------------------- model kinds
+class _DenseParts:
+    """The HIGGS DNN on BigDL: nn layers built from the DenseNetConfig, BCE, standardized
+    feature Samples."""
+
+    notes: dict[str, Any] = {}
+
+    def __init__(self, task) -> None:
+        self.task = task
+        self.n_inputs = len(task.dataset.features)
+        self.n_parameters = task.config.model.num_parameters(self.n_inputs)
+
+    def build(self):
+        return build_bigdl(self.task.config.model, self.n_inputs, seed=self.task.config.seed)
+
+    def criterion(self):
+        from bigdl.dllib.nn.criterion import BCECriterion
+
+        return BCECriterion()
+
+    def samples(self, spark, partitions: int):
+        return sample_rdd(spark, self.task.dataset, self.task.train_split, partitions)
+
+    def predict(self, model, x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH)).reshape(-1)
+
+    def keras_model(self, bigdl_weights):
+        return self.task.keras_model_with_weights(keras_weights(bigdl_weights))
+
+
+class _ImageParts:
+    """A zoo CNN on BigDL: translated from its Keras build (:mod:`hepspark.models.bigdl_cnn`),
+    BCE (binary) or class NLL over LogSoftMax (K classes, labels 1..K), image Samples.
+    BigDL's criteria take no per-sample weights: the physical weights of the dataset are
+    used in validation and test metrics only (logged as ``sample_weights``)."""
+
+    def __init__(self, task) -> None:
+        import keras
+
+        from hepspark.models.bigdl_cnn import check_bigdl_family
+
+        check_bigdl_family(task.config.model.family)
+        self.task = task
+        self.keras_build = task.build(keras)
+        self.n_parameters = int(self.keras_build.count_params())
+        self.notes = {"sample_weights": "ignored in training (BigDL criteria take none); "
+                                        "used in validation and test metrics"}
+
+    def build(self):
+        from hepspark.models.bigdl_cnn import translate
+
+        return translate(self.keras_build, seed=self.task.config.seed)
+
+    def criterion(self):
+        from bigdl.dllib.nn.criterion import BCECriterion, ClassNLLCriterion
+
+        return BCECriterion() if self.task.binary else ClassNLLCriterion()
+
+    def samples(self, spark, partitions: int):
+        return image_sample_rdd(spark, self.task.dataset, self.task.train_split, partitions)
+
+    def predict(self, model, x: np.ndarray) -> np.ndarray:
+        out = np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH))
+        return out.reshape(-1) if self.task.binary else np.exp(out)
+
+    def keras_model(self, bigdl_weights):
+        from hepspark.models.bigdl_cnn import keras_weights as cnn_keras_weights
+
+        return self.task.keras_model_with_weights(
+            cnn_keras_weights(self.keras_build, bigdl_weights))
 
 
 # ------------------------------------------------------------------------------- model
@@ -295,5 +369,25 @@ def sample_rdd(spark, dataset: "HiggsDataset", split: str, partitions: int):
         for row in rows:
             x = (np.asarray(row[:-1], dtype=np.float32) - mean) / std
             yield Sample.from_ndarray(x, np.asarray([row[-1]], dtype=np.float32))
+
+    return frame.rdd.repartition(partitions).mapPartitions(to_samples).cache()
+
+
+def image_sample_rdd(spark, dataset, split: str, partitions: int):
+    """An image split as a cached RDD of BigDL Samples (HWC float32 scaled as the
+    ImageDataset reader scales them; label [y] for two classes, [y + 1] for K: BigDL's
+    class labels start at 1), decoded on the executors."""
+    from bigdl.dllib.utils.common import Sample
+
+    shape = tuple(dataset.image_shape)
+    scale = np.asarray(dataset.pixel_scale, dtype=np.float32)
+    offset = 0.0 if dataset.num_classes == 2 else 1.0
+    frame = spark.read.parquet(dataset.split_uri(split)).select("image", "label")
+
+    def to_samples(rows):
+        for image, label in rows:
+            x = np.frombuffer(image, dtype="<f4").reshape(shape) / scale
+            yield Sample.from_ndarray(x.astype(np.float32),
+                                      np.asarray([label + offset], dtype=np.float32))
 
     return frame.rdd.repartition(partitions).mapPartitions(to_samples).cache()
