@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -47,8 +46,9 @@ def device_and_ceiling(keras) -> tuple[str, float]:
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             return f"GPU x{len(gpus)} (TensorFlow)", float("nan")
-    cpu = platform.processor() or platform.machine()
-    return f"CPU: {cpu} ({os.cpu_count()} cores)", MACHINE_GFLOPS
+    from hepspark.hardware import cpu_count, cpu_model
+
+    return f"CPU: {cpu_model()} ({cpu_count()} cores)", MACHINE_GFLOPS
 
 
 def forward_flops(model) -> float:
