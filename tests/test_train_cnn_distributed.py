@@ -22,6 +22,7 @@ from hepspark.models.bigdl_cnn import (
     BIGDL_FAMILIES,
     BigDLUnsupportedError,
     check_bigdl_family,
+    get_state,
     keras_weights,
     translate,
 )
@@ -68,6 +69,7 @@ def check_run(outcome, model_dir, epochs):
 
 # ------------------------------------------------------------------ translation (fast)
 @pytest.mark.parametrize("config", [CnnConfig("basic_cnn", filters=4, kernel_size=5),
+                                    CnnConfig("basic_cnn_bn_pool", filters=4),
                                     CnnConfig("alexnet_like", filters=4, dense_units=16),
                                     CnnConfig("vgg", depth=10, filters=4, dense_units=16)])
 @pytest.mark.parametrize("outputs", [1, 5])
@@ -76,13 +78,19 @@ def test_bigdl_translation_computes_what_keras_computes(spark, config, outputs):
 
     bigdl_session(spark.sparkContext.master)
     model = build_cnn(config, (17, 17, 2), outputs, keras=keras)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:  # moving statistics that are not the initial 0 and 1
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, rng.normal(size=gamma.shape) * 0.1,
+                               rng.uniform(0.5, 2.0, size=gamma.shape)])
     x = np.abs(np.random.default_rng(1).normal(size=(4, 17, 17, 2))).astype(np.float32)
     bigdl = translate(model)
     out = np.asarray(bigdl.predict_local(x))
     expected = model.predict(x, verbose=0)
     got = out.reshape(-1, 1) if outputs == 1 else np.exp(out)  # LogSoftMax -> softmax
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    back = keras_weights(model, bigdl.get_weights())
+    back = keras_weights(model, get_state(bigdl))
     assert all(np.array_equal(a, b) for a, b in zip(back, model.get_weights()))
 
 
@@ -122,6 +130,18 @@ def test_bigdl_trains_vgg_on_lartpc(lartpc, tmp_path):
     check_run(outcome, model_dir, 1)
     assert outcome.epochs[0].val_accuracy is not None
     assert "separation_shower_track_auc" in outcome.test_metrics
+
+
+def test_bigdl_batch_norm_statistics_come_back_from_the_executors(jets, tmp_path):
+    config = TrainConfig(data=jets, backend="bigdl", optimizer="adam", batch_size=32,
+                         epochs=1, model=CnnConfig("basic_cnn_bn_pool", filters=4))
+    model_dir = str(tmp_path / "model")
+    outcome = train_cnn(config, Tracker(enabled=False), model_dir=model_dir, **QUIET)
+    check_run(outcome, model_dir, 1)
+    saved = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    means = [layer.get_weights()[2] for layer in saved.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(means) == 3 and all(np.abs(m).max() > 0 for m in means)  # moved from 0
 
 
 def test_horovod_trains_basic_cnn_on_jets_with_two_ranks(jets, tmp_path):

@@ -12,7 +12,7 @@ and moved in and out of checkpoints by :mod:`hepspark.backends.bigdl_compat`.
 
 The HIGGS model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as
 every other engine. The zoo CNNs that BigDL can express (``basic_cnn``, ``alexnet_like``,
-``vgg``) are translated layer by layer from their Keras build
+``vgg``, ``basic_cnn_bn_pool``) are translated layer by layer from their Keras build
 (:mod:`hepspark.models.bigdl_cnn`), images decoded on the executors. The trained weights go
 back into the Keras 3 build for prediction and saving.
 """
@@ -117,7 +117,7 @@ class BigDLBackend:
                     state.state().update(key, counters.get(key).get())
             compat.save_optim_method(spark, state, os.path.join(directory, OPTIM_FILE))
 
-        book = EpochBook(config, on_epoch_end, lambda: [w.copy() for w in model.get_weights()])
+        book = EpochBook(config, on_epoch_end, lambda: parts.state(model))
         first = 1
         if resumed is not None:
             book.restore(resumed.records)
@@ -148,8 +148,8 @@ class BigDLBackend:
             train.unpersist()
             shutil.rmtree(workdir, ignore_errors=True)
         if book.best_weights is not None:
-            model.set_weights(book.best_weights)
-        trained = parts.keras_model(model.get_weights())
+            parts.set_state(model, book.best_weights)
+        trained = parts.keras_model(parts.state(model))
 
         def save(path: str) -> str:
             from hepspark.models.keras_dense import save_keras_model
@@ -196,6 +196,12 @@ class _DenseParts:
     def predict(self, model, x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH)).reshape(-1)
 
+    def state(self, model) -> list[np.ndarray]:
+        return [w.copy() for w in model.get_weights()]
+
+    def set_state(self, model, state) -> None:
+        model.set_weights(state)
+
     def keras_model(self, bigdl_weights):
         return self.task.keras_model_with_weights(keras_weights(bigdl_weights))
 
@@ -214,7 +220,8 @@ class _ImageParts:
         check_bigdl_family(task.config.model.family)
         self.task = task
         self.keras_build = task.build(keras)
-        self.n_parameters = int(self.keras_build.count_params())
+        # what BigDL optimizes: BatchNorm's moving statistics are not parameters there
+        self.n_parameters = int(sum(np.prod(w.shape) for w in self.keras_build.trainable_weights))
         self.notes = {"sample_weights": "ignored in training (BigDL criteria take none); "
                                         "used in validation and test metrics"}
 
@@ -235,11 +242,21 @@ class _ImageParts:
         out = np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH))
         return out.reshape(-1) if self.task.binary else np.exp(out)
 
-    def keras_model(self, bigdl_weights):
+    def state(self, model) -> list[np.ndarray]:
+        """Parameters and BatchNormalization moving statistics."""
+        from hepspark.models.bigdl_cnn import get_state
+
+        return get_state(model)
+
+    def set_state(self, model, state) -> None:
+        from hepspark.models.bigdl_cnn import set_state
+
+        set_state(model, state)
+
+    def keras_model(self, state):
         from hepspark.models.bigdl_cnn import keras_weights as cnn_keras_weights
 
-        return self.task.keras_model_with_weights(
-            cnn_keras_weights(self.keras_build, bigdl_weights))
+        return self.task.keras_model_with_weights(cnn_keras_weights(self.keras_build, state))
 
 
 # ------------------------------------------------------------------------------- model

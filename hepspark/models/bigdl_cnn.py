@@ -8,15 +8,18 @@ over unchanged), starting from the Keras model's own initial weights. After trai
 saves the same ``model.keras`` as every other backend.
 
 Translated: ``Conv2D`` (any kernel and stride, ``same``/``valid`` padding, L2 kernel
-regularizer), ``MaxPooling2D``, ``Flatten``, ``Dense``, ``Dropout``, ``Activation`` and
-the ReLU/sigmoid/tanh/softmax activations. That covers the sequential families
-``basic_cnn``, ``alexnet_like`` and ``vgg``. Not translated, and refused with the reason:
+regularizer), ``BatchNormalization`` (BigDL momentum = 1 - Keras momentum; the moving
+statistics are read back through the JVM's ``getRunningMean``/``getRunningStd``),
+``MaxPooling2D``, ``Flatten``, ``Dense``, ``Dropout``, ``Activation`` and the
+ReLU/sigmoid/tanh/softmax activations. That covers the sequential families ``basic_cnn``,
+``basic_cnn_bn_pool``, ``alexnet_like`` and ``vgg``. Not translated, and refused with the
+reason: ``resnet``, ``inception`` and ``xception`` are graphs (residual additions, tower
+concatenation; ``xception`` also needs separable convolutions), and this translator emits
+``Sequential`` chains only.
 
-* ``basic_cnn_bn_pool``, ``resnet``, ``inception``, ``xception`` use BatchNormalization,
-  whose moving statistics BigDL 2.4's Python API can set but not read back, so the trained
-  model could not be returned to Keras;
-* ``resnet``, ``inception``, ``xception`` are graphs (residual additions, tower
-  concatenation) and ``xception`` needs separable convolutions.
+The *state* of a translated model (:func:`get_state`) is its parameters followed by the
+moving mean and variance of each BatchNormalization layer: what epoch selection keeps and
+:func:`keras_weights` turns into Keras weights.
 
 Binary models end in Linear + Sigmoid (``BCECriterion``); K-class models in Linear +
 LogSoftMax (``ClassNLLCriterion``, labels 1..K): ``exp`` of the output is the softmax.
@@ -27,15 +30,17 @@ from typing import Any
 
 import numpy as np
 
-BIGDL_FAMILIES = ("basic_cnn", "alexnet_like", "vgg")
+BIGDL_FAMILIES = ("basic_cnn", "basic_cnn_bn_pool", "alexnet_like", "vgg")
 _ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 _REASONS = {
-    "basic_cnn_bn_pool": "it uses BatchNormalization, whose moving statistics BigDL 2.4's "
-                         "Python API cannot read back into the Keras model",
-    "resnet": "it is a graph (residual additions) with BatchNormalization",
-    "inception": "it is a graph (tower concatenation) with BatchNormalization",
-    "xception": "it is a graph with separable convolutions and BatchNormalization",
+    "resnet": "it is a graph (residual additions); the BigDL translation builds sequential "
+              "chains only",
+    "inception": "it is a graph (tower concatenation); the BigDL translation builds "
+                 "sequential chains only",
+    "xception": "it is a graph (residual additions) of separable convolutions; the BigDL "
+                "translation builds sequential chains only",
 }
+BN_CLASS = "SpatialBatchNormalization"
 
 
 class BigDLUnsupportedError(ValueError):
@@ -82,7 +87,7 @@ def _same(padding: str, where: str) -> int:
     raise BigDLUnsupportedError(f"{where}: padding {padding!r} has no BigDL translation")
 
 
-def translate(keras_model: Any, seed: int | None = None) -> Any:
+def translate(keras_model: Any, seed: int | None = None) -> Any:  # noqa: C901 - one branch per layer
     """A BigDL ``Sequential`` computing what ``keras_model`` (a chain of supported layers,
     channels-last input) computes, holding its current weights; K-class softmax outputs
     become LogSoftMax."""
@@ -93,6 +98,7 @@ def translate(keras_model: Any, seed: int | None = None) -> Any:
     if seed is not None:
         model.set_seed(seed)
     weights: list[np.ndarray] = []
+    stats: list[np.ndarray] = []  # BatchNormalization moving mean, variance
     for layer in keras_model.layers:
         kind = type(layer).__name__
         where = f"{keras_model.name}: layer {layer.name} ({kind})"
@@ -145,23 +151,73 @@ def translate(keras_model: Any, seed: int | None = None) -> Any:
             act = _activation(nn, layer.activation, where)
             if act is not None:
                 model.add(act)
+        elif kind == "BatchNormalization":
+            cfg = layer.get_config()
+            axis = cfg["axis"][0] if isinstance(cfg["axis"], list | tuple) else cfg["axis"]
+            if axis not in (-1, 3) or not (cfg["center"] and cfg["scale"]):
+                raise BigDLUnsupportedError(f"{where}: only channels-last BatchNormalization "
+                                            "with center and scale")
+            gamma, beta, mean, var = layer.get_weights()
+            model.add(nn.SpatialBatchNormalization(len(gamma), float(cfg["epsilon"]),
+                                                   1.0 - float(cfg["momentum"]),
+                                                   data_format="NHWC"))
+            weights += [gamma, beta]
+            stats += [mean, var]
         else:
             raise BigDLUnsupportedError(f"{where} has no BigDL translation")
-    model.set_weights(weights)
+    set_state(model, weights + stats)
     return model
 
 
-def keras_weights(keras_model: Any, bigdl_weights: list[np.ndarray]) -> list[np.ndarray]:
-    """Weights of a model made by :func:`translate`, in ``keras_model``'s order and
-    shapes (convolution kernels lose the group axis, Linear weights are transposed)."""
-    out, it = [], iter(bigdl_weights)
-    for target in keras_model.get_weights():
-        w = np.asarray(next(it))
-        if w.ndim == 5:
-            w = w[0]
-        elif w.ndim == 2:
-            w = w.T
-        if w.shape != target.shape:
-            raise ValueError(f"BigDL weight of shape {w.shape} where Keras has {target.shape}")
-        out.append(np.ascontiguousarray(w))
+def _batch_norms(model) -> list:
+    """The BatchNormalization layers of a translated Sequential, in order (also for a
+    model loaded from a checkpoint, which comes back as a plain Layer)."""
+    from bigdl.dllib.nn.layer import Layer
+    from bigdl.dllib.utils.common import callBigDlFunc
+
+    layers = [Layer.of(j) for j in callBigDlFunc("float", "getContainerModules", model)]
+    return [m for m in layers if BN_CLASS in str(m.value.getClass().getName())]
+
+
+def get_state(model) -> list[np.ndarray]:
+    """Parameters, then (moving mean, moving variance) of each BatchNormalization."""
+    from bigdl.dllib.utils.common import callBigDlFunc
+
+    state = [np.asarray(w).copy() for w in model.get_weights()]
+    for bn in _batch_norms(model):
+        for getter in ("getRunningMean", "getRunningStd"):  # "Std" is the variance
+            state.append(np.asarray(callBigDlFunc("float", getter, bn.value).to_ndarray(),
+                                    np.float32).copy())
+    return state
+
+
+def set_state(model, state: list[np.ndarray]) -> None:
+    norms = _batch_norms(model)
+    n_params = len(state) - 2 * len(norms)
+    model.set_weights(list(state[:n_params]))
+    for i, bn in enumerate(norms):
+        bn.set_running_mean(np.asarray(state[n_params + 2 * i], np.float32))
+        bn.set_running_std(np.asarray(state[n_params + 2 * i + 1], np.float32))
+
+
+def keras_weights(keras_model: Any, state: list[np.ndarray]) -> list[np.ndarray]:
+    """The :func:`get_state` of a model made by :func:`translate`, as ``keras_model``'s
+    weights (convolution kernels lose the group axis, Linear weights are transposed, the
+    moving statistics go back after each BatchNormalization's gamma and beta)."""
+    n_norms = sum(type(layer).__name__ == "BatchNormalization" for layer in keras_model.layers)
+    n_params = len(state) - 2 * n_norms
+    params, stats = iter(state[:n_params]), iter(state[n_params:])
+    out = []
+    for layer in keras_model.layers:
+        is_norm = type(layer).__name__ == "BatchNormalization"
+        for i, target in enumerate(layer.get_weights()):
+            w = np.asarray(next(stats) if is_norm and i >= 2 else next(params))
+            if w.ndim == 5:
+                w = w[0]
+            elif w.ndim == 2:
+                w = w.T
+            if w.shape != target.shape:
+                raise ValueError(f"BigDL weight of shape {w.shape} where Keras layer "
+                                 f"{layer.name} has {target.shape}")
+            out.append(np.ascontiguousarray(w))
     return out
