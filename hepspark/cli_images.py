@@ -143,8 +143,8 @@ def add_train_cnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dense-units", type=int, help="alexnet_like/vgg dense width")
     parser.add_argument(
         "--backend", choices=("keras", "bigdl", "horovod"), default="keras",
-        help="training engine: keras (one process, default), bigdl (Spark executors; "
-        "basic_cnn, alexnet_like, vgg), horovod (Horovod ranks in Spark tasks; every family)")
+        help="training engine: keras (one process, default), bigdl (Spark executors), "
+        "horovod (Horovod ranks in Spark tasks)")
     parser.add_argument("--executors", type=int, default=1, dest="num_executors",
                         help="Horovod ranks, one Spark task each (default 1)")
     parser.add_argument("--scale-lr", action="store_true", dest="scale_learning_rate",
@@ -198,10 +198,6 @@ def cnn_config_from_args(args: argparse.Namespace):
         raise ValueError("--selection val_auc needs a 2-class dataset; use loss_window")
     if args.resume and args.checkpoint_dir and args.checkpoint_dir != args.resume:
         raise ValueError("give either --resume DIR or --checkpoint-dir DIR, not both")
-    if args.backend == "bigdl":  # before any Spark or BigDL start-up
-        from hepspark.models.bigdl_cnn import check_bigdl_family
-
-        check_bigdl_family(args.model)
     return TrainConfig(
         data=args.data,
         backend=args.backend,
@@ -245,7 +241,6 @@ def add_models_list(parser: argparse.ArgumentParser) -> None:
 
 def run_models_list(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from hepspark.models.bigdl_cnn import BIGDL_FAMILIES
     from hepspark.models.cnn import zoo_table
 
     try:
@@ -260,8 +255,7 @@ def run_models_list(args: argparse.Namespace) -> int:
     outputs = 1 if args.classes == 2 else args.classes
     _say(f"CNN zoo for {shape[0]}x{shape[1]}x{shape[2]} images, {args.classes} classes "
          f"({'sigmoid' if outputs == 1 else 'softmax'} output)")
-    _say(f"  {'family':<18} {'model':<26} {'parameters':>12}  backends")
+    _say(f"  {'family':<18} {'model':<26} {'parameters':>12}")
     for family, name, params in zoo_table(shape, outputs):
-        engines = "keras horovod" + (" bigdl" if family in BIGDL_FAMILIES else "")
-        _say(f"  {family:<18} {name:<26} {params:>12,d}  {engines}")
+        _say(f"  {family:<18} {name:<26} {params:>12,d}")
     return 0

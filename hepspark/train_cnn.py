@@ -91,10 +91,6 @@ def train_cnn(
     if config.backend not in CNN_BACKENDS:
         raise ValueError(
             f"backend {config.backend!r} cannot train CNNs; use one of {CNN_BACKENDS}")
-    if config.backend == "bigdl":  # refused before any engine starts
-        from hepspark.models.bigdl_cnn import check_bigdl_family
-
-        check_bigdl_family(config.model.family)
     dataset = ImageDataset(config.data)
     tracker.check()
     if tracker.experiment is None:

@@ -82,13 +82,6 @@ def test_cli_models_list_help_and_clear_errors(jets_dataset, capsys, tmp_path):
     out = capsys.readouterr().out
     for name in ("basic_cnn_f32_k3", "vgg16", "resnet29b_w4_v1", "inception_m2_t4", "xception"):
         assert name in out
-    engines = {line.split()[0]: line.split()[3:] for line in out.splitlines()[2:]}
-    assert engines["basic_cnn"] == engines["vgg"] == ["keras", "horovod", "bigdl"]
-    assert engines["xception"] == engines["resnet"] == ["keras", "horovod"]  # no BigDL
-    assert main(["train", "cnn", "--data", jets_dataset, "--backend", "bigdl",
-                 "--model", "resnet", "--no-tracking"]) == 2
-    err = capsys.readouterr().err
-    assert "--backend bigdl cannot train 'resnet'" in err and "horovod" in err
     assert main(["train", "cnn", "--data", jets_dataset, "--model", "resnet", "--depth", "29",
                  "--no-tracking"]) == 2
     assert "need --bottleneck" in capsys.readouterr().err

@@ -19,14 +19,12 @@ from hepspark.config import TrainConfig
 from hepspark.data.image_dataset import ImageDataset
 from hepspark.metrics import roc_auc
 from hepspark.models.bigdl_cnn import (
-    BIGDL_FAMILIES,
     BigDLUnsupportedError,
-    check_bigdl_family,
     get_state,
     keras_weights,
     translate,
 )
-from hepspark.models.cnn import FAMILIES, CnnConfig, build_cnn
+from hepspark.models.cnn import CnnConfig, build_cnn
 from hepspark.multiclass import weighted_accuracy
 from hepspark.tracking import Tracker
 from hepspark.train_cnn import train_cnn
@@ -71,7 +69,13 @@ def check_run(outcome, model_dir, epochs):
 @pytest.mark.parametrize("config", [CnnConfig("basic_cnn", filters=4, kernel_size=5),
                                     CnnConfig("basic_cnn_bn_pool", filters=4),
                                     CnnConfig("alexnet_like", filters=4, dense_units=16),
-                                    CnnConfig("vgg", depth=10, filters=4, dense_units=16)])
+                                    CnnConfig("vgg", depth=10, filters=4, dense_units=16),
+                                    CnnConfig("resnet", depth=14, filters=4),
+                                    CnnConfig("resnet", depth=11, bottleneck=True, version=2,
+                                              filters=4),
+                                    CnnConfig("inception", modules=2, towers=4, filters=4),
+                                    CnnConfig("xception", filters=4)],
+                         ids=lambda c: c.describe())
 @pytest.mark.parametrize("outputs", [1, 5])
 def test_bigdl_translation_computes_what_keras_computes(spark, config, outputs):
     from hepspark.backends.bigdl_compat import bigdl_session
@@ -90,17 +94,22 @@ def test_bigdl_translation_computes_what_keras_computes(spark, config, outputs):
     expected = model.predict(x, verbose=0)
     got = out.reshape(-1, 1) if outputs == 1 else np.exp(out)  # LogSoftMax -> softmax
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    back = keras_weights(model, get_state(bigdl))
+    back = keras_weights(model, get_state(bigdl, model))
     assert all(np.array_equal(a, b) for a, b in zip(back, model.get_weights()))
 
 
-def test_bigdl_refuses_the_families_it_cannot_express():
-    for family in FAMILIES:
-        if family in BIGDL_FAMILIES:
-            check_bigdl_family(family)
-        else:
-            with pytest.raises(BigDLUnsupportedError, match=f"cannot train '{family}'"):
-                check_bigdl_family(family)
+def test_bigdl_translation_refuses_what_it_cannot_express(spark):
+    from hepspark.backends.bigdl_compat import bigdl_session
+
+    bigdl_session(spark.sparkContext.master)
+    inputs = keras.Input((9, 9, 1))
+    dilated = keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(dilated)))
+    with pytest.raises(BigDLUnsupportedError, match="dilated"):
+        translate(model)
+    pooled = keras.layers.AveragePooling2D(2, name="avg")(inputs)
+    with pytest.raises(BigDLUnsupportedError, match="avg .AveragePooling2D. has no BigDL"):
+        translate(keras.Model(inputs, pooled))
 
 
 # ------------------------------------------------------------------------ training
@@ -142,6 +151,15 @@ def test_bigdl_batch_norm_statistics_come_back_from_the_executors(jets, tmp_path
     means = [layer.get_weights()[2] for layer in saved.layers
              if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(means) == 3 and all(np.abs(m).max() > 0 for m in means)  # moved from 0
+
+
+def test_bigdl_trains_a_resnet_graph_on_lartpc(lartpc, tmp_path):
+    config = TrainConfig(data=lartpc, backend="bigdl", optimizer="adam", batch_size=20,
+                         epochs=1, epoch_selection="loss_window",
+                         model=CnnConfig("resnet", depth=14, filters=4))
+    model_dir = str(tmp_path / "model")
+    outcome = train_cnn(config, Tracker(enabled=False), model_dir=model_dir, **QUIET)
+    check_run(outcome, model_dir, 1)
 
 
 def test_horovod_trains_basic_cnn_on_jets_with_two_ranks(jets, tmp_path):

@@ -11,8 +11,7 @@ Adagrad sums) lives on the executors and is kept across calls with ``reserveOpti
 and moved in and out of checkpoints by :mod:`hepspark.backends.bigdl_compat`.
 
 The HIGGS model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as
-every other engine. The zoo CNNs that BigDL can express (``basic_cnn``, ``alexnet_like``,
-``vgg``, ``basic_cnn_bn_pool``) are translated layer by layer from their Keras build
+every other engine. The zoo CNNs are translated layer by layer from their Keras build
 (:mod:`hepspark.models.bigdl_cnn`), images decoded on the executors. The trained weights go
 back into the Keras 3 build for prediction and saving.
 """
@@ -215,9 +214,6 @@ class _ImageParts:
     def __init__(self, task) -> None:
         import keras
 
-        from hepspark.models.bigdl_cnn import check_bigdl_family
-
-        check_bigdl_family(task.config.model.family)
         self.task = task
         self.keras_build = task.build(keras)
         # what BigDL optimizes: BatchNorm's moving statistics are not parameters there
@@ -246,12 +242,12 @@ class _ImageParts:
         """Parameters and BatchNormalization moving statistics."""
         from hepspark.models.bigdl_cnn import get_state
 
-        return get_state(model)
+        return get_state(model, self.keras_build)
 
     def set_state(self, model, state) -> None:
         from hepspark.models.bigdl_cnn import set_state
 
-        set_state(model, state)
+        set_state(model, state, self.keras_build)
 
     def keras_model(self, state):
         from hepspark.models.bigdl_cnn import keras_weights as cnn_keras_weights
