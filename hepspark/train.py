@@ -124,10 +124,10 @@ def train_higgs(
     outcome = None
     try:
         with tracker.run(run_name, params, tags={**(tags or {}), "hepspark.task": TASK_TAG},
-                         resume_run_id=_recorded_run(config, tracker)):
+                         resume_run_id=recorded_run(config, tracker)):
             if tracker.resumed:
                 progress(f"[train] continuing MLflow run {tracker.run_id} of the checkpoint")
-            _record_run(config, tracker)
+            record_run(config, tracker)
             outcome = _fit_and_log(config, tracker, progress, model_dir, dataset, backend,
                                    resources)
     except TrackingSpooledError as exc:  # trained, but the server stayed away
@@ -179,7 +179,7 @@ def _fit_and_log(config: TrainConfig, tracker: Tracker, progress, model_dir, dat
     )
 
 
-def _recorded_run(config: TrainConfig, tracker: Tracker) -> str | None:
+def recorded_run(config: TrainConfig, tracker: Tracker) -> str | None:
     """The MLflow run a ``--resume`` continues: the one recorded in the checkpoint
     directory by the interrupted run, if it used the same tracking store."""
     if not (config.resume and tracker.enabled):
@@ -192,7 +192,7 @@ def _recorded_run(config: TrainConfig, tracker: Tracker) -> str | None:
     return record.get("run_id") if record.get("tracking_uri") == tracker.tracking_uri else None
 
 
-def _record_run(config: TrainConfig, tracker: Tracker) -> None:
+def record_run(config: TrainConfig, tracker: Tracker) -> None:
     if not (config.checkpoint_dir and tracker.enabled):
         return
     os.makedirs(config.checkpoint_dir, exist_ok=True)

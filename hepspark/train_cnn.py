@@ -35,6 +35,7 @@ from hepspark.data.image_dataset import ImageDataset
 from hepspark.hardware import peak_rss_mb
 from hepspark.models.keras_dense import MODEL_FILE
 from hepspark.tracking import Tracker
+from hepspark.train import record_run, recorded_run
 
 PREPROCESSING_FILE = "preprocessing.json"
 CNN_BACKENDS = ("keras", "horovod", "bigdl")
@@ -111,7 +112,14 @@ def train_cnn(
     progress(f"[train] {dataset!r}\n[train] {config.model.describe()} with {config.optimizer}, "
              f"up to {config.epochs} epoch(s), batch {config.batch_size}, "
              f"selection {config.epoch_selection}, on {resources['device']}")
-    with tracker.run(run_name, params, tags={"hepspark.task": "train-cnn"}):
+    if tracker.pending_dir is None:  # records an unreachable server missed go here
+        tracker.pending_dir = config.checkpoint_dir or model_dir
+    # a --resume continues the MLflow run its checkpoint directory records (as for HIGGS)
+    with tracker.run(run_name, params, tags={"hepspark.task": "train-cnn"},
+                     resume_run_id=recorded_run(config, tracker)):
+        if tracker.resumed:
+            progress(f"[train] continuing MLflow run {tracker.run_id} of the checkpoint")
+        record_run(config, tracker)
         start = time.perf_counter()
         result = backend.fit(
             config, dataset,

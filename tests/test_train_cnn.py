@@ -104,3 +104,37 @@ def test_cli_generate_convert_train(spark, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "loss_window" in out and "per-class accuracy" in out
     assert np.isfinite(float(out.split("test accuracy (test_b)")[1].split()[0]))
+
+
+def test_a_killed_cnn_run_resumes_into_the_same_mlflow_run(jets_dataset, sqlite_tracking_uri,
+                                                           tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+
+    checkpoints = tmp_path / "ck"
+    command = [sys.executable, "-m", "hepspark.cli", "train", "cnn", "--data", jets_dataset,
+               "--filters", "4", "--epochs", "3", "--batch-size", "64",
+               "--tracking-uri", sqlite_tracking_uri]
+    job = subprocess.Popen([*command, "--checkpoint-dir", str(checkpoints)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (checkpoints / "epoch-0001").is_dir():  # mid-run: epoch 1 is written
+            assert job.poll() is None, "the job ended before its first checkpoint"
+            time.sleep(0.1)
+    finally:
+        job.send_signal(signal.SIGKILL)  # the process this test started, by its PID
+        job.wait()
+    done = subprocess.run([*command, "--resume", str(checkpoints)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "continuing MLflow run" in done.stdout
+    client = mlflow.MlflowClient(sqlite_tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id,
+                                                        "epoch_wall_time_s")]
+    assert sorted(steps) == [1, 2, 3]  # every epoch once: none lost, none logged twice
