@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 DEFAULT_DEMO_ROWS = 200_000
 EXIT_USAGE = 2
 EXIT_TRACKING_PENDING = 3  # trained, but MLflow records wait in a pending directory
+EXIT_TRAINING_FAILED = 4  # distributed training stopped part-way; the message says how to resume
 
 
 def _cache_dir() -> str:
@@ -448,6 +449,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
+    from hepspark.backends.base import TrainingFailedError
     from hepspark.tracking import TrackingSpooledError
 
     try:
@@ -464,6 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"hepspark: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingFailedError as exc:
+        if args.debug:
+            raise
+        print(f"hepspark: error: {exc}", file=sys.stderr)
+        return EXIT_TRAINING_FAILED
     except KeyboardInterrupt:
         print("hepspark: interrupted; nothing partial was published", file=sys.stderr)
         return 130

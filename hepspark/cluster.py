@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 STATE_FILE = "cluster.json"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
 _MEMORY = re.compile(r"^[1-9][0-9]*[mMgG]$")
 _POLL_S = 0.25
 
@@ -139,6 +140,31 @@ def _is_daemon(pid: int, spark_class: str) -> bool:
             return spark_class.encode() in handle.read().split(b"\0")
     except OSError:
         return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid``'s descendants (children first, then theirs), read from /proc."""
+    found, queue = [], _children(pid)
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue.extend(_children(child))
+    return found
+
+
+def executor_pids(info: "ClusterInfo") -> list[int]:
+    """The executor JVMs the cluster's workers run now (their children of the executor
+    class), one list for all workers: what a fault-injection test may kill."""
+    return [pid for worker in info.worker_pids for pid in _children(worker)
+            if _is_daemon(pid, EXECUTOR_CLASS)]
 
 
 def _gone(pid: int) -> bool:

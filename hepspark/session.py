@@ -131,3 +131,12 @@ def spark_resources(spark: "SparkSession") -> tuple[int, int]:
         sc.defaultParallelism // num_executors, 1
     )
     return num_executors, cores
+
+
+def executor_python(spark: "SparkSession") -> str:
+    """The interpreter the executors' Python workers run (one one-task job): with
+    ``--archives env.tar.gz#env`` and ``PYSPARK_PYTHON=./env/bin/python``, a path inside the
+    unpacked archive. Logged with every run, so where the code ran is on record."""
+    import sys
+
+    return spark.sparkContext.parallelize([0], 1).map(lambda _: sys.executable).first()

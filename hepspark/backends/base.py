@@ -61,6 +61,12 @@ class EpochRecord:
         return text
 
 
+class TrainingFailedError(RuntimeError):
+    """Distributed training stopped part-way (a rank died, Spark gave up on an executor's
+    tasks). The message says whether and how the run continues with ``--resume``; the CLI
+    prints it as one line and exits with ``EXIT_TRAINING_FAILED``."""
+
+
 @dataclass
 class TrainResult:
     """A trained model: ``predict(x)`` gives signal scores in [0, 1] for standardized x."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hepspark.backends import bigdl_compat as compat
-from hepspark.backends.base import EpochRecord, TrainResult
+from hepspark.backends.base import EpochRecord, TrainingFailedError, TrainResult
 from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class BigDLBackend:
 
     def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:
         from hepspark.hardware import cpu_model
-        from hepspark.session import spark_resources
+        from hepspark.session import executor_python, spark_resources
 
         spark = bigdl_session(config.master)
         executors, cores = spark_resources(spark)
@@ -53,6 +53,7 @@ class BigDLBackend:
             "cores_per_executor": cores,
             "device": f"CPU: {cpu_model()} (BigDL on Spark executors)",
             "spark_master": spark.sparkContext.master,
+            "executor_python": executor_python(spark),
         }
 
     def fit(
@@ -128,7 +129,10 @@ class BigDLBackend:
                 # carries on from the checkpoint; one more epoch per call.
                 optimizer.set_end_when(MaxEpoch(_optimizer_epoch(optim) + 1))
                 start = time.perf_counter()
-                compat.optimize(optimizer)
+                try:
+                    compat.optimize(optimizer)
+                except Exception as exc:
+                    raise TrainingFailedError(_failed_epoch(epoch, config, exc)) from exc
                 wall = time.perf_counter() - start
                 losses = summary.read_scalar("Loss")
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
@@ -167,6 +171,20 @@ class BigDLBackend:
                 **parts.notes,
             },
         )
+
+
+def _failed_epoch(epoch: int, config: "TrainConfig", exc: BaseException) -> str:
+    """What to say when BigDL gives up on an epoch (Spark exhausted its task retries, e.g.
+    after losing executors): where the run can continue from."""
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if config.checkpoint_dir:
+        where = (f"epoch checkpoints are in {config.checkpoint_dir}: continue with --resume "
+                 f"{config.checkpoint_dir} (the MLflow run is continued, no epoch is logged "
+                 "twice)")
+    else:
+        where = "run with --checkpoint-dir DIR to be able to --resume after such a failure"
+    return (f"BigDL training failed in epoch {epoch} ({type(exc).__name__}: {first}); "
+            f"see the executor logs. {where}.")
 
 
 # ------------------------------------------------------------------------- model kinds

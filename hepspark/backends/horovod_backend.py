@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hepspark.backends.base import EpochRecord, TrainResult
+from hepspark.backends.base import EpochRecord, TrainingFailedError, TrainResult
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -136,11 +137,10 @@ class HorovodBackend:
             "resumed_records": [asdict(r) for r in resumed.records] if resumed else [],
             "resumed_epoch": resumed.epoch if resumed else 0,
         }
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "OMP_NUM_THREADS": str(spec["threads"])}
         try:
             results = horovod.spark.run(
-                run_rank, args=(spec,), num_proc=size, env=env, use_gloo=True,
+                run_rank, args=(spec,), num_proc=size, use_gloo=True,
+                env=rank_environment(spec["threads"]), executable=rank_python(spark),
                 start_timeout=START_TIMEOUT_S, verbose=0,
             )
         except Exception as exc:
@@ -149,7 +149,7 @@ class HorovodBackend:
                 f"--resume {config.checkpoint_dir}." if config.checkpoint_dir else
                 " Run with --checkpoint-dir DIR to be able to --resume after such a failure."
             )
-            raise RuntimeError(
+            raise TrainingFailedError(
                 f"Horovod training failed: a rank died or could not start "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                 f"see the executor logs.{resume}"
@@ -165,7 +165,31 @@ class HorovodBackend:
         for record in records:  # the ranks have printed them live; now MLflow gets them
             on_epoch_end(record)
         lead["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+        lead["python"] = sorted({r["python"] for r in results})
         return _result(task, lead, records, size)
+
+
+# What a rank's environment takes from the driver's (besides Horovod's own variables):
+# settings, not paths. The driver's PATH, VIRTUAL_ENV, PYTHONHOME (BigDL's trap) or
+# PYTHONPATH name *its* venv, which executors running a shipped ``--archives`` env lack.
+RANK_ENV_PREFIXES = ("HEPSPARK_", "MLFLOW_", "TF_", "OMP_", "KMP_", "HOROVOD_", "GLOO_")
+
+
+def rank_python(spark) -> str:
+    """The interpreter the ranks are started with: the one the executors' Python workers
+    run (``spark.pyspark.python``, else ``PYSPARK_PYTHON``), e.g. ``./env/bin/python`` of
+    an ``--archives`` env. Horovod's default, the driver's ``sys.executable``, is a path on
+    the driver's machine (the bug: ranks ran the driver's venv, not the shipped one)."""
+    conf = spark.sparkContext.getConf()
+    return (conf.get("spark.pyspark.python", None) or os.environ.get("PYSPARK_PYTHON")
+            or sys.executable)
+
+
+def rank_environment(threads: int) -> dict[str, str]:
+    """Variables the ranks get from the driver: our and the libraries' settings only."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(RANK_ENV_PREFIXES)}
+    env.update(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads))
+    return env
 
 
 THREADS_ENV = "HEPSPARK_HOROVOD_THREADS"
@@ -214,6 +238,7 @@ def _result(task, lead, records, size) -> TrainResult:
             "threads_per_rank": lead["threads"],
             "selected_epoch": lead["selected_epoch"],
             "peak_rss_mb": lead["peak_rss_mb"],  # the largest rank process
+            "rank_python": ",".join(lead["python"]),
         },
     )
 
@@ -327,7 +352,8 @@ def _rank_main(spec: dict) -> dict:
     # (no SyncBatchNorm); rank 0's are the ones returned, as in Horovod's own estimators.
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes()
                                      for v in model.trainable_weights))
-    out = {"rank": rank, "digest": digest.hexdigest(), "peak_rss_mb": peak_rss_mb()}
+    out = {"rank": rank, "digest": digest.hexdigest(), "peak_rss_mb": peak_rss_mb(),
+           "python": sys.executable}
     if rank == 0:
         if book.best_weights is not None:
             weights = book.best_weights

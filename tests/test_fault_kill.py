@@ -1,0 +1,173 @@
+"""Executors killed mid-epoch on a real standalone cluster, for BigDL and Horovod jobs.
+
+The ``cluster`` tests spark-submit ``train_higgs.py`` to a 2-worker cluster this module
+starts, wait for the first epoch checkpoint, then SIGKILL one executor JVM and everything
+under it (its Python workers, Horovod's rank process): what a machine lost in the middle of
+an epoch leaves behind. The job must either recover by itself (BigDL: Spark reschedules the
+tasks on a new executor and BigDL retries the iteration) or stop with a message naming
+``--resume``, after which ``--resume`` must finish the run. Either way the MLflow run ends
+up with every epoch logged exactly once, in a single run.
+
+The unmarked tests check the pieces the launch depends on without starting daemons.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hepspark.cluster import executor_pids, process_tree, standalone_cluster
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOB = os.path.join(ROOT, "spark_jobs", "train_higgs.py")
+SPARK_SUBMIT = os.path.join(os.path.dirname(sys.executable), "spark-submit")
+ENV = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+       "SPARK_LOCAL_IP": "127.0.0.1"}
+EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "train_loss", "val_loss", "val_auc")
+
+
+# ------------------------------------------------------------------ no daemons (fast)
+def test_process_tree_finds_grandchildren_and_stops_at_the_leaves():
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert process_tree(parent.pid) == [child]
+        assert process_tree(child) == []
+    finally:
+        for pid in process_tree(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+
+
+def test_ranks_get_settings_but_not_the_drivers_paths(monkeypatch, spark):
+    from hepspark.backends.horovod_backend import rank_environment, rank_python
+
+    monkeypatch.setenv("PYTHONHOME", "/driver/base")
+    monkeypatch.setenv("VIRTUAL_ENV", "/driver/venv")
+    monkeypatch.setenv("PYTHONPATH", "/driver/src")
+    monkeypatch.setenv("HEPSPARK_FAIL_RANK_AT_EPOCH", "1:2")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    env = rank_environment(3)
+    # The executor's own environment stays underneath (Horovod's task service adds these).
+    assert not {"PATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONPATH"} & set(env)
+    assert env["HEPSPARK_FAIL_RANK_AT_EPOCH"] == "1:2"
+    assert env["MLFLOW_TRACKING_URI"] == "http://tracking:5000"
+    assert env["OMP_NUM_THREADS"] == "3" and env["TF_USE_LEGACY_KERAS"] == "1"
+    # Ranks run the executors' interpreter (an --archives env), not the driver's.
+    monkeypatch.setenv("PYSPARK_PYTHON", "./env/bin/python")
+    assert rank_python(spark) == "./env/bin/python"
+
+
+def test_a_failed_bigdl_epoch_says_how_to_continue():
+    from hepspark.backends.bigdl_backend import _failed_epoch
+    from hepspark.config import TrainConfig
+
+    error = RuntimeError("Job aborted due to stage failure: ExecutorLostFailure\n at ...")
+    with_ckpt = _failed_epoch(2, TrainConfig(data="d", checkpoint_dir="/ck"), error)
+    assert "epoch 2" in with_ckpt and "--resume /ck" in with_ckpt
+    assert "ExecutorLostFailure" in with_ckpt and "at ..." not in with_ckpt
+    without = _failed_epoch(2, TrainConfig(data="d"), error)
+    assert "--checkpoint-dir" in without and "--resume /" not in without
+
+
+# ------------------------------------------------------------- a real 2-worker cluster
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with standalone_cluster(workers=2, cores_per_worker=1, memory="1g",
+                            state_dir=str(tmp_path_factory.mktemp("cluster"))) as info:
+        yield info
+
+
+def submit(cluster, data, tmp_path, backend, extra, log):
+    argv = [SPARK_SUBMIT, "--master", cluster.master_url, "--executor-cores", "1", JOB,
+            "--data", data, "--backend", backend, "--executors", "2", "--width", "32",
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--experiment", "faults",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *extra]
+    return subprocess.Popen(argv, env=ENV, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def kill_an_executor_after_epoch_one(cluster, proc, ckpt, timeout_s=420) -> int:
+    """Wait until epoch 1 is checkpointed, then SIGKILL one executor JVM and its process
+    tree. Returns the epochs checkpointed at the kill (it must be mid-run)."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.isdir(ckpt / "epoch-0001"):
+        assert proc.poll() is None, "the job ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no first checkpoint in time"
+        time.sleep(0.2)
+    victims = executor_pids(cluster)
+    assert len(victims) == 2, f"expected one executor per worker, found {victims}"
+    tree = [victims[0], *process_tree(victims[0])]
+    done = sorted(os.listdir(ckpt))
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len([d for d in done if d.startswith("epoch-")])
+
+
+def one_run_every_epoch_once(tmp_path, epochs: int):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("faults")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    for name in EPOCH_METRICS:
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, name))
+        assert steps == list(range(1, epochs + 1)), (name, steps)
+    assert "test_auc" in run.data.metrics
+    return run
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(("backend", "epochs", "batch"), [("bigdl", 3, 500),
+                                                          ("horovod", 5, 100)])
+def test_a_killed_executor_is_recovered_or_resumed_with_every_epoch_logged_once(
+    cluster, higgs_dataset, tmp_path, backend, epochs, batch
+):
+    if backend == "horovod":
+        pytest.importorskip("horovod.spark")
+    extra = ["--epochs", str(epochs), "--batch-size", str(batch)]
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log:
+        proc = submit(cluster, higgs_dataset, tmp_path, backend, extra, log)
+        try:
+            at_kill = kill_an_executor_after_epoch_one(cluster, proc, tmp_path / "ckpt")
+            code = proc.wait(timeout=900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    first = log_path.read_text()
+    assert at_kill < epochs, "the kill came after the last epoch: not mid-run"
+    if code == 0:
+        outcome = "recovered"
+    else:
+        # Stopped: one clear line naming the way on, exit 4, a checkpoint to resume from.
+        assert code == 4, first[-4000:]
+        assert f"--resume {tmp_path / 'ckpt'}" in first, first[-4000:]
+        assert "Traceback" not in first.split("hepspark: error:")[-1]
+        with open(tmp_path / "resume.log", "w") as log:
+            again = submit(cluster, higgs_dataset, tmp_path, backend,
+                           [*extra, "--resume", str(tmp_path / "ckpt")], log)
+            code = again.wait(timeout=900)
+        resumed = (tmp_path / "resume.log").read_text()
+        assert code == 0, resumed[-4000:]
+        assert "continuing MLflow run" in resumed
+        outcome = "resumed"
+    one_run_every_epoch_once(tmp_path, epochs)
+    assert sorted(os.listdir(tmp_path / "ckpt"))[-1] == f"epoch-{epochs:04d}"
+    print(f"\n[fault] {backend}: executor killed after {at_kill} checkpointed epoch(s) of "
+          f"{epochs}: {outcome}; MLflow steps 1..{epochs} once each")
