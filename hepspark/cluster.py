@@ -143,11 +143,19 @@ def _is_daemon(pid: int, spark_class: str) -> bool:
 
 
 def _children(pid: int) -> list[int]:
+    # Per thread: a JVM forks executors from other threads than its main one.
+    found = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as handle:
+                found.extend(int(child) for child in handle.read().split())
+        except OSError:
+            pass
+    return sorted(found)
 
 
 def process_tree(pid: int) -> list[int]:

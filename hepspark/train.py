@@ -145,7 +145,7 @@ def _fit_and_log(config: TrainConfig, tracker: Tracker, progress, model_dir, dat
         on_epoch_end=lambda rec: (tracker.log_epoch(rec), progress(rec.format(config.epochs))),
     )
     tracker.log_params(
-        {k: v for k, v in result.info.items() if k in ("learning_rate", "parameters")}
+        {k: v for k, v in result.info.items() if k in ("learning_rate", "parameters", "rank_python")}
     )
     x_test, y_test = dataset.load("test")
     scores = result.predict(x_test)

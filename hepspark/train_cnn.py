@@ -131,7 +131,7 @@ def train_cnn(
         info.setdefault("peak_rss_mb", peak_rss_mb())  # engines without their own measure
         tracker.log_params({k: info[k] for k in ("learning_rate", "parameters", "kept_epoch",
                                                  "sample_weights", "ranks", "partitions",
-                                                 "threads_per_rank", "steps_per_epoch")
+                                                 "threads_per_rank", "steps_per_epoch", "rank_python")
                             if k in info})
         x_test, y_test, w_test = dataset.load(dataset.test_split)
         scores = result.predict(x_test)
