@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=4000, help="jets generated (default 4000)")
     parser.add_argument("--models", default="basic_cnn,vgg",
-                        help="families (BigDL: basic_cnn, alexnet_like, vgg)")
+                        help="zoo families, comma-separated (every family runs on every engine)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workdir", default=os.path.join(".hepspark-cache", "cnn-engines"))

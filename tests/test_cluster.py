@@ -213,6 +213,43 @@ def test_bigdl_trains_over_both_workers_with_a_plain_spark_submit(cluster, higgs
     assert run.data.params["spark_master"] == cluster.master_url
 
 
+@pytest.fixture(scope="module")
+def jets(spark, tmp_path_factory):
+    from conftest import make_image_dataset
+
+    return make_image_dataset(spark, tmp_path_factory.mktemp("jets-cluster"), "jets", 1_200,
+                              seed=3, row_group_size_mb=1)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("backend", ["bigdl", "horovod"])
+def test_train_cnn_job_on_both_workers(cluster, jets, tmp_path, backend):
+    if backend == "horovod":
+        pytest.importorskip("horovod.spark")
+    job = os.path.join(os.path.dirname(__file__), "..", "spark_jobs", "train_cnn.py")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [os.path.join(VENV_BIN, "spark-submit"), "--master", cluster.master_url,
+         "--executor-cores", "1", job, "--data", jets, "--model", "basic_cnn",
+         "--filters", "8", "--backend", backend, "--executors", "2", "--optimizer", "adam",
+         "--epochs", "2", "--batch-size", "32", "--experiment", "cnn-cluster",
+         "--tracking-uri", uri, "--model-dir", str(tmp_path / "model")],
+        env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("cnn-cluster").experiment_id])[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["spark_master"] == cluster.master_url
+    assert run.data.params["backend"] == backend
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_auc"))
+    assert steps == [1, 2]
+    assert run.data.metrics["test_auc"] > 0.55  # chance 0.5; ~0.8 seen in local mode
+    assert os.path.exists(tmp_path / "model" / "model.keras")
+
+
 @pytest.mark.cluster
 def test_down_stops_exactly_the_recorded_daemons(cluster, capsys):
     # Last in this module: the fixture's own stop at teardown is then a no-op.

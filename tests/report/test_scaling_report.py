@@ -129,3 +129,17 @@ def test_baseline_file_is_checked(tmp_path):
         read_baseline(str(bad))
     with pytest.raises(FileNotFoundError, match="no such baseline file"):
         read_baseline(str(tmp_path / "missing.json"))
+
+
+def test_full_passes_of_unequal_length_count_as_one_pass():
+    from hepspark.report.runs import MeasuredRun
+
+    # A shared machine: the same 100k rows in 2.6 s and in 7.0 s. Median rows/s times
+    # median time would say 127 % of the rows.
+    epochs = [{"epoch_wall_time_s": t, "rows_per_s": 100_000 / t} for t in (9.0, 2.6, 7.0)]
+    run = MeasuredRun("r", "n", "keras", "adam", 1, 2, 1000, 100_000, 10, "CPU", "local",
+                      epochs=epochs)
+    assert run.epoch_fraction == pytest.approx(1.0)
+    half = [{"epoch_wall_time_s": t, "rows_per_s": 50_000 / t} for t in (9.0, 2.6, 7.0)]
+    assert MeasuredRun("r", "n", "horovod", "adam", 2, 1, 1000, 100_000, 10, "CPU", "local",
+                       epochs=half).epoch_fraction == pytest.approx(0.5)
