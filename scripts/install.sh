@@ -47,6 +47,12 @@ log "installing the pinned stack (pyspark, numpy<2, pyarrow 14, petastorm, tenso
 # venv-pack: `hepspark pack-env` (the venv as an archive for spark-submit --archives).
 "$PIP" install -q --no-deps "venv-pack==0.2.0"
 
+# uproot: ROOT TTrees as image input (`hepspark convert images --input F.root`). Its
+# other needs (fsspec, packaging, typing-extensions) come with the stack above; --no-deps
+# so it can never move numpy.
+"$PIP" install -q --no-deps "uproot==5.7.7" "awkward==2.14.0" "awkward-cpp==57" \
+  "cramjam==2.14.0" "xxhash==4.1.0"
+
 # tf-keras declares a dependency on `tensorflow`, which would pull the 572 MB GPU wheel.
 "$PIP" install -q --no-deps "tf-keras==2.21.0"
 # BigDL 2.4.0 declares pyspark==3.1.3, which fails on Java 17 / Python 3.11; bigdl-core is a

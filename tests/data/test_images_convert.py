@@ -158,3 +158,40 @@ def test_bad_inputs_are_named_and_nothing_is_published(spark, tmp_path):
                        **QUIET)
     with pytest.raises(ValueError, match="must have shape"):
         ImageFile(write_h5(tmp_path / "short.h5", images, labels[:50]), ArrayNames(weights=None))
+
+
+def test_root_ttree_of_fixed_size_arrays_converts_like_npz(spark, tmp_path):
+    uproot = pytest.importorskip("uproot")
+    from hepspark.data.images_convert import split_names
+
+    rng = np.random.default_rng(4)
+    data = {"jet_image": rng.random((240, 9, 9, 2)).astype(np.float32),
+            "is_quenched": rng.integers(0, 2, 240).astype(np.int32),
+            "w": rng.uniform(0.5, 2.0, 240).astype(np.float32)}
+    src = str(tmp_path / "jets.root")
+    with uproot.recreate(src) as handle:  # a real TTree (uproot's default is an RNTuple)
+        tree = handle.mktree("jets", {k: (v.dtype, v.shape[1:]) for k, v in data.items()})
+        tree.extend(data)
+    assert ImageFile(src, ArrayNames("jet_image", "is_quenched", "w")).rows == 240
+    out = str(tmp_path / "ds")
+    convert_images(spark, ImageConvertConfig(src, out, "jets", images_key="jet_image",
+                                             labels_key="is_quenched", weights_key="w"),
+                   **QUIET)
+    ds = ImageDataset(out)
+    assert ds.image_shape == (9, 9, 2) and ds.num_classes == 2
+    got = [ds.load(split) for split in split_names("jets")]
+    # load() scales pixels per channel and weights per dataset; undo it to compare
+    x = np.concatenate([g[0] for g in got]) * ds.pixel_scale
+    y = np.concatenate([g[1] for g in got])
+    w = np.concatenate([g[2] for g in got]) / ds.weight_scale
+    assert len(x) == 240
+    # every source row once, pixels, label and weight together (keyed by the pixel sum)
+    order = np.argsort(x.reshape(240, -1).sum(1))
+    source = np.argsort(data["jet_image"].reshape(240, -1).sum(1))
+    np.testing.assert_allclose(x[order], data["jet_image"][source], rtol=1e-6)
+    np.testing.assert_array_equal(y[order], data["is_quenched"][source])
+    np.testing.assert_allclose(w[order], data["w"][source], rtol=1e-6)
+    with pytest.raises(ValueError, match="no TTree"):
+        with uproot.recreate(str(tmp_path / "empty.root")) as handle:
+            handle["note"] = "not a tree"
+        ImageFile(str(tmp_path / "empty.root"), ArrayNames("a", "b", "c"))
