@@ -204,7 +204,9 @@ def test_bigdl_trains_over_both_workers_with_a_plain_spark_submit(cluster, higgs
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend bigdl" in result.stdout and "test AUC" in result.stdout
     assert "epoch 2/2" in result.stdout
-    assert sorted(os.listdir(tmp_path / "ckpt")) == ["epoch-0001", "epoch-0002"]
+    # (mlflow_run.json beside them: the run a --resume continues)
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["epoch-0001", "epoch-0002",
+                                                      "mlflow_run.json"]
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

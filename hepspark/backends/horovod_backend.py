@@ -177,12 +177,11 @@ RANK_ENV_PREFIXES = ("HEPSPARK_", "MLFLOW_", "TF_", "OMP_", "KMP_", "HOROVOD_", 
 
 def rank_python(spark) -> str:
     """The interpreter the ranks are started with: the one the executors' Python workers
-    run (``spark.pyspark.python``, else ``PYSPARK_PYTHON``), e.g. ``./env/bin/python`` of
-    an ``--archives`` env. Horovod's default, the driver's ``sys.executable``, is a path on
-    the driver's machine (the bug: ranks ran the driver's venv, not the shipped one)."""
-    conf = spark.sparkContext.getConf()
-    return (conf.get("spark.pyspark.python", None) or os.environ.get("PYSPARK_PYTHON")
-            or sys.executable)
+    run, i.e. the context's ``pythonExec`` (``PYSPARK_PYTHON``, which spark-submit sets from
+    ``spark.pyspark.python``), e.g. ``./env/bin/python`` of an ``--archives`` env.
+    Horovod's default, the driver's ``sys.executable``, is a path on the driver's machine
+    (the bug: ranks ran the driver's venv, not the shipped one)."""
+    return getattr(spark.sparkContext, "pythonExec", None) or sys.executable
 
 
 def rank_environment(threads: int) -> dict[str, str]:
