@@ -461,16 +461,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(exc.outcome.format())
         print(f"hepspark: error: {exc}", file=sys.stderr)
         return EXIT_TRACKING_PENDING
-    except _user_errors() as exc:
+    except (*_user_errors(), TrainingFailedError) as exc:
         if args.debug:
             raise
         print(f"hepspark: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TrainingFailedError as exc:
-        if args.debug:
-            raise
-        print(f"hepspark: error: {exc}", file=sys.stderr)
-        return EXIT_TRAINING_FAILED
+        return EXIT_TRAINING_FAILED if isinstance(exc, TrainingFailedError) else EXIT_USAGE
     except KeyboardInterrupt:
         print("hepspark: interrupted; nothing partial was published", file=sys.stderr)
         return 130

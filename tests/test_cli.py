@@ -42,6 +42,27 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     assert "does not exist" in err and "hepspark convert higgs" in err
 
 
+def test_training_stopped_part_way_is_one_line_and_exit_4(tmp_path, capsys, monkeypatch):
+    # The CLI's side only: how a failed distributed run is reported (the real failures are
+    # in tests/backends/test_horovod_backend.py and, through this path, test_fault_kill.py).
+    from hepspark import train
+    from hepspark.backends.base import training_failed
+    from hepspark.cli import EXIT_TRAINING_FAILED
+
+    def fail(config, *args, **kwargs):
+        raise training_failed("Horovod training failed: a rank died or could not start",
+                              config, RuntimeError("gloo: connection closed by peer"))
+
+    monkeypatch.setattr(train, "train_higgs", fail)
+    code = main(["train", "higgs", "--data", str(tmp_path), "--no-tracking",
+                 "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert code == EXIT_TRAINING_FAILED == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("hepspark: error: Horovod training failed")
+    assert f"--resume {tmp_path / 'ckpt'}" in err and "connection closed by peer" in err
+
+
 def test_generate_convert_train_evaluate_from_the_cli(spark, tmp_path, capsys):
     csv = str(tmp_path / "h.csv.gz")
     assert main(["generate", "higgs", "--rows", "8000", "--output", csv, "--seed", "3"]) == 0

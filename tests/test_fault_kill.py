@@ -68,15 +68,17 @@ def test_ranks_get_settings_but_not_the_drivers_paths(monkeypatch, spark):
     assert rank_python(spark) == spark.sparkContext.pythonExec == executor_python(spark)
 
 
-def test_a_failed_bigdl_epoch_says_how_to_continue():
-    from hepspark.backends.bigdl_backend import _failed_epoch
+def test_a_failed_epoch_says_how_to_continue():
+    from hepspark.backends.base import TrainingFailedError, training_failed
     from hepspark.config import TrainConfig
 
     error = RuntimeError("Job aborted due to stage failure: ExecutorLostFailure\n at ...")
-    with_ckpt = _failed_epoch(2, TrainConfig(data="d", checkpoint_dir="/ck"), error)
-    assert "epoch 2" in with_ckpt and "--resume /ck" in with_ckpt
-    assert "ExecutorLostFailure" in with_ckpt and "at ..." not in with_ckpt
-    without = _failed_epoch(2, TrainConfig(data="d"), error)
+    what = "BigDL training failed in epoch 2"
+    with_ckpt = training_failed(what, TrainConfig(data="d", checkpoint_dir="/ck"), error)
+    assert isinstance(with_ckpt, TrainingFailedError)
+    assert "epoch 2" in str(with_ckpt) and "--resume /ck" in str(with_ckpt)
+    assert "ExecutorLostFailure" in str(with_ckpt) and "at ..." not in str(with_ckpt)
+    without = str(training_failed(what, TrainConfig(data="d"), error))
     assert "--checkpoint-dir" in without and "--resume /" not in without
 
 

@@ -67,6 +67,22 @@ class TrainingFailedError(RuntimeError):
     prints it as one line and exits with ``EXIT_TRAINING_FAILED``."""
 
 
+def training_failed(what: str, config: "TrainConfig", exc: BaseException) -> TrainingFailedError:
+    """The error for distributed training that stopped part-way: ``what`` failed (e.g.
+    "BigDL training failed in epoch 3"), the cause's type and first line, and how the run
+    continues (``--resume`` from its checkpoints, or how to have checkpoints next time)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    if config.checkpoint_dir:
+        way = (f"Epoch checkpoints are in {config.checkpoint_dir}: continue with --resume "
+               f"{config.checkpoint_dir} (the MLflow run is continued, no epoch is logged "
+               "twice).")
+    else:
+        way = "Run with --checkpoint-dir DIR to be able to --resume after such a failure."
+    return TrainingFailedError(f"{what} ({type(exc).__name__}: {first}); see the executor "
+                               f"logs. {way}")
+
+
 @dataclass
 class TrainResult:
     """A trained model: ``predict(x)`` gives signal scores in [0, 1] for standardized x."""

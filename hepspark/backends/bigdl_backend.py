@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hepspark.backends import bigdl_compat as compat
-from hepspark.backends.base import EpochRecord, TrainingFailedError, TrainResult
+from hepspark.backends.base import EpochRecord, TrainResult, training_failed
 from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
 
 if TYPE_CHECKING:
@@ -132,7 +132,8 @@ class BigDLBackend:
                 try:
                     compat.optimize(optimizer)
                 except Exception as exc:
-                    raise TrainingFailedError(_failed_epoch(epoch, config, exc)) from exc
+                    raise training_failed(f"BigDL training failed in epoch {epoch}", config,
+                                          exc) from exc
                 wall = time.perf_counter() - start
                 losses = summary.read_scalar("Loss")
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
@@ -171,20 +172,6 @@ class BigDLBackend:
                 **parts.notes,
             },
         )
-
-
-def _failed_epoch(epoch: int, config: "TrainConfig", exc: BaseException) -> str:
-    """What to say when BigDL gives up on an epoch (Spark exhausted its task retries, e.g.
-    after losing executors): where the run can continue from."""
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    if config.checkpoint_dir:
-        where = (f"epoch checkpoints are in {config.checkpoint_dir}: continue with --resume "
-                 f"{config.checkpoint_dir} (the MLflow run is continued, no epoch is logged "
-                 "twice)")
-    else:
-        where = "run with --checkpoint-dir DIR to be able to --resume after such a failure"
-    return (f"BigDL training failed in epoch {epoch} ({type(exc).__name__}: {first}); "
-            f"see the executor logs. {where}.")
 
 
 # ------------------------------------------------------------------------- model kinds

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hepspark.backends.base import EpochRecord, TrainingFailedError, TrainResult
+from hepspark.backends.base import EpochRecord, TrainResult, training_failed
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -144,16 +144,8 @@ class HorovodBackend:
                 start_timeout=START_TIMEOUT_S, verbose=0,
             )
         except Exception as exc:
-            resume = (
-                f" Epoch checkpoints are in {config.checkpoint_dir}: continue with "
-                f"--resume {config.checkpoint_dir}." if config.checkpoint_dir else
-                " Run with --checkpoint-dir DIR to be able to --resume after such a failure."
-            )
-            raise TrainingFailedError(
-                f"Horovod training failed: a rank died or could not start "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                f"see the executor logs.{resume}"
-            ) from exc
+            raise training_failed("Horovod training failed: a rank died or could not start",
+                                  config, exc) from exc
         digests = {r["rank"]: r["digest"] for r in results}
         if len(set(digests.values())) != 1:
             raise RuntimeError(
