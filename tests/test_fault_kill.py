@@ -66,6 +66,9 @@ def test_ranks_get_settings_but_not_the_drivers_paths(monkeypatch, spark):
     from hepspark.session import executor_python
 
     assert rank_python(spark) == spark.sparkContext.pythonExec == executor_python(spark)
+    # ... and not the driver's sys.executable (equal to it here, so make them differ)
+    monkeypatch.setattr(spark.sparkContext, "pythonExec", "./env/bin/python")
+    assert rank_python(spark) == "./env/bin/python"
 
 
 def test_a_failed_epoch_says_how_to_continue():
