@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -446,8 +447,23 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError)
 
 
+def _terminate_like_interrupt(signum, frame) -> None:
+    """SIGTERM (how Kubernetes, YARN and Slurm stop a job) ends a command the way Ctrl-C
+    does: every ``except KeyboardInterrupt``/``finally`` clean-up runs."""
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def install_signal_handlers() -> None:
+    """Route SIGTERM to KeyboardInterrupt (main thread only; a no-op elsewhere)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_like_interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    install_signal_handlers()
     start = time.perf_counter()
     from hepspark.backends.base import TrainingFailedError
     from hepspark.tracking import TrackingSpooledError
@@ -466,9 +482,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"hepspark: error: {exc}", file=sys.stderr)
         return EXIT_TRAINING_FAILED if isinstance(exc, TrainingFailedError) else EXIT_USAGE
-    except KeyboardInterrupt:
-        print("hepspark: interrupted; nothing partial was published", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        how = str(exc) or "interrupted"
+        print(f"hepspark: {how}: stopped; nothing partial was published", file=sys.stderr)
+        return 143 if "SIGTERM" in how else 130
     if args.command in ("convert", "train"):
         _say(f"[{args.command}] done in {time.perf_counter() - start:.1f} s")
     return code
