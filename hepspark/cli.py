@@ -151,6 +151,11 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
         help="continue from the last complete epoch checkpoint in DIR up to --epochs "
         "(new checkpoints go to DIR too)",
     )
+    parser.add_argument(
+        "--resume-if-present", action="store_true", default=None,
+        help="with --checkpoint-dir: continue from its newest checkpoint when it has one, "
+        "else start (for launchers that restart a failed job with the same flags)",
+    )
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adam)")
     parser.add_argument(
         "--learning-rate", type=float, help="default: the optimizer's own default"
@@ -201,7 +206,7 @@ MODEL_FLAGS = ("depth", "width", "activation", "dropout", "init")
 RUN_FLAGS = (
     "data", "backend", "optimizer", "learning_rate", "epochs", "batch_size", "features",
     "seed", "early_stopping_patience", "num_executors", "scale_learning_rate", "master",
-    "checkpoint_dir",
+    "checkpoint_dir", "resume_if_present",
 )  # fmt: skip
 
 

@@ -171,6 +171,9 @@ def add_train_cnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-dir", help="write a checkpoint at every epoch end here")
     parser.add_argument("--resume", metavar="DIR",
                         help="continue from the last complete epoch checkpoint in DIR")
+    parser.add_argument("--resume-if-present", action="store_true",
+                        help="with --checkpoint-dir: continue from its newest checkpoint when "
+                        "it has one, else start (for restart-on-failure launchers)")
     parser.add_argument("--experiment", help="MLflow experiment (default cnn-<dataset name>)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default "
                         "$MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
@@ -210,6 +213,7 @@ def cnn_config_from_args(args: argparse.Namespace):
         epoch_selection=selection,
         checkpoint_dir=args.resume or args.checkpoint_dir,
         resume=bool(args.resume),
+        resume_if_present=args.resume_if_present,
         num_executors=args.num_executors,
         scale_learning_rate=args.scale_learning_rate,
         master=args.master,

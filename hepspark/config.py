@@ -40,6 +40,10 @@ class TrainConfig:
     master: str | None = None  # Spark master; None: local[*] or what spark-submit set
     checkpoint_dir: str | None = None  # a checkpoint per epoch end goes here
     resume: bool = False  # continue from the last complete epoch in checkpoint_dir
+    # with checkpoint_dir: resume when it holds a checkpoint, else start (restart launchers)
+    resume_if_present: bool = False
+    # identity of the run that owns checkpoint_dir (set by checkpoint.claim_checkpoint_dir)
+    run_token: str | None = None
     epoch_selection: str = "val_auc"
     model: DenseNetConfig | CnnConfig = field(default_factory=DenseNetConfig)
 
@@ -64,6 +68,8 @@ class TrainConfig:
                              f"got {self.epoch_selection!r}")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume needs checkpoint_dir (the directory to resume from)")
+        if self.resume_if_present and not self.checkpoint_dir:
+            raise ValueError("resume_if_present needs checkpoint_dir (--checkpoint-dir DIR)")
 
     @property
     def is_cnn(self) -> bool:
@@ -97,7 +103,8 @@ class TrainConfig:
         """Fields that make a checkpoint of ``other`` unusable for this run (everything
         that changes what is trained; epochs, placement and paths may differ)."""
         free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
-                "early_stopping_patience", "epoch_selection"}
+                "early_stopping_patience", "epoch_selection", "resume_if_present",
+                "run_token"}
         mine, theirs = self.to_params(), other.to_params()
         return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
                 for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]

@@ -23,6 +23,7 @@ Two traps handled here:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import subprocess
@@ -31,6 +32,8 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+
+from hepspark.data import storage
 
 PROJECT = "hepspark"
 
@@ -82,8 +85,7 @@ def pack_env(
 
     venv = os.path.abspath(venv or sys.prefix)
     output = os.path.abspath(output)
-    if os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    storage.check_new_output(output, overwrite)
     if output.endswith((".tar.gz", ".tgz")):
         fmt = "tar.gz"
     elif output.endswith(".zip"):
@@ -128,9 +130,10 @@ def pack_env(
                                  f"({time.perf_counter() - start:.0f} s)")
                         next_report += 0.1
                 packer.finish()
-            os.replace(tmp, output)
+            storage.publish_file(tmp, output, "pack-env", overwrite)
         except BaseException:
-            os.remove(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
             raise
     summary = {"output": output, "files": len(files), "input_bytes": total_bytes,
                "archive_bytes": os.path.getsize(output),

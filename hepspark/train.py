@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from hepspark.backends import EpochRecord, get_backend
+from hepspark.checkpoint import claim_checkpoint_dir
 from hepspark.config import TrainConfig
 from hepspark.data.readers import HiggsDataset
+from hepspark.data.storage import check_writable_dir
 from hepspark.hardware import cpu_count, cpu_model
 from hepspark.metrics import (
     PhysicsSummary,
@@ -95,6 +97,7 @@ def train_higgs(
 
     ``tags`` are added to the MLflow run's tags (the scaling sweep marks its runs so).
     """
+    config, model_dir = claim_paths(config, model_dir)
     dataset = HiggsDataset(config.data, features=config.features)
     tracker.check()  # before any training: an unreachable server must fail fast
     if tracker.experiment is None:
@@ -155,19 +158,15 @@ def _fit_and_log(config: TrainConfig, tracker: Tracker, progress, model_dir, dat
             "try a smaller --learning-rate"
         )
     summary = physics_summary(y_test, scores)
-    tracker.log_metrics(
-        {k: v for k, v in asdict(summary).items() if k not in ("n_signal", "n_background")}
-    )
-    model_path = None
     with tempfile.TemporaryDirectory(prefix="hepspark-run-") as tmp:
         _write_artifacts(tmp, config, dataset, result, y_test, scores)
+        # the model is on disk before the results are uploaded (an upload may fail or hang)
+        model_path = save_model_files(tmp, model_dir, (MODEL_FILE, PREPROCESSING_FILE))
+        tracker.log_metrics(
+            {k: v for k, v in asdict(summary).items() if k not in ("n_signal", "n_background")}
+        )
         for name in sorted(os.listdir(tmp)):
             tracker.log_artifact(os.path.join(tmp, name), _artifact_dir(name))
-        if model_dir:  # the files just logged, not a second save
-            os.makedirs(model_dir, exist_ok=True)
-            for name in (MODEL_FILE, PREPROCESSING_FILE):
-                shutil.copy2(os.path.join(tmp, name), os.path.join(model_dir, name))
-            model_path = os.path.join(model_dir, MODEL_FILE)
     return TrainOutcome(
         config=config,
         epochs=result.epochs,
@@ -177,6 +176,28 @@ def _fit_and_log(config: TrainConfig, tracker: Tracker, progress, model_dir, dat
         model_path=model_path,
         stopped_early=result.stopped_early,
     )
+
+
+def claim_paths(config: TrainConfig, model_dir: str | None) -> tuple[TrainConfig, str | None]:
+    """Before any work: the checkpoint directory is this run's (absolute, writable, not
+    another run's), and ``model_dir`` can be written."""
+    config = claim_checkpoint_dir(config)
+    if model_dir:
+        model_dir = check_writable_dir(model_dir, "--model-dir")
+    return config, model_dir
+
+
+def save_model_files(source: str, model_dir: str | None, names: tuple[str, ...]) -> str | None:
+    """Copy the model's files from ``source`` into ``model_dir`` (each written under a
+    temporary name, then renamed); returns the model's path there."""
+    if not model_dir:
+        return None
+    os.makedirs(model_dir, exist_ok=True)
+    for name in names:
+        target = os.path.join(model_dir, name)
+        shutil.copy2(os.path.join(source, name), target + ".tmp")
+        os.replace(target + ".tmp", target)
+    return os.path.join(model_dir, names[0])
 
 
 def recorded_run(config: TrainConfig, tracker: Tracker) -> str | None:

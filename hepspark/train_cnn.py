@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from hepspark.data.image_dataset import ImageDataset
 from hepspark.hardware import peak_rss_mb
 from hepspark.models.keras_dense import MODEL_FILE
 from hepspark.tracking import Tracker
-from hepspark.train import record_run, recorded_run
+from hepspark.train import claim_paths, record_run, recorded_run, save_model_files
 
 PREPROCESSING_FILE = "preprocessing.json"
 CNN_BACKENDS = ("keras", "horovod", "bigdl")
@@ -92,6 +91,7 @@ def train_cnn(
     if config.backend not in CNN_BACKENDS:
         raise ValueError(
             f"backend {config.backend!r} cannot train CNNs; use one of {CNN_BACKENDS}")
+    config, model_dir = claim_paths(config, model_dir)
     dataset = ImageDataset(config.data)
     tracker.check()
     if tracker.experiment is None:
@@ -147,16 +147,12 @@ def train_cnn(
                 metrics, report = _multiclass_report(tmp, dataset, y_test, scores, w_test)
             metrics.update(train_wall_time_s=info["train_wall_time_s"],
                            peak_rss_mb=info["peak_rss_mb"])
-            tracker.log_metrics(metrics)
             _write_common(tmp, config, dataset, result, report, metrics, info)
+            # the model is on disk before the results are uploaded (may fail or hang)
+            model_path = save_model_files(tmp, model_dir, (MODEL_FILE, PREPROCESSING_FILE))
+            tracker.log_metrics(metrics)
             for name in sorted(os.listdir(tmp)):
                 tracker.log_artifact(os.path.join(tmp, name), _artifact_dir(name))
-            model_path = None
-            if model_dir:
-                os.makedirs(model_dir, exist_ok=True)
-                for name in (MODEL_FILE, PREPROCESSING_FILE):
-                    shutil.copy2(os.path.join(tmp, name), os.path.join(model_dir, name))
-                model_path = os.path.join(model_dir, MODEL_FILE)
     return CnnOutcome(config=config, dataset=dataset, epochs=result.epochs,
                       test_metrics=metrics, report=report, run_id=tracker.run_id,
                       resources=resources, info=info, model_path=model_path,

@@ -108,3 +108,12 @@ def test_pod_template_and_dockerfile_agree_on_the_image():
     assert "openjdk-17" in text and "scripts/install.sh" in text
     for copied in re.findall(r"^COPY (?!--from)(\S+) ", text, re.M):
         assert os.path.exists(os.path.join(ROOT, copied)), copied
+
+
+def test_restarts_of_the_spark_application_continue_the_run():
+    """restartPolicy OnFailure re-runs the same arguments: with --resume-if-present a
+    restart continues from the run's checkpoints instead of starting over in them."""
+    app = by_kind(documents("sparkapplication.yaml"), "SparkApplication")
+    assert app["spec"]["restartPolicy"]["type"] == "OnFailure"
+    args = build_parser().parse_args(["train", "higgs", *app["spec"]["arguments"]])
+    assert args.checkpoint_dir and args.resume_if_present and not args.resume

@@ -7,6 +7,7 @@ ends (for progress output and MLflow) through ``on_epoch_end``.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -115,3 +116,46 @@ def get_backend(name: str) -> Backend:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
     module_name, class_name = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)()
+
+
+def check_shared_directory(spark, directory: str, tasks: int,
+                           flag: str = "--checkpoint-dir") -> None:
+    """Prove that what Spark tasks write into ``directory`` is seen by the driver: each of
+    ``tasks`` tasks writes a probe file there, the driver looks for them (and removes
+    them). On a cluster without a shared filesystem the checkpoints a rank writes would
+    land on the executor's machine, where ``--resume`` never finds them: refused here,
+    before any training."""
+    import uuid
+
+    token = uuid.uuid4().hex[:12]
+
+    def write_probe(index, _rows):
+        import os as _os
+        import socket
+
+        path = _os.path.join(directory, f".hepspark-probe-{token}-{index}")
+        try:
+            _os.makedirs(directory, exist_ok=True)
+            with open(path, "w") as handle:
+                handle.write(socket.gethostname())
+            yield index, socket.gethostname(), None
+        except OSError as exc:
+            yield index, socket.gethostname(), f"{exc.strerror or exc}"
+
+    written = spark.sparkContext.parallelize(range(tasks), tasks).mapPartitionsWithIndex(
+        write_probe).collect()
+    unseen = []
+    for index, host, error in written:
+        path = os.path.join(directory, f".hepspark-probe-{token}-{index}")
+        if error is not None:
+            unseen.append(f"{host}: cannot write there ({error})")
+        elif not os.path.exists(path):
+            unseen.append(f"{host}: wrote it, but the driver does not see the file")
+        else:
+            os.remove(path)
+    if unseen:
+        raise ValueError(
+            f"{flag} {directory}: the executors' files there do not reach the driver ("
+            + "; ".join(sorted(set(unseen)))
+            + "). Use a directory on a filesystem the driver and every executor share "
+            "(NFS, a shared volume), at the same path on all of them.")

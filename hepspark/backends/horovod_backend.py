@@ -42,7 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hepspark.backends.base import EpochRecord, TrainResult, training_failed
+from hepspark.backends.base import (
+    EpochRecord,
+    TrainResult,
+    check_shared_directory,
+    training_failed,
+)
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -128,6 +133,8 @@ class HorovodBackend:
                   "often per epoch; convert with a smaller --row-group-size-mb to balance them",
                   flush=True)
         resumed = resume_point(config)
+        if config.checkpoint_dir:  # rank 0 writes there, the driver resumes from there
+            check_shared_directory(spark, config.checkpoint_dir, size)
         spec = {
             "config": config.to_dict(),
             "data": dataset.uri,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hepspark.data import storage
 from hepspark.data.higgs_schema import COLUMNS
 
 if TYPE_CHECKING:
@@ -73,10 +74,7 @@ def write_higgs_csv(
         raise ValueError(f"rows must be >= 1, got {rows}")
     if not 0.0 < signal_fraction < 1.0:
         raise ValueError(f"signal_fraction must be in (0, 1), got {signal_fraction}")
-    if os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
+    storage.check_new_output(output, overwrite)
     compress = output.endswith(".gz")
     sizes = chunk_sizes(rows)
     start = time.perf_counter()
@@ -96,7 +94,7 @@ def write_higgs_csv(
                         f"[generate] {rows_done:,d}/{rows:,d} rows "
                         f"({rows_done / elapsed:,.0f} rows/s, {written / 1e6:,.1f} MB)"
                     )
-        os.replace(tmp, output)
+        storage.publish_file(tmp, output, "generate higgs", overwrite)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

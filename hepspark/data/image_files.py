@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hepspark.data import storage
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -107,12 +109,10 @@ def write_generated(
         raise ValueError(f"kind must be one of {GENERATORS}, got {kind!r}")
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
-    if os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    storage.check_new_output(output, overwrite)
     generate_chunk(kind, 0, 1, seed, options)  # bad options fail here, not on an executor
     names = class_names(kind)
     parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
     full, rest = divmod(rows, CHUNK_ROWS)
     sizes = [CHUNK_ROWS] * full + ([rest] if rest else [])
     start = time.perf_counter()
@@ -120,9 +120,10 @@ def write_generated(
     blobs = _blobs(kind, sizes, seed, options, names, spark)
     try:
         written = _write_blobs(output, tmp, blobs, sizes, rows, start, progress)
-        if os.path.isdir(output):
-            shutil.rmtree(output)
-        os.replace(tmp, output)
+        if os.path.isdir(tmp):
+            _publish_directory(tmp, output, kind, overwrite)
+        else:
+            storage.publish_file(tmp, output, f"generate {kind}", overwrite)
     except BaseException:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
@@ -131,6 +132,22 @@ def write_generated(
         raise
     return {"rows": rows, "bytes": written, "seconds": time.perf_counter() - start,
             "output": os.path.abspath(output)}
+
+
+def _publish_directory(tmp: str, output: str, kind: str, overwrite: bool) -> None:
+    """Swap the complete directory ``tmp`` in at ``output``: the old one (hepspark's own,
+    checked again) is moved aside first and deleted only once the new one is in place."""
+    fs = storage.LocalFileSystem()
+    storage.mark_directory(fs, tmp, f"generate {kind}")
+    if storage.check_replaceable(output, fs) and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    if not os.path.lexists(output):
+        os.replace(tmp, output)
+        return
+    aside = f"{tmp}.old"
+    os.replace(output, aside)
+    os.replace(tmp, output)
+    storage.LocalFileSystem().delete(aside)
 
 
 def _write_blobs(output, tmp, blobs, sizes, rows, start, progress) -> int:

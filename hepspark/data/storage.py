@@ -3,6 +3,11 @@
 Datasets are built under a temporary sibling path and renamed into place at the end, so
 an interrupted run never leaves something that looks complete, and an existing dataset
 is only replaced (never half-overwritten) when the user asked for ``--overwrite``.
+
+``--overwrite`` replaces only what hepspark itself wrote (or an empty directory): every
+directory hepspark publishes carries :data:`OUTPUT_MARKER` listing its entries, every file
+a sidecar ``.NAME.hepspark.json`` with its size and modification time. Anything else at
+an output path is refused by :func:`check_replaceable`, naming what is there.
 Driver-side file operations go through Hadoop's FileSystem so that ``file://``,
 ``hdfs://`` and object stores behave the same way as the Spark writers.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import uuid
 from collections.abc import Callable
@@ -21,6 +27,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 METADATA_FILE = "hepspark_dataset.json"
+OUTPUT_MARKER = "_hepspark_output.json"  # in every directory hepspark publishes
+MAX_NAMED_ENTRIES = 5  # entries named in a refusal
 
 
 def to_uri(path: str) -> str:
@@ -75,12 +83,190 @@ class HadoopFileSystem:
     def mkdirs(self, uri: str) -> None:
         self._fs.mkdirs(self._path(uri))
 
+    def is_dir(self, uri: str) -> bool:
+        return bool(self._fs.getFileStatus(self._path(uri)).isDirectory())
+
     def write_text(self, uri: str, text: str) -> None:
         stream = self._fs.create(self._path(uri), True)
         try:
             stream.write(bytearray(text.encode("utf-8")))
         finally:
             stream.close()
+
+    def read_text(self, uri: str) -> str:
+        stream = self._fs.open(self._path(uri))
+        try:
+            reader = self._jvm.java.io.BufferedReader(
+                self._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            return "\n".join(iter(reader.readLine, None))
+        finally:
+            stream.close()
+
+
+class LocalFileSystem:
+    """The same operations as :class:`HadoopFileSystem` on local paths, without Spark."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(local_path(path))
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(local_path(path)) and not os.path.islink(local_path(path))
+
+    def delete(self, path: str) -> None:
+        path = local_path(path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(local_path(src), local_path(dst))
+
+    def list_names(self, path: str) -> list[str]:
+        path = local_path(path)
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    def mkdirs(self, path: str) -> None:
+        os.makedirs(local_path(path), exist_ok=True)
+
+    def write_text(self, path: str, text: str) -> None:
+        with open(local_path(path), "w") as handle:
+            handle.write(text)
+
+    def read_text(self, path: str) -> str:
+        with open(local_path(path)) as handle:
+            return handle.read()
+
+
+FileSystem = HadoopFileSystem | LocalFileSystem
+
+
+class NotOursError(FileExistsError):
+    """An output path holds something hepspark did not write: it is never replaced."""
+
+
+def mark_directory(fs: FileSystem, uri: str, what: str) -> None:
+    """Record in ``uri`` that hepspark wrote it and which entries are its own."""
+    entries = [name for name in fs.list_names(uri) if name != OUTPUT_MARKER]
+    fs.write_text(join(uri, OUTPUT_MARKER), json.dumps(
+        {"written_by": "hepspark", "what": what, "entries": entries}, indent=2) + "\n")
+
+
+def _sidecar(path: str) -> str:
+    parent, name = os.path.split(os.path.abspath(path))
+    return os.path.join(parent, f".{name}.hepspark.json")
+
+
+def mark_file(path: str, what: str) -> None:
+    """Record, next to ``path``, that hepspark wrote this file (its size and mtime, so a
+    file replaced or edited since is no longer ours)."""
+    info = os.stat(path)
+    with open(_sidecar(path), "w") as handle:
+        json.dump({"written_by": "hepspark", "what": what, "size": info.st_size,
+                   "mtime_ns": info.st_mtime_ns}, handle, indent=2)
+
+
+def _owned_entries(fs: FileSystem, uri: str, names: list[str]) -> set[str] | None:
+    """The entries of directory ``uri`` that hepspark wrote; None: not a hepspark output."""
+    try:
+        if OUTPUT_MARKER in names:
+            marker = json.loads(fs.read_text(join(uri, OUTPUT_MARKER)))
+            return {OUTPUT_MARKER, *marker["entries"]}
+        if METADATA_FILE in names:  # a dataset written before the marker existed
+            metadata = json.loads(fs.read_text(join(uri, METADATA_FILE)))
+            return {METADATA_FILE, *(split.get("path", name) for name, split in
+                                     metadata["splits"].items())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def _named(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMED_ENTRIES])
+    more = len(names) - MAX_NAMED_ENTRIES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def check_replaceable(uri: str, fs: FileSystem | None = None, flag: str = "--output") -> bool:
+    """Whether ``uri`` exists; raises :class:`NotOursError` when it holds anything that
+    hepspark did not write (so ``--overwrite`` may replace only hepspark's own output or
+    an empty directory).
+
+    >>> check_replaceable("data/higgs")          # a dataset hepspark converted: True
+    >>> check_replaceable("data")                # the user's folder: NotOursError
+    """
+    fs = fs or LocalFileSystem()
+    if not fs.exists(uri):
+        return False
+    how = (f"choose another {flag}, or move it away yourself if it is to be replaced")
+    if not fs.is_dir(uri):
+        if is_local(uri) and _file_is_ours(local_path(uri)):
+            return True
+        raise NotOursError(f"{flag} {uri} is a file hepspark did not write (or that changed "
+                           f"since it did): it is never replaced; {how}")
+    names = fs.list_names(uri)
+    if not names:
+        return True
+    owned = _owned_entries(fs, uri, names)
+    if owned is None:
+        raise NotOursError(
+            f"{flag} {uri} is a directory hepspark did not write (it holds "
+            f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}: {_named(names)}): "
+            f"it is never replaced; {how}")
+    owned |= {f".{name}.crc" for name in owned}  # Hadoop's local checksum files
+    foreign = [name for name in names if name not in owned]
+    if foreign:
+        raise NotOursError(
+            f"{flag} {uri} holds entries hepspark did not write ({_named(foreign)}): it is "
+            "not replaced while they are there; move them out, or choose another " + flag)
+    return True
+
+
+def _file_is_ours(path: str) -> bool:
+    try:
+        with open(_sidecar(path)) as handle:
+            record = json.load(handle)
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return (record.get("written_by") == "hepspark" and record.get("size") == info.st_size
+            and record.get("mtime_ns") == info.st_mtime_ns)
+
+
+def publish_file(tmp: str, output: str, what: str, overwrite: bool) -> None:
+    """Rename the complete file ``tmp`` to ``output`` (atomic on one filesystem) and mark
+    it as hepspark's. An existing ``output`` is replaced only with ``overwrite`` and only
+    when hepspark wrote it (checked again here: it may have appeared meanwhile)."""
+    if check_replaceable(output) and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    os.replace(tmp, output)
+    mark_file(output, what)
+
+
+def check_new_output(output: str, overwrite: bool) -> None:
+    """Before any work: refuse an ``output`` file that exists without ``overwrite``, or
+    that hepspark did not write; check that its directory can be written."""
+    if check_replaceable(output) and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    parent = os.path.dirname(os.path.abspath(output))
+    os.makedirs(parent, exist_ok=True)
+    check_writable_dir(parent, "--output")
+
+
+def check_writable_dir(path: str, flag: str) -> str:
+    """Create ``path`` if needed and prove it writable with a probe file; one clear line
+    (``OSError``'s subclass ``PermissionError`` re-raised as ValueError) otherwise."""
+    path = os.path.abspath(os.path.expanduser(path))
+    probe = os.path.join(path, f".hepspark-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(probe, "w") as handle:
+            handle.write("probe\n")
+        os.remove(probe)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path} is not writable ({exc.strerror or exc}): choose a "
+                         "directory you can write to") from None
+    return path
 
 
 def write_metadata(fs: HadoopFileSystem, dataset_uri: str, metadata: dict[str, Any]) -> None:
@@ -160,9 +346,10 @@ class AtomicOutput:
     ...     write_everything_under(tmp)
     """
 
-    def __init__(self, fs: HadoopFileSystem, uri: str, overwrite: bool,
-                 progress: Callable[[str], None] | None = None) -> None:
+    def __init__(self, fs: FileSystem, uri: str, overwrite: bool,
+                 progress: Callable[[str], None] | None = None, what: str = "dataset") -> None:
         self.fs = fs
+        self.what = what
         self.uri = uri.rstrip("/")
         self.overwrite = overwrite
         self.progress = progress or (lambda _: None)
@@ -204,13 +391,17 @@ class AtomicOutput:
                               f"(pid {pid})")
 
     def check(self) -> None:
-        """Fail early, before any work, if the output exists and may not be replaced."""
+        """Fail early, before any work, if the output exists and may not be replaced
+        (without ``overwrite``, or because hepspark did not write it), or cannot be
+        written."""
         self.recover()
-        if self.fs.exists(self.uri) and not self.overwrite:
+        if check_replaceable(self.uri, self.fs) and not self.overwrite:
             raise FileExistsError(
                 f"output {self.uri} already exists; pass --overwrite to replace it "
                 "(the old dataset is kept until the new one is complete)"
             )
+        if is_local(self.uri):
+            check_writable_dir(os.path.dirname(local_path(self.uri)), "--output")
 
     def __enter__(self) -> str:
         self.check()
@@ -220,7 +411,11 @@ class AtomicOutput:
         if exc_type is not None:
             self.fs.delete(self.tmp_uri)
             return
-        replaced = self.fs.exists(self.uri)
+        mark_directory(self.fs, self.tmp_uri, self.what)
+        try:  # again: something may have appeared (or changed) there while we worked
+            replaced = check_replaceable(self.uri, self.fs)
+        except NotOursError as exc:
+            raise NotOursError(f"{exc} (the new output is kept at {self.tmp_uri})") from None
         if replaced:
             if not self.overwrite:
                 raise FileExistsError(f"output {self.uri} appeared while converting; the new "

@@ -406,18 +406,21 @@ def _model_sections(runs, dist, rates, config: ReportConfig, png) -> list[Sectio
 
 
 def _swap_in(tmp: str, output: str) -> None:
-    """Replace ``output`` by the complete ``tmp`` directory, never clobbering user data."""
-    if os.path.exists(output):
-        if not os.path.isdir(output) or (os.listdir(output) and not os.path.exists(
-                os.path.join(output, REPORT_FILE))):
-            raise FileExistsError(f"{output} exists and is not a hepspark report; choose "
-                                  "another --output or remove it")
-        old = f"{output}.old-{os.getpid()}"
-        os.replace(output, old)
+    """Replace ``output`` by the complete ``tmp`` directory: only a report hepspark wrote
+    (or an empty directory) is replaced, and only once the new one is complete."""
+    from hepspark.data import storage
+
+    fs = storage.LocalFileSystem()
+    storage.mark_directory(fs, tmp, "report scaling")
+    names = fs.list_names(output)
+    legacy = REPORT_FILE in names and set(names) <= {REPORT_FILE, "report.html", "plots"}
+    if not legacy and not storage.check_replaceable(output, fs):
         os.replace(tmp, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output)
+        return
+    old = f"{output}.old-{os.getpid()}"
+    os.replace(output, old)
+    os.replace(tmp, output)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_scaling_report(experiment: str, output: str, tracking_uri: str | None = None,

@@ -37,4 +37,19 @@ def test_refuses_to_overwrite_and_validates(tmp_path):
         write_higgs_csv(str(tmp_path / "x.csv"), 0)
     with pytest.raises(ValueError, match="signal_fraction"):
         write_higgs_csv(str(tmp_path / "x.csv"), 10, signal_fraction=1.5)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.csv"]
+    # the file and the hidden note that hepspark wrote it (so --overwrite may replace it)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".h.csv.hepspark.json", "h.csv"]
+    write_higgs_csv(str(out), 12, overwrite=True, progress=lambda _: None)
+    assert len(out.read_text().splitlines()) == 12
+
+
+def test_overwrite_never_replaces_a_file_hepspark_did_not_write(tmp_path):
+    """The user's real HIGGS file at the output path survives --overwrite untouched."""
+    from hepspark.data.storage import NotOursError
+
+    real = tmp_path / "HIGGS.csv"
+    real.write_text("1.0,0.8,0.1\n")
+    with pytest.raises(NotOursError, match="HIGGS.csv is a file hepspark did not write"):
+        write_higgs_csv(str(real), 10, overwrite=True, progress=lambda _: None)
+    assert real.read_text() == "1.0,0.8,0.1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["HIGGS.csv"]

@@ -108,7 +108,7 @@ def test_report_never_overwrites_a_directory_that_is_not_a_report(store, tmp_pat
     precious = tmp_path / "results"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
-    with pytest.raises(FileExistsError, match="not a hepspark report"):
+    with pytest.raises(FileExistsError, match="hepspark did not write.*thesis.tex"):
         write_scaling_report("scaling-test", str(precious), store, log_to_mlflow=False)
     assert os.listdir(precious) == ["thesis.tex"]
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
