@@ -84,6 +84,10 @@ def save_checkpoint(
         _fsync_tree(tmp)
         final = os.path.join(root, f"epoch-{epoch:04d}")
         if os.path.exists(final):  # re-running an epoch after a resume
+            owner = _run_token(final)
+            if owner not in (None, config.run_token):
+                raise FileExistsError(f"{final} belongs to another run ({owner}); it is "
+                                      "not replaced: use a new --checkpoint-dir")
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_path(root)

@@ -8,7 +8,12 @@ tasks on a new executor and BigDL retries the iteration) or stop with a message 
 ``--resume``, after which ``--resume`` must finish the run. Either way the MLflow run ends
 up with every epoch logged exactly once, in a single run.
 
-The unmarked tests check the pieces the launch depends on without starting daemons.
+One kill per engine (after the first checkpoint) runs in ``make test``; the kills after
+the second checkpoint are cluster-marked. The executor-kill runs are not compared with an
+uninterrupted run's weights: neither engine is deterministic across a kill (BigDL retries
+the iteration with other partitions' timing and order; a resumed Horovod run restarts its
+shuffled shard streams from the epoch boundary, not from the interrupted step), so the test
+checks what is deterministic: one run, every epoch logged once, the last epoch checkpointed.
 """
 from __future__ import annotations
 
@@ -140,8 +145,9 @@ def one_run_every_epoch_once(tmp_path, epochs: int):
     return run
 
 
-@pytest.mark.cluster
-@pytest.mark.parametrize("after_epoch", [1, 2])
+# One kill per engine (after the first checkpoint) runs in `make test`; the second kill
+# point is cluster-marked.
+@pytest.mark.parametrize("after_epoch", [1, pytest.param(2, marks=pytest.mark.cluster)])
 @pytest.mark.parametrize(("backend", "epochs", "batch"), [("bigdl", 4, 500),
                                                           ("horovod", 6, 100)])
 def test_a_killed_executor_is_recovered_or_resumed_with_every_epoch_logged_once(
