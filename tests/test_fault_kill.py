@@ -11,8 +11,9 @@ up with every epoch logged exactly once, in a single run.
 One kill per engine (after the first checkpoint) runs in ``make test``; the kills after
 the second checkpoint are cluster-marked. The executor-kill runs are not compared with an
 uninterrupted run's weights: neither engine is deterministic across a kill (BigDL retries
-the iteration with other partitions' timing and order; a resumed Horovod run restarts its
-shuffled shard streams from the epoch boundary, not from the interrupted step), so the test
+the iteration with other partitions' timing and order; Horovod ranks read their shards
+through Petastorm, whose reader pool delivers row groups in a timing-dependent order, and
+all-reduce sums in the order ranks arrive), so the test
 checks what is deterministic: one run, every epoch logged once, the last epoch checkpointed.
 """
 from __future__ import annotations
