@@ -254,7 +254,8 @@ class Tracker:
             f"the MLflow server {self.tracking_uri} was unreachable until the end of the run "
             f"(waited {self.grace_s:.0f} s): {len(self._pending)} record(s) of run "
             f"{self.run_id} were not written; they are saved in {path}. Import them when "
-            f"the server is back: hepspark mlflow-import {path}"
+            f"the server is back: hepspark mlflow-import {path} --tracking-uri "
+            f"{self.tracking_uri}"
         )
         if failing:  # do not hide the error that ended the run
             self.warn(f"[tracking] {message}")
@@ -365,8 +366,8 @@ def _experiment_id(client, name: str) -> str:
     return experiment.experiment_id
 
 
-def _apply(client, run_id: str, op: dict[str, Any], base: str = "") -> None:
-    """Write one record to ``run_id``; artifact paths are relative to ``base`` if given."""
+def _apply(client, run_id: str, op: dict[str, Any]) -> None:
+    """Write one record to ``run_id``."""
     from mlflow.entities import Metric, Param
 
     kind = op["op"]
@@ -378,7 +379,7 @@ def _apply(client, run_id: str, op: dict[str, Any], base: str = "") -> None:
         for i in range(0, len(items), 100):  # MLflow's limit per batch
             client.log_batch(run_id, params=items[i : i + 100])
     elif kind == "artifact":
-        path = os.path.join(base, op["path"])
+        path = op["path"]
         if os.path.isdir(path):
             client.log_artifacts(run_id, path, op["artifact_path"])
         else:
@@ -396,6 +397,19 @@ def _write_records(directory: str, data: dict[str, Any]) -> None:
     with open(path + ".tmp", "w") as handle:
         json.dump(data, handle, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def _inside(directory: str, relative: str, records_path: str) -> str:
+    """``relative`` resolved in ``directory`` (symlinks too); refused when it leaves it."""
+    root = os.path.realpath(directory)
+    target = os.path.realpath(os.path.join(root, relative))
+    if os.path.isabs(relative) or os.path.commonpath([root, target]) != root:
+        raise ValueError(
+            f"{records_path} names the artifact {relative!r}, which is outside "
+            f"{directory}; refusing to upload it (an import only uploads what the run "
+            "saved in its pending directory)"
+        )
+    return target
 
 
 def import_pending(
@@ -419,7 +433,19 @@ def import_pending(
         ) from exc
     if data.get("format") != PENDING_FORMAT:
         raise ValueError(f"{path} is not a hepspark {PENDING_FORMAT} file")
-    uri = tracking_uri or data["tracking_uri"]
+    # records.json is data from disk, not an instruction: it neither chooses the server
+    # (the user does, as for every other command) nor names files outside DIR to upload.
+    recorded = data.get("tracking_uri")
+    uri = tracking_uri or resolve_tracking_uri()
+    if tracking_uri is None and uri != recorded:
+        raise ValueError(
+            f"{path} was recorded for the MLflow server {recorded}, but this import would "
+            f"write to {uri}; pass --tracking-uri {recorded} (or the server that holds the "
+            "run) to choose the destination"
+        )
+    for record in data["records"]:
+        if record.get("op") == "artifact":
+            _inside(directory, record["path"], path)
     check_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     run_id = data["run_id"]
@@ -432,7 +458,10 @@ def import_pending(
         ) from exc
     total = len(data["records"])
     while data["records"]:
-        _apply(client, run_id, data["records"][0], base=directory)
+        record = data["records"][0]
+        if record["op"] == "artifact":  # checked again as it is read: symlinks may change
+            record = {**record, "path": _inside(directory, record["path"], path)}
+        _apply(client, run_id, record)
         data["records"].pop(0)
         _write_records(directory, data)
     progress(f"[mlflow-import] wrote {total} record(s) to run {run_id} at {uri}")

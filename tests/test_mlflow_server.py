@@ -166,7 +166,7 @@ def test_a_server_that_never_returns_leaves_an_importable_record(
     assert any(r["op"] == "artifact" for r in records)
 
     start_server(server.store, server.port)
-    assert main(["mlflow-import", pending]) == 0
+    assert main(["mlflow-import", pending, "--tracking-uri", server.tracking_uri]) == 0
     assert not os.path.exists(pending)
     client = mlflow.MlflowClient(server.tracking_uri)
     run = client.get_run(tracker.run_id)

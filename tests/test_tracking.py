@@ -116,3 +116,81 @@ def test_resume_continues_the_interrupted_mlflow_run_without_repeating_epochs(
     assert client.get_run(outcome.run_id).data.tags["hepspark.resumed_from_run"] == first_run
     steps = [m.step for m in client.get_metric_history(outcome.run_id, "train_loss")]
     assert sorted(steps) == [1, 2, 3, 4, 5]
+
+
+# ---------------------------------------------------------------- mlflow-import (#14.8)
+def _pending_dir(tmp_path, uri: str, artifact_path: str, recorded_uri: str | None = None):
+    """A run in ``uri`` and an mlflow-pending-<run_id> directory whose records.json names
+    ``artifact_path`` (as a tampered or hostile file would)."""
+    import json
+
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment(f"import-{tmp_path.name}")).info.run_id
+    pending = tmp_path / f"mlflow-pending-{run_id}"
+    (pending / "artifacts" / "0000").mkdir(parents=True)
+    (pending / "artifacts" / "0000" / "ok.txt").write_text("mine")
+    (pending / "records.json").write_text(json.dumps({
+        "format": "hepspark-mlflow-pending", "version": 1,
+        "tracking_uri": recorded_uri or uri, "experiment": "x", "run_id": run_id,
+        "run_name": "x", "records": [
+            {"op": "metrics", "metrics": {"a": 1.0}, "step": 1, "timestamp": 1},
+            {"op": "artifact", "path": artifact_path, "artifact_path": None},
+        ],
+    }))
+    return client, run_id, pending
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink"])
+def test_import_uploads_nothing_from_outside_the_pending_directory(
+    tmp_path, sqlite_tracking_uri, kind
+):
+    from hepspark.cli import main
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private key")
+    path = {"absolute": str(secret), "dotdot": "../secret.txt",
+            "symlink": "artifacts/0000/link.txt"}[kind]
+    client, run_id, pending = _pending_dir(tmp_path, sqlite_tracking_uri, path)
+    if kind == "symlink":
+        os.symlink(secret, pending / "artifacts" / "0000" / "link.txt")
+    from hepspark.tracking import import_pending
+
+    with pytest.raises(ValueError, match="outside .*refusing to upload"):
+        import_pending(str(pending), sqlite_tracking_uri)
+    assert main(["mlflow-import", str(pending), "--tracking-uri", sqlite_tracking_uri]) == 2
+    assert client.list_artifacts(run_id) == []
+    assert client.get_metric_history(run_id, "a") == []  # refused before any record
+    assert pending.exists()
+
+
+def test_import_inside_the_pending_directory_still_works(tmp_path, sqlite_tracking_uri):
+    from hepspark.tracking import import_pending
+
+    client, run_id, pending = _pending_dir(tmp_path, sqlite_tracking_uri,
+                                           "artifacts/0000/ok.txt")
+    assert import_pending(str(pending), sqlite_tracking_uri, progress=lambda _: None) == run_id
+    assert [a.path for a in client.list_artifacts(run_id)] == ["ok.txt"]
+    assert not pending.exists()
+
+
+def test_import_does_not_take_its_destination_from_records_json(
+    tmp_path, sqlite_tracking_uri, monkeypatch, capsys
+):
+    from hepspark.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    recorded = "http://127.0.0.1:9"  # another server than the one the user works with
+    client, run_id, pending = _pending_dir(tmp_path, sqlite_tracking_uri,
+                                           "artifacts/0000/ok.txt", recorded_uri=recorded)
+    capsys.readouterr()
+    assert main(["mlflow-import", str(pending)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert recorded in err and f"sqlite:///{tmp_path / 'mlflow.db'}" in err
+    assert "--tracking-uri" in err
+    # The user names the destination: the import goes there.
+    assert main(["mlflow-import", str(pending), "--tracking-uri", sqlite_tracking_uri]) == 0
+    assert [a.path for a in client.list_artifacts(run_id)] == ["ok.txt"]
