@@ -194,3 +194,85 @@ def test_import_does_not_take_its_destination_from_records_json(
     # The user names the destination: the import goes there.
     assert main(["mlflow-import", str(pending), "--tracking-uri", sqlite_tracking_uri]) == 0
     assert [a.path for a in client.list_artifacts(run_id)] == ["ok.txt"]
+
+
+# ------------------------------------- a server whose API hangs or refuses (#14.13, #14.12)
+@pytest.fixture()
+def fake_server():
+    """A real HTTP server on 127.0.0.1 that answers /health and, on every API path, hangs
+    (``mode = "hang"``, until the test ends) or answers an HTTP error (``mode = 413``)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+    state = {"mode": "hang"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            if self.path == "/health":
+                body, status = b"OK", 200
+            elif state["mode"] == "hang":
+                release.wait(600)
+                return
+            else:
+                body, status = b"<html>Request Entity Too Large</html>", state["mode"]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield state, f"http://127.0.0.1:{httpd.server_address[1]}"
+    release.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_hanging_api_behind_a_healthy_health_fails_the_check_in_bounded_time(fake_server):
+    _, uri = fake_server
+    start = time.monotonic()
+    with pytest.raises(TrackingUnavailableError) as hung:
+        check_tracking_uri(uri)
+    assert time.monotonic() - start < 60  # a hang bound, not a performance target
+    assert "answers /health but did not answer" in str(hung.value)
+    assert "\n" not in str(hung.value)
+
+
+def test_a_hanging_api_does_not_block_a_log_call_for_minutes(fake_server, monkeypatch):
+    # MLflow's defaults (120 s x 8 tries with backoff) would block here for ~17 minutes.
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    _, uri = fake_server
+    tracker = Tracker(uri, experiment="hang")
+    start = time.monotonic()
+    with pytest.raises(TrackingUnavailableError) as hung:
+        with tracker.run("hang", params={"a": 1}):
+            pass
+    assert time.monotonic() - start < 60
+    message = str(hung.value)
+    assert "answers /health but did not answer starting the run" in message
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" in message and "\n" not in message
+
+
+def test_a_413_from_a_log_call_is_one_line_saying_what_to_do(fake_server, higgs_dataset,
+                                                             capsys):
+    from hepspark.cli import main
+
+    state, uri = fake_server
+    state["mode"] = 413
+    tracker = Tracker(uri, experiment="big")
+    with pytest.raises(TrackingUnavailableError, match="too large .HTTP 413.*size limit"):
+        with tracker.run("big", params={"a": 1}):
+            pass
+    capsys.readouterr()
+    assert main(["train", "higgs", "--data", higgs_dataset, "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hepspark: error:") and len(err.splitlines()) == 1
+    assert "HTTP 413" in err
