@@ -276,3 +276,13 @@ def test_a_413_from_a_log_call_is_one_line_saying_what_to_do(fake_server, higgs_
     err = capsys.readouterr().err.strip()
     assert err.startswith("hepspark: error:") and len(err.splitlines()) == 1
     assert "HTTP 413" in err
+
+
+def test_horovod_ranks_get_no_mlflow_credentials(monkeypatch):
+    # the driver logs to MLflow; a rank's environment needs none of its tokens (#14.10)
+    from hepspark.backends.horovod_backend import rank_environment
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "t0ken")
+    env = rank_environment(threads=1)
+    assert not [name for name in env if name.startswith("MLFLOW_")]
