@@ -45,8 +45,8 @@ def main() -> None:
 
     prepare_python_home()
 
-    def session(master: str):
-        conf = {**BIGDL_SPARK_CONF, **bigdl_conf()}
+    def session(master: str, cluster: dict[str, str] | None = None):
+        conf = {**BIGDL_SPARK_CONF, **bigdl_conf(), **(cluster or {})}
         if args.bigdl_java_opts:
             for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
                 conf[key] += " " + args.bigdl_java_opts
@@ -77,11 +77,11 @@ def main() -> None:
                 run("keras 1 process", "keras", optimizer, batch, None)
             run("bigdl local[2]", "bigdl", optimizer, batch, "local[2]")
     if args.cluster:
-        from hepspark.cluster import standalone_cluster
+        from hepspark.cluster import cluster_conf, standalone_cluster
 
         spark.stop()
         with standalone_cluster(workers=2, cores_per_worker=1, memory="3g") as info:
-            session(info.master_url)
+            session(info.master_url, cluster_conf(info))  # the JVM runs: conf, not env
             for optimizer in optimizers:
                 for batch in batches:
                     run("bigdl standalone 2x1", "bigdl", optimizer, batch, info.master_url)

@@ -329,7 +329,9 @@ def add_mlflow_import(parser: argparse.ArgumentParser) -> None:
         "unreachable at its end",
     )
     parser.add_argument(
-        "--tracking-uri", help="the server that holds the run (default: the one recorded)"
+        "--tracking-uri",
+        help="the server that holds the run (default $MLFLOW_TRACKING_URI, else "
+        "sqlite:///./mlflow.db); required when that is not the server records.json names",
     )
     parser.set_defaults(handler=run_mlflow_import)
 

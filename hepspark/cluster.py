@@ -1,11 +1,19 @@
 """A real Spark standalone cluster on one machine: a master and N workers on 127.0.0.1.
 
 The pip pyspark has no ``start-master.sh``, so the daemons are started with ``spark-class``
-as detached processes. Their PIDs, ports and log files are recorded in a state file, so that
-``hepspark cluster down`` stops exactly what ``up`` started and nothing else.
+as detached processes. Their PIDs, ports and log files are recorded in a state file (each
+PID as soon as its daemon starts, so an interrupted ``up`` can still be brought ``down``),
+so that ``hepspark cluster down`` stops exactly what ``up`` started and nothing else.
+
+The cluster only serves applications that know its secret: ``spark.authenticate`` with a
+generated ``spark.authenticate.secret`` in ``STATE_DIR/conf/spark-defaults.conf`` (mode
+0600), which the daemons and every submit read through ``SPARK_CONF_DIR`` (never on a
+command line that ``ps`` shows). The master and worker web UIs listen on 127.0.0.1 unless
+``--ui-host`` says otherwise, and no UI offers kill links (``spark.ui.killEnabled=false``).
 
     hepspark cluster up --workers 2 --cores-per-worker 1 --memory 2g
-    PYSPARK_PYTHON=.venv/bin/python spark-submit --master spark://127.0.0.1:PORT ...
+    SPARK_CONF_DIR=STATE_DIR/conf PYSPARK_PYTHON=.venv/bin/python \
+        spark-submit --master spark://127.0.0.1:PORT ...
     hepspark cluster down
 
 >>> with standalone_cluster(workers=2, cores_per_worker=1) as info:
@@ -18,6 +26,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -28,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 STATE_FILE = "cluster.json"
+CONF_DIR = "conf"  # SPARK_CONF_DIR of the daemons and of every submit: the shared secret
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
@@ -55,6 +65,8 @@ class ClusterInfo:
     state_dir: str
     master_log: str
     worker_logs: list[str]
+    conf_dir: str = ""  # SPARK_CONF_DIR holding the secret; "" for a record without one
+    ui_host: str = "127.0.0.1"  # where the master and worker web UIs listen
 
     @property
     def total_cores(self) -> int:
@@ -75,7 +87,9 @@ class ClusterInfo:
             f"Spark standalone cluster: {self.workers} worker(s) x {self.cores_per_worker} "
             f"core(s), {self.memory} each ({self.total_cores} cores)",
             f"  master   {self.master_url}   (pid {self.master_pid})",
-            f"  web UI   {self.web_ui}",
+            f"  web UI   {self.web_ui}   (UIs listen on {self.ui_host}, no kill links)",
+            *([f"  secret   spark.authenticate on; the secret is in {self.conf_dir} (0600): "
+               "submits need SPARK_CONF_DIR set to it"] if self.conf_dir else []),
             f"  workers  pids {', '.join(map(str, self.worker_pids))}",
             f"  logs     {os.path.dirname(self.master_log)}",
             f"  submit   {submit}",
@@ -109,11 +123,50 @@ def spark_submit_command(
     env = {
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        # also where the driver's UI listens
         "SPARK_LOCAL_IP": info.master_url.split("//")[1].rsplit(":", 1)[0],
+        **submit_env(info),
     }
     argv = [spark_submit, "--master", info.master_url,
             "--executor-cores", str(info.cores_per_worker), script]
     return env, argv
+
+
+def submit_env(info: ClusterInfo) -> dict[str, str]:
+    """What a submit to this cluster needs in its environment: ``SPARK_CONF_DIR`` with the
+    cluster's secret (spark-submit and pyspark read ``spark-defaults.conf`` from it)."""
+    return {"SPARK_CONF_DIR": info.conf_dir} if info.conf_dir else {}
+
+
+def cluster_conf(info: ClusterInfo) -> dict[str, str]:
+    """The cluster's Spark settings (secret included) for a SparkSession made in a process
+    whose JVM already runs (there ``SPARK_CONF_DIR`` is read no more); a new process should
+    use :func:`submit_env` instead, which keeps the secret off its command line."""
+    if not info.conf_dir:
+        return {}
+    with open(os.path.join(info.conf_dir, "spark-defaults.conf")) as handle:
+        return dict(line.split(None, 1) for line in handle.read().splitlines() if line.strip())
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write ``path`` readable by its owner only (0600 from the start, no window)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def _write_spark_conf(conf_dir: str) -> None:
+    """A fresh secret and the UI settings, for the daemons and every submit."""
+    os.makedirs(conf_dir, mode=0o700, exist_ok=True)
+    os.chmod(conf_dir, 0o700)
+    _write_private(os.path.join(conf_dir, "spark-defaults.conf"), "\n".join([
+        "spark.authenticate true",
+        f"spark.authenticate.secret {secrets.token_hex(32)}",
+        "spark.ui.killEnabled false",
+        "",
+    ]))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -233,8 +286,7 @@ def _load(path: str) -> ClusterInfo | None:
 
 def _save(info: ClusterInfo) -> None:
     path = os.path.join(info.state_dir, STATE_FILE)
-    with open(path + ".tmp", "w") as handle:
-        json.dump(asdict(info), handle, indent=2)
+    _write_private(path + ".tmp", json.dumps(asdict(info), indent=2))
     os.replace(path + ".tmp", path)
 
 
@@ -259,8 +311,10 @@ def start_cluster(
     state_dir: str | None = None,
     host: str = "127.0.0.1",
     timeout_s: float = 120,
+    ui_host: str | None = None,
 ) -> ClusterInfo:
-    """Start a master and ``workers`` workers and return once all are registered.
+    """Start a master and ``workers`` workers and return once all are registered; their
+    web UIs listen on ``ui_host`` (default: ``host``).
 
     >>> info = start_cluster(workers=2, cores_per_worker=1, memory="1g")
     >>> info.master_url
@@ -282,11 +336,15 @@ def start_cluster(
         )
     home = spark_home()
     logs_dir, work_dir = os.path.join(state_dir, "logs"), os.path.join(state_dir, "work")
+    conf_dir = os.path.join(state_dir, CONF_DIR)
     os.makedirs(logs_dir, exist_ok=True)
+    _write_spark_conf(conf_dir)
+    ui_host = ui_host or host
     env = {
         **os.environ,
         "SPARK_HOME": home,
-        "SPARK_LOCAL_IP": host,
+        "SPARK_CONF_DIR": conf_dir,
+        "SPARK_LOCAL_IP": ui_host,  # Spark 3.5's web UIs listen where this says (RPC: --host)
         "PYSPARK_PYTHON": sys.executable,  # executors run this venv's interpreter
         "SPARK_WORKER_DIR": work_dir,
         "SPARK_LOG_DIR": logs_dir,
@@ -296,6 +354,15 @@ def start_cluster(
     spark_class = os.path.join(home, "bin", "spark-class")
     started: list[tuple[subprocess.Popen, str]] = []
 
+    def record() -> ClusterInfo:
+        return ClusterInfo(
+            master_url=master_url, web_ui=web_ui, master_port=port, web_ui_port=ui_port,
+            master_pid=started[0][0].pid, worker_pids=[proc.pid for proc, _ in started[1:]],
+            workers=workers, cores_per_worker=cores_per_worker, memory=memory,
+            state_dir=state_dir, master_log=started[0][1],
+            worker_logs=[log for _, log in started[1:]], conf_dir=conf_dir, ui_host=ui_host,
+        )
+
     def launch(name: str, args: list[str]) -> subprocess.Popen:
         log = os.path.join(logs_dir, f"{name}.log")
         with open(log, "ab") as out:
@@ -304,11 +371,12 @@ def start_cluster(
                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         started.append((proc, log))
+        _save(record())  # at once: a `down` after an interrupted `up` finds every daemon
         return proc
 
     deadline = time.monotonic() + timeout_s
     try:
-        master = launch("master", [MASTER_CLASS, "--host", host, "--port", str(port),
+        launch("master", [MASTER_CLASS, "--host", host, "--port", str(port),
                                    "--webui-port", str(ui_port)])
         _wait_for(lambda: alive_workers(web_ui) >= 0, "the master's web UI to answer",
                   started, deadline, started[:1])
@@ -330,16 +398,10 @@ def start_cluster(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_state_path(state_dir))
         raise
-    info = ClusterInfo(
-        master_url=master_url, web_ui=web_ui, master_port=port, web_ui_port=ui_port,
-        master_pid=master.pid, worker_pids=[proc.pid for proc, _ in started[1:]],
-        workers=workers, cores_per_worker=cores_per_worker, memory=memory,
-        state_dir=state_dir, master_log=started[0][1],
-        worker_logs=[log for _, log in started[1:]],
-    )
-    _save(info)
-    return info
+    return record()
 
 
 def _wait_for(
@@ -436,6 +498,11 @@ def add_up(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=120,
         help="seconds to wait for every worker to register (default 120)",
     )
+    parser.add_argument(
+        "--ui-host", default="127.0.0.1",
+        help="address the master and worker web UIs listen on (default 127.0.0.1; "
+        "0.0.0.0 shows them to the network)",
+    )
     _add_state_dir(parser)
     parser.set_defaults(handler=run_up)
 
@@ -445,7 +512,7 @@ def run_up(args: argparse.Namespace) -> int:
           flush=True)
     start = time.perf_counter()
     info = start_cluster(args.workers, args.cores_per_worker, args.memory, args.state_dir,
-                         timeout_s=args.timeout)
+                         timeout_s=args.timeout, ui_host=args.ui_host)
     print(info.format())
     print(f"[cluster] up in {time.perf_counter() - start:.1f} s, all workers registered")
     return 0

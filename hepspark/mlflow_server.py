@@ -10,6 +10,11 @@ need no shared filesystem. It is started in a new process group (``mlflow server
 uvicorn); its PID, port and log file are recorded in ``STORE/mlflow-server.json`` so that
 ``stop`` signals exactly the processes of that group that still run MLflow, nothing else.
 
+MLflow 3.5+ answers its API only to requests whose Host header is localhost or a private
+address (``/health`` answers any): clients that reach the server by another name (a
+Kubernetes Service, a DNS name) need ``--allowed-hosts NAME:PORT,...``, passed through to
+``mlflow server --allowed-hosts`` with localhost added (the list replaces MLflow's default).
+
 >>> info = start_server("store", port=5000)
 >>> info.tracking_uri
 'http://127.0.0.1:5000'
@@ -35,6 +40,9 @@ ARTIFACTS_DIR = "artifacts"
 LOG_FILE = "mlflow-server.log"
 # `mlflow server` answers /health after 30-75 s on a busy 2-core machine (STACK.md).
 DEFAULT_TIMEOUT_S = 180.0
+# `mlflow server --allowed-hosts` replaces MLflow's default list; these keep the server
+# usable from its own machine (the UI through `kubectl port-forward`, local clients).
+LOOPBACK_HOSTS = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"
 _POLL_S = 0.5
 
 
@@ -53,6 +61,7 @@ class ServerInfo:
     backend_store_uri: str
     artifacts: str
     log: str
+    allowed_hosts: str | None = None  # mlflow server --allowed-hosts; None: MLflow's default
 
     @property
     def tracking_uri(self) -> str:
@@ -70,7 +79,8 @@ class ServerInfo:
         ])
 
 
-def server_command(store: str, port: int, host: str = "127.0.0.1") -> list[str]:
+def server_command(store: str, port: int, host: str = "127.0.0.1",
+                   allowed_hosts: str | None = None) -> list[str]:
     """argv of the `mlflow server` for ``store`` (absolute paths)."""
     store = os.path.abspath(store)
     mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
@@ -81,6 +91,7 @@ def server_command(store: str, port: int, host: str = "127.0.0.1") -> list[str]:
         "--artifacts-destination", os.path.join(store, ARTIFACTS_DIR),
         "--serve-artifacts",
         "--host", host, "--port", str(port), "--workers", "1",
+        *(["--allowed-hosts", f"{allowed_hosts},{LOOPBACK_HOSTS}"] if allowed_hosts else []),
     ]
 
 
@@ -195,8 +206,11 @@ def start_server(
     host: str = "127.0.0.1",
     timeout_s: float = DEFAULT_TIMEOUT_S,
     progress=None,
+    allowed_hosts: str | None = None,
 ) -> ServerInfo:
-    """Start ``mlflow server`` on ``store`` and return once ``/health`` answers.
+    """Start ``mlflow server`` on ``store`` and return once ``/health`` answers;
+    ``allowed_hosts`` (``"mlflow.ns.svc:5000,..."``) are the Host headers its API accepts,
+    with localhost, instead of MLflow's default (localhost and private addresses).
 
     The server runs in the background (its own process group) until :func:`stop_server`.
     """
@@ -222,13 +236,13 @@ def start_server(
     }
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            server_command(store, port, host), stdin=subprocess.DEVNULL, stdout=out,
+            server_command(store, port, host, allowed_hosts), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=store,
         )
     info = ServerInfo(
         pid=proc.pid, host=host, port=port, store=store,
         backend_store_uri="sqlite:///" + os.path.join(store, DB_FILE),
-        artifacts=os.path.join(store, ARTIFACTS_DIR), log=log,
+        artifacts=os.path.join(store, ARTIFACTS_DIR), log=log, allowed_hosts=allowed_hosts,
     )
     _save(info)
     start = time.monotonic()
@@ -305,6 +319,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (127.0.0.1; 0.0.0.0 for other machines)")
+    parser.add_argument(
+        "--allowed-hosts", metavar="HOST[:PORT],...",
+        help="Host headers the API accepts (MLflow 3.5+ refuses others with 403; default "
+        "localhost and private addresses), e.g. mlflow.hepspark.svc:5000; passed to "
+        "'mlflow server --allowed-hosts' with localhost added",
+    )
     parser.add_argument("--detach", action="store_true",
                         help="start in the background and return; stop with "
                         "'hepspark mlflow-server stop --store DIR'")
@@ -332,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
           f"{os.path.abspath(args.store)} (waits for /health, up to {args.timeout:.0f} s) ...",
           flush=True)
     info = start_server(args.store, args.port, args.host, args.timeout,
-                        progress=lambda m: print(m, flush=True))
+                        progress=lambda m: print(m, flush=True),
+                        allowed_hosts=args.allowed_hosts)
     print(info.format(), flush=True)
     print(f"TRACKING_URI={info.tracking_uri}", flush=True)
     if args.detach:

@@ -19,8 +19,13 @@ warning when the outage starts and a line when it ends. At the end of the run th
 waits up to ``grace_s`` for the server; if it is still away, everything it could not write
 is saved to ``DIR/mlflow-pending-<run_id>/`` (``records.json`` + ``artifacts/``) and
 :class:`TrackingSpooledError` says how to import it later
-(``hepspark mlflow-import DIR/mlflow-pending-<run_id>``). Errors other than an unreachable
-server (the server answers but refuses a call) are raised as before.
+(``hepspark mlflow-import DIR/mlflow-pending-<run_id> --tracking-uri URI``). A server that
+answers but refuses a call (403, 413, ...) or whose API hangs while ``/health`` answers ends
+the command with one :class:`TrackingCallError` line naming the status and the fix.
+
+Every MLflow HTTP call is bounded (:data:`MLFLOW_HTTP_LIMITS`: 15 s per request, one retry,
+instead of MLflow's 120 s and seven retries, about 4 minutes per hanging call); the
+variables themselves, set in the environment, override ours.
 """
 from __future__ import annotations
 
@@ -47,10 +52,21 @@ PENDING_RECORDS = "records.json"
 PENDING_FORMAT = "hepspark-mlflow-pending"
 RUN_RECORD_FILE = "mlflow_run.json"  # in --checkpoint-dir: the run a --resume continues
 _RETRY_EVERY_S = 2.0
+# MLflow 3.17.2 reads its HTTP limits from these variables at every call (defaults 120 s
+# and 7 retries with backoff: minutes per call to an API that hangs while /health answers).
+# Ours bound one call to about 35 s; a value already in the environment wins.
+MLFLOW_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+# The pre-flight check's real API call (any read works; MLflow guards every /api/ path).
+_PROBE_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
+_INVALID_HOST = "Invalid Host header"  # MLflow 3.5+'s 403 body for a host it does not allow
 
 
 class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class TrackingCallError(TrackingUnavailableError):
+    """The MLflow server answers ``/health`` but refused or did not answer an API call."""
 
 
 class TrackingSpooledError(TrackingUnavailableError):
@@ -84,8 +100,16 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return "sqlite:///" + os.path.abspath(DEFAULT_DB)
 
 
+def limit_mlflow_http() -> None:
+    """Bound MLflow's HTTP calls (:data:`MLFLOW_HTTP_LIMITS`) unless the user set them."""
+    for name, value in MLFLOW_HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
 def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
-    """Raise :class:`TrackingUnavailableError` with a fix if ``uri`` cannot be used."""
+    """Raise :class:`TrackingUnavailableError` with a fix if ``uri`` cannot be used: a
+    server must answer ``/health`` and a real API call (MLflow 3.5+ answers ``/health`` to
+    any Host but refuses the API to hosts it does not allow)."""
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         health = uri.rstrip("/") + "/health"
@@ -101,6 +125,7 @@ def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
                 "'mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 "
                 "--port 5000'), point --tracking-uri at a running one, or pass --no-tracking."
             ) from exc
+        _probe_api(uri, timeout_s)
     elif scheme == "sqlite":
         path = uri[len("sqlite:///") :]
         directory = os.path.dirname(os.path.abspath(path)) or "."
@@ -109,6 +134,84 @@ def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
                 f"cannot write the MLflow sqlite store {path}: directory {directory} does not exist or is "
                 "not writable; pass --tracking-uri or run from a writable directory"
             )
+
+
+def _probe_api(uri: str, timeout_s: float) -> None:
+    """One real API call, as the MLflow client would make it (basic-auth credentials from
+    MLflow's own MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)."""
+    import base64
+
+    request = urllib.request.Request(uri.rstrip("/") + _PROBE_PATH)
+    user, password = (os.environ.get("MLFLOW_TRACKING_USERNAME"),
+                      os.environ.get("MLFLOW_TRACKING_PASSWORD"))
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as exc:
+        body = exc.read(2000).decode(errors="replace")
+        raise TrackingCallError(_refusal(uri, "a search of experiments", exc.code, body)) from exc
+    except (urllib.error.URLError, OSError) as exc:  # a timeout: /health answered
+        raise TrackingCallError(_hang(uri, "a search of experiments", f"{timeout_s:.0f} s")) from exc
+
+
+def _host(uri: str) -> str:
+    return urlparse(uri).netloc.rsplit("@", 1)[-1]
+
+
+def _refusal(uri: str, what: str, status: int, body: str) -> str:
+    """One line for an HTTP refusal of ``what`` by the server at ``uri``."""
+    host = _host(uri)
+    if status == 403 and _INVALID_HOST in body:
+        return (f"the MLflow server {uri} refuses host {host} (HTTP 403 on {what}; "
+                f"/health answers any host): start it with --allowed-hosts {host} "
+                f"(hepspark mlflow-server --allowed-hosts {host}, or mlflow server "
+                f"--allowed-hosts {host}), or reach it as localhost")
+    if status in (401, 403):
+        return (f"the MLflow server {uri} refused {what} (HTTP {status}): set the "
+                "credentials it expects (MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD for MLflow's basic-auth app) or ask its "
+                "operator for permission on this experiment")
+    if status == 413:
+        return (f"the MLflow server {uri} refused {what} as too large (HTTP 413): raise the "
+                "request size limit of the server or of the proxy in front of it (e.g. the "
+                "ingress's proxy-body-size), or log smaller artifacts")
+    detail = " ".join(body.split())[:200]
+    return f"the MLflow server {uri} refused {what} (HTTP {status}): {detail}"
+
+
+def _hang(uri: str, what: str, limit: str) -> str:
+    return (f"the MLflow server {uri} answers /health but did not answer {what} within "
+            f"{limit}: check the server's log and its database; for a server that is just "
+            "slow raise MLFLOW_HTTP_REQUEST_TIMEOUT, or pass --no-tracking")
+
+
+def _call_failed(uri: str, what: str, exc: BaseException) -> TrackingCallError:
+    """The one-line error for an MLflow client call that the server refused or let hang
+    (``requests.HTTPError`` from artifact uploads, ``MlflowException`` otherwise)."""
+    import re
+
+    from mlflow.exceptions import RestException
+
+    text = str(exc)
+    if "timed out" in text or "Timeout" in text:
+        limits = (f"{os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '120')} s x "
+                  f"{1 + int(os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', '7'))} tries")
+        return TrackingCallError(_hang(uri, what, limits))
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is None:
+        found = (re.search(r"error code (\d{3})", text)
+                 or re.search(r"\b(\d{3}) (?:Client|Server) Error", text))
+        status = int(found.group(1)) if found else None
+    if status is None and isinstance(exc, RestException):  # an error the server sent as JSON
+        status = exc.get_http_status_code()
+    if status is None:
+        first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+        return TrackingCallError(f"the MLflow call {what} to {uri} failed: {first}")
+    return TrackingCallError(_refusal(uri, what, status, text))
 
 
 class Tracker:
@@ -131,6 +234,8 @@ class Tracker:
     ) -> None:
         self.enabled = enabled
         self.tracking_uri = resolve_tracking_uri(tracking_uri) if enabled else None
+        if enabled:
+            limit_mlflow_http()
         self.experiment = experiment
         self.grace_s = grace_s
         self.pending_dir = pending_dir  # where unwritten records go (default: cwd)
@@ -143,6 +248,7 @@ class Tracker:
         self._staging: str | None = None
         self._logged_epochs: set[int] = set()
         self._outage_since: float | None = None
+        self._call_error: TrackingCallError | None = None
 
     # -------------------------------------------------------------------------- public
     def check(self) -> None:
@@ -194,6 +300,16 @@ class Tracker:
         return self._client
 
     def _start(self, run_name: str, params, tags, resume_run_id: str | None) -> None:
+        try:
+            self._start_run(run_name, params, tags, resume_run_id)
+        except TrackingUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MLflow and requests errors: one line
+            if is_remote(self.tracking_uri):
+                raise _call_failed(self.tracking_uri, "starting the run", exc) from exc
+            raise
+
+    def _start_run(self, run_name: str, params, tags, resume_run_id: str | None) -> None:
         client = self._client_for_run()
         self.run_name = run_name
         if resume_run_id and self._reopen(resume_run_id):
@@ -254,7 +370,8 @@ class Tracker:
             f"the MLflow server {self.tracking_uri} was unreachable until the end of the run "
             f"(waited {self.grace_s:.0f} s): {len(self._pending)} record(s) of run "
             f"{self.run_id} were not written; they are saved in {path}. Import them when "
-            f"the server is back: hepspark mlflow-import {path}"
+            f"the server is back: hepspark mlflow-import {path} --tracking-uri "
+            f"{self.tracking_uri}"
         )
         if failing:  # do not hide the error that ended the run
             self.warn(f"[tracking] {message}")
@@ -263,15 +380,17 @@ class Tracker:
 
     # ------------------------------------------------------------------ the write path
     def _submit(self, op: dict[str, Any]) -> None:
+        if self._call_error is not None:  # refused or hung once: do not wait again
+            raise self._call_error
         # /health first: a call to a dead server blocks in MLflow's own retries (7, with
         # backoff: about 4 minutes) before it fails.
         if not self._pending and not self._unreachable():
             try:
                 _apply(self._client_for_run(), self.run_id, op)
                 return
-            except Exception:  # noqa: BLE001 - classified just below
+            except Exception as exc:  # noqa: BLE001 - classified just below
                 if not self._unreachable():
-                    raise
+                    self._refused(op, exc)
         if not self._pending:
             self._outage_since = time.monotonic()
             self.warn(
@@ -280,6 +399,16 @@ class Tracker:
             )
         self._buffer(op)  # keep the order: write when the outage ends
         self._flush()
+
+    def _refused(self, op: dict[str, Any], exc: Exception) -> None:
+        """The server answers /health but refused (or let hang) ``op``: one line."""
+        if not is_remote(self.tracking_uri):
+            raise exc
+        what = {"metrics": "logging metrics", "params": "logging params",
+                "artifact": "uploading an artifact", "text": "uploading an artifact",
+                "end": "ending the run"}.get(op["op"], op["op"])
+        self._call_error = _call_failed(self.tracking_uri, what, exc)
+        raise self._call_error from exc
 
     def _unreachable(self) -> bool:
         return is_remote(self.tracking_uri) and not server_healthy(self.tracking_uri)
@@ -292,9 +421,9 @@ class Tracker:
         while self._pending:
             try:
                 _apply(self._client_for_run(), self.run_id, self._pending[0])
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 if not self._unreachable():
-                    raise
+                    self._refused(self._pending[0], exc)
                 return
             self._pending.pop(0)
             written += 1
@@ -365,8 +494,8 @@ def _experiment_id(client, name: str) -> str:
     return experiment.experiment_id
 
 
-def _apply(client, run_id: str, op: dict[str, Any], base: str = "") -> None:
-    """Write one record to ``run_id``; artifact paths are relative to ``base`` if given."""
+def _apply(client, run_id: str, op: dict[str, Any]) -> None:
+    """Write one record to ``run_id``."""
     from mlflow.entities import Metric, Param
 
     kind = op["op"]
@@ -378,7 +507,7 @@ def _apply(client, run_id: str, op: dict[str, Any], base: str = "") -> None:
         for i in range(0, len(items), 100):  # MLflow's limit per batch
             client.log_batch(run_id, params=items[i : i + 100])
     elif kind == "artifact":
-        path = os.path.join(base, op["path"])
+        path = op["path"]
         if os.path.isdir(path):
             client.log_artifacts(run_id, path, op["artifact_path"])
         else:
@@ -396,6 +525,19 @@ def _write_records(directory: str, data: dict[str, Any]) -> None:
     with open(path + ".tmp", "w") as handle:
         json.dump(data, handle, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def _inside(directory: str, relative: str, records_path: str) -> str:
+    """``relative`` resolved in ``directory`` (symlinks too); refused when it leaves it."""
+    root = os.path.realpath(directory)
+    target = os.path.realpath(os.path.join(root, relative))
+    if os.path.isabs(relative) or os.path.commonpath([root, target]) != root:
+        raise ValueError(
+            f"{records_path} names the artifact {relative!r}, which is outside "
+            f"{directory}; refusing to upload it (an import only uploads what the run "
+            "saved in its pending directory)"
+        )
+    return target
 
 
 def import_pending(
@@ -419,7 +561,20 @@ def import_pending(
         ) from exc
     if data.get("format") != PENDING_FORMAT:
         raise ValueError(f"{path} is not a hepspark {PENDING_FORMAT} file")
-    uri = tracking_uri or data["tracking_uri"]
+    # records.json is data from disk, not an instruction: it neither chooses the server
+    # (the user does, as for every other command) nor names files outside DIR to upload.
+    recorded = data.get("tracking_uri")
+    limit_mlflow_http()
+    uri = tracking_uri or resolve_tracking_uri()
+    if tracking_uri is None and uri != recorded:
+        raise ValueError(
+            f"{path} was recorded for the MLflow server {recorded}, but this import would "
+            f"write to {uri}; pass --tracking-uri {recorded} (or the server that holds the "
+            "run) to choose the destination"
+        )
+    for record in data["records"]:
+        if record.get("op") == "artifact":
+            _inside(directory, record["path"], path)
     check_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     run_id = data["run_id"]
@@ -432,7 +587,16 @@ def import_pending(
         ) from exc
     total = len(data["records"])
     while data["records"]:
-        _apply(client, run_id, data["records"][0], base=directory)
+        record = data["records"][0]
+        if record["op"] == "artifact":  # checked again as it is read: symlinks may change
+            record = {**record, "path": _inside(directory, record["path"], path)}
+        try:
+            _apply(client, run_id, record)
+        except Exception as exc:  # noqa: BLE001 - MLflow and requests errors: one line
+            if not is_remote(uri):
+                raise
+            raise _call_failed(uri, f"importing record {total - len(data['records']) + 1} "
+                               f"of {total} (the import can be repeated)", exc) from exc
         data["records"].pop(0)
         _write_records(directory, data)
     progress(f"[mlflow-import] wrote {total} record(s) to run {run_id} at {uri}")

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from hepspark.cluster import free_port, standalone_cluster
+from hepspark.cluster import free_port, standalone_cluster, submit_env
 from hepspark.mlflow_server import mlflow_server
 from hepspark.pack_env import pack_env
 
@@ -55,7 +55,8 @@ def shipped_env_submit(cluster, archive, argv, cwd):
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("PYSPARK_", "SPARK_", "VIRTUAL_ENV", "PYTHON"))}
     env = {**clean, "PYSPARK_DRIVER_PYTHON": sys.executable,
-           "PYSPARK_PYTHON": "./env/bin/python", "SPARK_LOCAL_IP": "127.0.0.1"}
+           "PYSPARK_PYTHON": "./env/bin/python", "SPARK_LOCAL_IP": "127.0.0.1",
+           **submit_env(cluster)}  # the cluster's secret
     return subprocess.run(
         [SPARK_SUBMIT, "--master", cluster.master_url, "--executor-cores", "1",
          "--archives", f"{archive}#env", JOB, *argv],

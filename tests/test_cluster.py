@@ -5,8 +5,10 @@ share one 2-worker x 1-core cluster started once for this module.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from hepspark.cluster import (
     standalone_cluster,
     start_cluster,
     stop_cluster,
+    submit_env,
 )
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -161,6 +164,12 @@ def test_spark_submit_runs_on_both_workers(cluster, tmp_path):
         "sc = SparkSession.builder.getOrCreate().sparkContext\n"
         "print('SUM', sc.parallelize(range(100), 4).map(lambda x: x * x).sum())\n"
         "print('EXECUTORS', sc._jsc.sc().getExecutorMemoryStatus().size() - 1)  # - driver\n"
+        "print('KILL_ENABLED', sc.getConf().get('spark.ui.killEnabled'))\n"
+        "import os, psutil\n"  # the driver JVM (spark-submit) runs this script
+        "jvm = psutil.Process(os.getppid())\n"
+        "print('LISTEN', sorted({c.laddr.ip.removeprefix('::ffff:')\n"
+        "                        for c in jvm.net_connections('inet')\n"
+        "                        if c.status == psutil.CONN_LISTEN}))\n"
     )
     # Exactly the command `hepspark cluster up` prints, in an environment without our vars.
     env, argv = spark_submit_command(cluster, str(script))
@@ -171,6 +180,60 @@ def test_spark_submit_runs_on_both_workers(cluster, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SUM 328350" in result.stdout
     assert "EXECUTORS 2" in result.stdout
+    # the driver's UI: on 127.0.0.1, without kill links
+    assert "KILL_ENABLED false" in result.stdout
+    assert "LISTEN ['127.0.0.1']" in result.stdout  # RPC, block manager and the UI
+
+
+def listening_addresses(pid: int) -> set[str]:
+    import psutil
+
+    # a JVM's IPv6 socket shows 127.0.0.1 as ::ffff:127.0.0.1
+    return {c.laddr.ip.removeprefix("::ffff:")
+            for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN}
+
+
+@pytest.mark.cluster
+def test_the_master_refuses_a_submit_without_the_secret(cluster, tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(
+        "from pyspark.sql import SparkSession\n"
+        "sc = SparkSession.builder.getOrCreate().sparkContext\n"
+        "print('SUM', sc.parallelize(range(10), 2).sum())\n"
+    )
+    wrong = tmp_path / "wrong-conf"
+    wrong.mkdir()
+    (wrong / "spark-defaults.conf").write_text(
+        "spark.authenticate true\nspark.authenticate.secret not-the-cluster-secret\n")
+    env, argv = spark_submit_command(cluster, str(script))
+    base = {**ENV, **env}
+    base.pop("SPARK_CONF_DIR")
+    jobs = {name: subprocess.Popen(argv, env=job_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+            for name, job_env in (("no secret", base),
+                                  ("wrong secret", {**base, "SPARK_CONF_DIR": str(wrong)}))}
+    for name, job in jobs.items():
+        try:
+            out = job.communicate(timeout=400)[0]
+        finally:
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+        assert job.returncode != 0 and "SUM 45" not in out, (name, out[-2000:])
+    assert alive_workers(cluster.web_ui) == 2  # the cluster itself is unharmed
+    # the secret: owner-only files, on no daemon's command line
+    conf = os.path.join(cluster.conf_dir, "spark-defaults.conf")
+    secret = cluster_module.cluster_conf(cluster)["spark.authenticate.secret"]
+    assert len(secret) >= 32
+    assert os.stat(conf).st_mode & 0o777 == 0o600
+    assert os.stat(cluster.conf_dir).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(cluster.state_dir, STATE_FILE)).st_mode & 0o777 == 0o600
+    for pid in (cluster.master_pid, *cluster.worker_pids):
+        assert secret.encode() not in open(f"/proc/{pid}/cmdline", "rb").read()
+    # the master's and the workers' sockets (RPC and web UI) listen on 127.0.0.1 only
+    for pid in (cluster.master_pid, *cluster.worker_pids):
+        assert listening_addresses(pid) == {"127.0.0.1"}, pid
 
 
 @pytest.mark.cluster
@@ -182,7 +245,8 @@ def test_horovod_trains_with_one_rank_per_worker(cluster, higgs_dataset, tmp_pat
          "--executor-cores", "1", job, "--data", higgs_dataset, "--backend", "horovod",
          "--executors", "2", "--epochs", "2", "--batch-size", "500", "--width", "32",
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-        env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**ENV, **submit_env(cluster)}, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend horovod" in result.stdout and "test AUC" in result.stdout
@@ -199,7 +263,8 @@ def test_bigdl_trains_over_both_workers_with_a_plain_spark_submit(cluster, higgs
          "--epochs", "2", "--batch-size", "500", "--width", "32",
          "--checkpoint-dir", str(tmp_path / "ckpt"),
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-        env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**ENV, **submit_env(cluster)}, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend bigdl" in result.stdout and "test AUC" in result.stdout
@@ -236,7 +301,8 @@ def test_train_cnn_job_on_both_workers(cluster, jets, tmp_path, backend):
          "--filters", "8", "--backend", backend, "--executors", "2", "--optimizer", "adam",
          "--epochs", "2", "--batch-size", "32", "--experiment", "cnn-cluster",
          "--tracking-uri", uri, "--model-dir", str(tmp_path / "model")],
-        env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**ENV, **submit_env(cluster)}, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     import mlflow
@@ -250,6 +316,42 @@ def test_train_cnn_job_on_both_workers(cluster, jets, tmp_path, backend):
     assert steps == [1, 2]
     assert run.data.metrics["test_auc"] > 0.55  # chance 0.5; ~0.8 seen in local mode
     assert os.path.exists(tmp_path / "model" / "model.keras")
+
+
+@pytest.mark.cluster
+def test_sigterm_while_up_waits_for_workers_leaves_no_daemon(tmp_path):
+    import psutil
+
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hepspark.cli", "cluster", "up", "--workers", "2",
+         "--memory", "1g", "--state-dir", str(state)],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        # each daemon's PID is in the state file as soon as it starts: the master's, then
+        # both workers' while they are still registering
+        deadline, recorded = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                recorded = json.loads((state / STATE_FILE).read_text())
+                if len(recorded["worker_pids"]) == 2:
+                    break
+            time.sleep(0.02)
+        assert recorded and len(recorded["worker_pids"]) == 2, proc.poll()
+        pids = [recorded["master_pid"], *recorded["worker_pids"]]
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop_cluster(str(state))
+    assert proc.returncode == 143, out
+    assert "all workers registered" not in out and "Traceback" not in out
+    assert not [pid for pid in pids if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not (state / STATE_FILE).exists()
 
 
 @pytest.mark.cluster

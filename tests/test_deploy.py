@@ -117,3 +117,33 @@ def test_restarts_of_the_spark_application_continue_the_run():
     assert app["spec"]["restartPolicy"]["type"] == "OnFailure"
     args = build_parser().parse_args(["train", "higgs", *app["spec"]["arguments"]])
     assert args.checkpoint_dir and args.resume_if_present and not args.resume
+
+
+def test_the_mlflow_server_allows_the_host_the_job_uses():
+    # MLflow 3.5+ answers /health to any Host but the API with 403 to hosts not allowed:
+    # the probes would pass while every job's first call fails.
+    mlflow_docs = documents("mlflow.yaml")
+    [container] = by_kind(mlflow_docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    server = build_parser().parse_args(container["command"][1:])
+    app = by_kind(documents("sparkapplication.yaml"), "SparkApplication")
+    job = build_parser().parse_args(["train", "higgs", *app["spec"]["arguments"]])
+    host = job.tracking_uri.split("//", 1)[1].rstrip("/")
+    assert server.allowed_hosts and host in server.allowed_hosts.split(",")
+    from hepspark.mlflow_server import server_command
+
+    argv = server_command(server.store, server.port, server.host, server.allowed_hosts)
+    allowed = argv[argv.index("--allowed-hosts") + 1].split(",")
+    assert host in allowed and "localhost:*" in allowed  # port-forward to the UI still works
+
+
+def test_only_pods_of_the_namespace_reach_the_mlflow_server():
+    mlflow_docs = documents("mlflow.yaml")
+    policy = by_kind(mlflow_docs, "NetworkPolicy")
+    deployment = by_kind(mlflow_docs, "Deployment")
+    assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == \
+        deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {}}]  # no namespaceSelector, no ipBlock
+    assert rule["ports"] == [{"port": 5000}]

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from hepspark.cluster import executor_pids, process_tree, standalone_cluster
+from hepspark.cluster import executor_pids, process_tree, standalone_cluster, submit_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = os.path.join(ROOT, "spark_jobs", "train_higgs.py")
@@ -104,7 +104,8 @@ def submit(cluster, data, tmp_path, backend, extra, log):
             "--data", data, "--backend", backend, "--executors", "2", "--width", "32",
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--experiment", "faults",
             "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *extra]
-    return subprocess.Popen(argv, env=ENV, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+    return subprocess.Popen(argv, env={**ENV, **submit_env(cluster)}, cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT,
                             text=True)
 
 

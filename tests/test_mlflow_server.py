@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -29,11 +32,15 @@ from hepspark.models.config import DenseNetConfig
 from hepspark.tracking import (
     PENDING_RECORDS,
     Tracker,
+    TrackingCallError,
     TrackingSpooledError,
+    check_tracking_uri,
     server_healthy,
 )
 from hepspark.train import train_higgs
 
+SERVICE_HOST = "mlflow.hepspark.svc:5000"  # how a pod reaches the server of deploy/k8s
+API_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "train_loss", "val_loss", "val_auc")
 
 
@@ -110,6 +117,83 @@ def test_server_cli_train_and_query_back(server, higgs_dataset, tmp_path, capsys
     assert any(files for _, _, files in os.walk(os.path.join(server.store, "artifacts")))
 
 
+def api_status(port: int, host_header: str, path: str = API_PATH) -> int:
+    """HTTP status of a GET to the server on 127.0.0.1 as a client that reached it by the
+    name ``host_header`` would send it (a Kubernetes Service name, say)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Host": host_header})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_api_refuses_a_host_it_does_not_allow_and_the_check_says_how(
+    server, higgs_dataset, capsys
+):
+    restart(server)
+    # MLflow 3.5+: /health answers any Host, the API only localhost and private addresses
+    assert api_status(server.port, SERVICE_HOST, "/health") == 200
+    assert api_status(server.port, SERVICE_HOST) == 403
+    assert api_status(server.port, f"127.0.0.1:{server.port}") == 200
+    # 127.1 is 127.0.0.1 to the resolver, but a Host header MLflow does not allow
+    uri = f"http://127.1:{server.port}"
+    assert server_healthy(uri)  # what the old pre-flight check looked at
+    with pytest.raises(TrackingCallError) as refused:
+        check_tracking_uri(uri)
+    message = str(refused.value)
+    assert f"refuses host 127.1:{server.port}" in message
+    assert f"--allowed-hosts 127.1:{server.port}" in message and "\n" not in message
+    capsys.readouterr()
+    code = main(["train", "higgs", "--data", higgs_dataset, "--tracking-uri", uri,
+                 "--epochs", "1", "--depth", "1", "--width", "8"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("hepspark: error: the MLflow server")
+    assert len(err.splitlines()) == 1 and "--allowed-hosts" in err
+    # A log call the server refuses (#14.12): one line too, not an MlflowException trace.
+    tracker = Tracker(uri, experiment="refused")
+    with pytest.raises(TrackingCallError, match=r"HTTP 403 on starting the run.*--allowed-hosts"):
+        with tracker.run("refused", params={}):
+            pass
+
+
+def test_a_foreground_server_allows_the_given_hosts_and_stops_on_sigterm(tmp_path):
+    import psutil
+
+    store, port = str(tmp_path / "store"), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hepspark.cli", "mlflow-server", "--store", store, "--port",
+         str(port), "--allowed-hosts", SERVICE_HOST],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("TRACKING_URI="):
+                break
+        assert lines and lines[-1].startswith("TRACKING_URI="), "".join(lines)
+        assert api_status(port, SERVICE_HOST) == 200  # allowed by --allowed-hosts
+        assert api_status(port, f"localhost:{port}") == 200  # the UI via port-forward
+        assert api_status(port, "evil.example:80") == 403
+        info = running_server(store)
+        assert info is not None and info.allowed_hosts == SERVICE_HOST
+        server_pids = {info.pid, *(p.pid for p in psutil.Process(info.pid).children(True))}
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[0]
+        assert proc.returncode == 0, "".join(lines) + rest
+        assert "stopped pids" in rest
+        assert not [pid for pid in server_pids if psutil.pid_exists(pid)
+                    and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        assert not os.path.exists(os.path.join(store, STATE_FILE))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop_server(store)
+
+
 def test_training_continues_while_the_server_is_down_and_flushes_when_it_returns(
     server, higgs_dataset, tmp_path
 ):
@@ -166,7 +250,7 @@ def test_a_server_that_never_returns_leaves_an_importable_record(
     assert any(r["op"] == "artifact" for r in records)
 
     start_server(server.store, server.port)
-    assert main(["mlflow-import", pending]) == 0
+    assert main(["mlflow-import", pending, "--tracking-uri", server.tracking_uri]) == 0
     assert not os.path.exists(pending)
     client = mlflow.MlflowClient(server.tracking_uri)
     run = client.get_run(tracker.run_id)

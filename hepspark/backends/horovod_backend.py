@@ -171,7 +171,7 @@ class HorovodBackend:
 # What a rank's environment takes from the driver's (besides Horovod's own variables):
 # settings, not paths. The driver's PATH, VIRTUAL_ENV, PYTHONHOME (BigDL's trap) or
 # PYTHONPATH name *its* venv, which executors running a shipped ``--archives`` env lack.
-RANK_ENV_PREFIXES = ("HEPSPARK_", "MLFLOW_", "TF_", "OMP_", "KMP_", "HOROVOD_", "GLOO_")
+RANK_ENV_PREFIXES = ("HEPSPARK_", "TF_", "OMP_", "KMP_", "HOROVOD_", "GLOO_")  # no MLFLOW_: ranks log nothing
 
 
 def rank_python(spark) -> str:

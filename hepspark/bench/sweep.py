@@ -222,13 +222,15 @@ def _spark_submit() -> str:
 
 
 @contextlib.contextmanager
-def _spark_master(config: SweepConfig, nodes: int, progress) -> Iterator[str]:
+def _spark_master(config: SweepConfig, nodes: int,
+                  progress) -> Iterator[tuple[str, dict[str, str]]]:
+    """(master, environment its submits need): a cluster we start has a secret."""
     if config.master:
-        yield config.master
+        yield config.master, {}
     elif config.local:
-        yield f"local[{nodes * config.cores_per_executor}]"
+        yield f"local[{nodes * config.cores_per_executor}]", {}
     else:
-        from hepspark.cluster import standalone_cluster
+        from hepspark.cluster import standalone_cluster, submit_env
 
         progress(f"[scaling] starting a standalone cluster: {nodes} worker(s) x "
                  f"{config.cores_per_executor} core(s)")
@@ -236,7 +238,7 @@ def _spark_master(config: SweepConfig, nodes: int, progress) -> Iterator[str]:
         with standalone_cluster(nodes, config.cores_per_executor, config.worker_memory,
                                 state_dir=state_dir) as info:
             progress(f"[scaling] cluster up: {info.master_url}")
-            yield info.master_url
+            yield info.master_url, submit_env(info)
         progress(f"[scaling] cluster x{nodes} stopped")
 
 
@@ -245,14 +247,16 @@ def _log_dir(config: SweepConfig) -> str:
                                           "scaling", config.experiment)
 
 
-def _job_env() -> dict[str, str]:
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+def _job_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           **extra}
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return env
 
 
 def _run_job(argv: list[str], log_path: str, timeout_s: float,
-             progress: Callable[[str], None], label: str) -> tuple[int, str]:
+             progress: Callable[[str], None], label: str,
+             env: dict[str, str]) -> tuple[int, str]:
     """Run one job, its output to ``log_path``, epoch lines echoed; (returncode, last lines)."""
     tail: list[str] = []
     with open(log_path, "w") as log:
@@ -260,7 +264,7 @@ def _run_job(argv: list[str], log_path: str, timeout_s: float,
         log.flush()
         # own process group: a timeout ends the job and every process it started
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=_job_env(), start_new_session=True)
+                                text=True, env=_job_env(env), start_new_session=True)
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -308,7 +312,7 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
     log_dir = _log_dir(config)
     os.makedirs(log_dir, exist_ok=True)
 
-    def run(combo: Combination, master: str | None) -> None:
+    def run(combo: Combination, master: str | None, env: dict[str, str]) -> None:
         cores = cpu_count() if combo.backend == BASELINE else combo.nodes * config.cores_per_executor
         tags = {KEY_TAG: combo.key(config), NODES_TAG: str(combo.nodes),
                 MODE_TAG: "local" if combo.backend == BASELINE else config.mode,
@@ -319,7 +323,7 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
                  f"{combo.batch_size(config)}, {config.epochs} epoch(s) on {master or 'local'}")
         start = time.perf_counter()
         code, tail = _run_job(job_command(config, combo, master, tags, tracking_uri), log,
-                              config.job_timeout_s, progress, combo.label)
+                              config.job_timeout_s, progress, combo.label, env)
         seconds = time.perf_counter() - start
         if code == 0:
             outcome.results.append(JobResult(combo, "measured", seconds, log))
@@ -332,11 +336,11 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
                      f"  full output: {log}")
 
     for combo in (c for c in todo if c.backend == BASELINE):
-        run(combo, None)
+        run(combo, None, {})
     for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
-        with _spark_master(config, nodes, progress) as master:
+        with _spark_master(config, nodes, progress) as (master, env):
             for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
-                run(combo, master)
+                run(combo, master, env)
     return outcome
 
 
