@@ -3,10 +3,10 @@
 The driver only reads file headers (row counts, shapes) and cuts the files into work
 units of at most ``UNIT_ROWS`` rows; executors read the pixels. Two passes over the
 input: the first validates every row (finite pixels and weights, integer labels in
-range, weights >= 0) and gathers per-split class counts, weight sums and per-channel
-pixel statistics; the second writes every split in one partitioned write. Splits are
-fixed per row by a hash of its global index and the seed, so they do not depend on how
-the work is partitioned.
+range -- for ``generic``, class indices below ``MAX_GENERIC_CLASSES`` --, weights >= 0)
+and gathers per-split class counts, weight sums and per-channel pixel statistics; the
+second writes every split in one partitioned write. Splits are fixed per row by a hash of
+its global index and the seed, so they do not depend on how the work is partitioned.
 
 Layout written::
 
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 KINDS = ("jets", "lartpc", "generic")
 UNIT_ROWS = 2_048  # rows per work unit (and per Arrow batch sent to the JVM)
 MAX_REPORTED_BAD_ROWS = 5
+# --kind generic takes its classes from the labels: 0..MAX_GENERIC_CLASSES-1. A larger
+# label is a code (a PDG id such as 1000010020), not a class index; counting classes up to
+# it made every executor build arrays of that length, and int32 wrapped labels >= 2**31.
+MAX_GENERIC_CLASSES = 1000
 FORMAT = "hepspark-images"
 
 
@@ -159,8 +163,9 @@ def _read_unit(unit: dict, names: ArrayNames, num_classes: int | None):
         out_of_range = integral & ((label_values < 0) | (label_values >= num_classes))
         range_text = f"{names.labels}: outside 0..{num_classes - 1}"
     else:
-        out_of_range = integral & (label_values < 0)
-        range_text = f"{names.labels}: negative"
+        out_of_range = integral & ((label_values < 0) | (label_values >= MAX_GENERIC_CLASSES))
+        range_text = (f"{names.labels}: outside 0..{MAX_GENERIC_CLASSES - 1}, the class "
+                      "indices --kind generic takes (map particle codes to 0..K-1 first)")
     checks = [
         (~np.isfinite(images.reshape(n, -1)).all(axis=1), f"{names.images}: NaN or inf pixel",
          None),

@@ -195,3 +195,27 @@ def test_root_ttree_of_fixed_size_arrays_converts_like_npz(spark, tmp_path):
         with uproot.recreate(str(tmp_path / "empty.root")) as handle:
             handle["note"] = "not a tree"
         ImageFile(str(tmp_path / "empty.root"), ArrayNames("a", "b", "c"))
+
+
+def test_generic_labels_must_be_small_class_indices(spark, tmp_path):
+    # A label of 3e9 wrapped negative in int32; a particle code such as 1000010020 made
+    # every executor count classes up to it (billion-entry arrays). Both are refused per row.
+    rng = np.random.default_rng(2)
+    images = rng.random((50, 4, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 50).astype(np.int64)
+    labels[7] = 3_000_000_000
+    labels[11] = 1_000_010_020
+    src = str(tmp_path / "codes.npz")
+    np.savez(src, images=images, labels=labels)
+    out = str(tmp_path / "ds")
+    with pytest.raises(BadImageError) as info:
+        convert_images(spark, ImageConvertConfig(src, out, "generic", weights_key=None),
+                       **QUIET)
+    message = str(info.value)
+    assert message.startswith("2 malformed image row(s)")
+    assert f"{src}: row 7: labels: outside 0..999" in message and "(found 3000000000)" in message
+    assert f"{src}: row 11: labels: outside 0..999" in message
+    assert not os.path.exists(out)
+    summary = convert_images(spark, ImageConvertConfig(src, out, "generic", weights_key=None,
+                                                       on_bad_row="skip"), **QUIET)
+    assert summary.bad_rows == 2 and ImageDataset(out).num_classes == 3
