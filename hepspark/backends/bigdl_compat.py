@@ -182,13 +182,78 @@ def optimize(optimizer: Any) -> None:
 # checkpoints and put them back there on resume.
 
 
-def save_optim_method(spark: "SparkSession", method: Any, path: str) -> None:
-    """Write an OptimMethod with its state. ``OptimMethod.save`` calls ``clearHistory()``
-    first (verified: a saved Adam has no moments ``s``/``r``); BigDL's own ``File.save``
-    (Java serialization, what ``OptimMethod.load`` reads) keeps them."""
-    jvm = spark.sparkContext._jvm
-    getattr(jvm.com.intel.analytics.bigdl.dllib.utils, "File$").__getattr__("MODULE$").save(
-        method, path, True)
+# Checkpoints keep that state as plain arrays (``optimizer_state.npz``), never as a
+# Java-serialized OptimMethod: ``OptimMethod.load`` is an ObjectInputStream over a file that
+# may come from a shared volume, i.e. code execution for whoever can write there (issue #14).
+OPTIM_TENSOR, OPTIM_COUNTER, OPTIM_CLASS = "tensor.", "counter.", "optim_method"
+
+
+def optim_state_arrays(method: Any) -> dict[str, Any]:
+    """An OptimMethod's state as numpy arrays: its per-parameter tensors (``tensor.<key>``),
+    its integer counters (``counter.<key>``: epoch, neval, evalCounter, ...) and its JVM
+    class (``optim_method``). Float entries (``Loss``, ``score``) are the last iteration's
+    reports, rewritten by the next one, and are not kept."""
+    import numpy as np
+    from bigdl.dllib.utils.common import callBigDlFunc
+
+    arrays: dict[str, Any] = {OPTIM_CLASS: np.array(str(method.getClass().getName()))}
+    for key, value in _state_entries(method).items():
+        if _is_tensor(value):
+            jtensor = callBigDlFunc("float", "toJTensor", value)  # pickled across, not per element
+            arrays[OPTIM_TENSOR + key] = np.asarray(jtensor.to_ndarray(), dtype=np.float32)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            arrays[OPTIM_COUNTER + key] = np.asarray(value, dtype=np.int64)
+    return arrays
+
+
+def load_optim_arrays(path: str, optim_class: str, n_parameters: int) -> dict[str, Any]:
+    """Read and check an ``optim_state_arrays`` file: plain numeric arrays only
+    (``allow_pickle=False``), written for ``optim_class``, tensors of ``n_parameters``
+    values. Anything else is refused with a ValueError before BigDL sees it."""
+    import zipfile
+
+    import numpy as np
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"refusing the BigDL optimizer state {path}: {why}. Resume only from "
+                          "checkpoints this hepspark wrote, or start without --resume")
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise refuse(f"not a plain-array .npz ({type(exc).__name__}: {exc})") from None
+    found = str(arrays.pop(OPTIM_CLASS, ""))
+    if found != optim_class:
+        raise refuse(f"written for {found or 'no optimizer'}, this run uses {optim_class}")
+    for name, value in arrays.items():
+        if name.startswith(OPTIM_TENSOR) and value.dtype.kind == "f" and (
+                value.size == n_parameters):
+            continue
+        if name.startswith(OPTIM_COUNTER) and value.dtype.kind in "iu" and value.ndim == 0:
+            continue
+        raise refuse(f"unexpected entry {name!r} ({value.dtype}, shape {value.shape}); "
+                     f"expected float tensors of {n_parameters} values and integer counters")
+    return arrays
+
+
+def set_optim_state(method: Any, arrays: dict[str, Any], tensors: bool = True) -> Any:
+    """Put ``load_optim_arrays`` state into a (fresh) JVM OptimMethod, in place: the
+    counters always, the per-parameter tensors unless ``tensors=False`` (the driver's copy,
+    which keeps counters only: the executors hold the rest). Returns ``method``."""
+    import numpy as np
+    from bigdl.dllib.utils.common import JTensor, callBigDlFunc
+
+    state = method.state()
+    for name, value in arrays.items():
+        if name.startswith(OPTIM_COUNTER):
+            state.update(name[len(OPTIM_COUNTER):], int(value))  # a java Integer, as BigDL's
+        elif tensors and name.startswith(OPTIM_TENSOR):
+            jtensor = JTensor.from_ndarray(np.ascontiguousarray(value, dtype=np.float32))
+            state.update(name[len(OPTIM_TENSOR):], callBigDlFunc("float", "toTensor", jtensor))
+    return method
 
 
 def keep_optimizer_state(optimizer: Any) -> None:
@@ -217,7 +282,7 @@ def _is_tensor(value: Any) -> bool:
 
 def executor_optim_state(optimizer: Any, n_parameters: int) -> Any:
     """One OptimMethod holding the optimizer state of all partitions, merged into
-    full-length tensors (a JVM object; write it with :func:`save_optim_method`)."""
+    full-length tensors (a JVM object; save it with :func:`optim_state_arrays`)."""
     maps = optimizer.value.previousOptim().collect()
     methods = [m.values().iterator().next() for m in maps]
     merged = methods[0].clone()
