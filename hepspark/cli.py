@@ -214,11 +214,21 @@ def train_config_from_args(args: argparse.Namespace, data: str):
         import yaml
 
         with open(args.config) as handle:
-            values = yaml.safe_load(handle) or {}
+            try:
+                values = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as exc:
+                where = getattr(exc, "problem_mark", None)
+                at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                raise ValueError(f"--config {args.config}: not valid YAML ({problem}{at}); "
+                                 "fix the file") from None
         if not isinstance(values, dict):
             raise ValueError(f"{args.config} must hold a mapping of TrainConfig fields")
     values["data"] = data
     values.setdefault("model", {})
+    if not isinstance(values["model"], dict):
+        raise ValueError(f"--config {args.config}: model must be a mapping of model settings "
+                         f"(depth, width, ...), got {values['model']!r}")
     values["model"] = dict(values["model"])
     for name in RUN_FLAGS:
         if name != "data" and getattr(args, name) is not None:
@@ -230,7 +240,12 @@ def train_config_from_args(args: argparse.Namespace, data: str):
         if args.checkpoint_dir and args.checkpoint_dir != args.resume:
             raise ValueError("give either --resume DIR or --checkpoint-dir DIR, not both")
         values.update(checkpoint_dir=args.resume, resume=True)
-    return TrainConfig.from_dict(values)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as exc:
+        if args.config:
+            raise ValueError(f"--config {args.config}: {exc}") from None
+        raise
 
 
 def parse_tags(items: Sequence[str]) -> dict[str, str]:

@@ -85,13 +85,41 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         data = dict(data)
-        model_fields = dict(data.pop("model", {}))
+        model_fields = data.pop("model", {})
+        if not isinstance(model_fields, dict):
+            raise ValueError(f"model must be a mapping of model settings, got {model_fields!r}")
         is_dense = model_fields.get("family", "dense") == "dense"
-        model = DenseNetConfig(**model_fields) if is_dense else CnnConfig(**model_fields)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        return cls(model=model, **data)
+        model_cls = DenseNetConfig if is_dense else CnnConfig
+        for owner, values in ((cls, data), (model_cls, model_fields)):
+            unknown = set(values) - {f.name for f in fields(owner)}
+            if unknown:
+                prefix = "model." if owner is model_cls else ""
+                raise ValueError(f"unknown {owner.__name__} keys: "
+                                 f"{sorted(prefix + k for k in unknown)}")
+            _check_types(owner, values, "model." if owner is model_cls else "")
+        return cls(model=model_cls(**model_fields), **data)
+
+
+# A field's annotation (a string under ``from __future__ import annotations``) -> the
+# Python types a YAML value may have for it; ints are valid floats, bools are not ints.
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+          "None": (type(None),)}
+
+
+def _check_types(owner: type, values: dict[str, Any], prefix: str = "") -> None:
+    """Refuse a value of the wrong type (from a YAML file) naming the field, before it
+    fails as a bare TypeError deep in validation or training."""
+    for f in fields(owner):
+        if f.name not in values or f.name == "model":
+            continue
+        names = [t.strip() for t in str(f.type).split("|")]
+        if not all(n in _TYPES for n in names):
+            continue
+        value = values[f.name]
+        allowed = tuple(t for n in names for t in _TYPES[n])
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ValueError(f"{prefix}{f.name} must be {' or '.join(names)}, "
+                             f"got {value!r} ({type(value).__name__})")
 
     def mismatches(self, other: "TrainConfig") -> list[str]:
         """Fields that make a checkpoint of ``other`` unusable for this run (everything

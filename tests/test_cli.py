@@ -114,3 +114,24 @@ def test_default_spark_submit_job_end_to_end(tmp_path):
     assert params["backend"] == "horovod" and params["num_executors"] == "2"
     assert params["spark_master"] == "local[2]"
     assert len(client.get_metric_history(runs[0].info.run_id, "epoch_wall_time_s")) == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("epochs: 3\n  optimizer: adam\n", "not valid YAML (mapping values are not allowed here "
+                                        "at line 2, column 12)"),
+    ("epochs: [3\n", "not valid YAML"),
+    ("epochs: five\n", "epochs must be int, got 'five' (str)"),
+    ("learning_rate: fast\n", "learning_rate must be float or None, got 'fast'"),
+    ("model:\n  depth: '3'\n", "model.depth must be int, got '3' (str)"),
+    ("model: 3\n", "model must be a mapping"),
+    ("model:\n  depht: 3\n", "unknown DenseNetConfig keys: ['model.depht']"),
+])
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, text, expected):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    code = main(["train", "higgs", "--data", str(tmp_path), "--config", str(config),
+                 "--no-tracking"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"hepspark: error: --config {config}: ") and expected in err, err
