@@ -99,6 +99,18 @@ class TrainConfig:
             _check_types(owner, values, "model." if owner is model_cls else "")
         return cls(model=model_cls(**model_fields), **data)
 
+    def mismatches(self, other: "TrainConfig") -> list[str]:
+        """Fields that make a checkpoint of ``other`` unusable for this run (everything
+        that changes what is trained; epochs, placement and paths may differ)."""
+        free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
+                "early_stopping_patience", "epoch_selection"}
+        mine, theirs = self.to_params(), other.to_params()
+        return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
+                for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]
+
+    def with_(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)
+
 
 # A field's annotation (a string under ``from __future__ import annotations``) -> the
 # Python types a YAML value may have for it; ints are valid floats, bools are not ints.
@@ -120,15 +132,3 @@ def _check_types(owner: type, values: dict[str, Any], prefix: str = "") -> None:
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ValueError(f"{prefix}{f.name} must be {' or '.join(names)}, "
                              f"got {value!r} ({type(value).__name__})")
-
-    def mismatches(self, other: "TrainConfig") -> list[str]:
-        """Fields that make a checkpoint of ``other`` unusable for this run (everything
-        that changes what is trained; epochs, placement and paths may differ)."""
-        free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
-                "early_stopping_patience", "epoch_selection"}
-        mine, theirs = self.to_params(), other.to_params()
-        return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
-                for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]
-
-    def with_(self, **changes: Any) -> "TrainConfig":
-        return replace(self, **changes)
