@@ -26,6 +26,7 @@ Images are stored as raw bytes, not through a per-row codec: a batch decodes wit
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -38,7 +39,12 @@ import numpy as np
 
 from hepspark import __version__
 from hepspark.data import storage
-from hepspark.data.image_files import ArrayNames, ImageFile, resolve_image_files
+from hepspark.data.image_files import (
+    ArrayNames,
+    ImageFile,
+    UnreadableFileError,
+    resolve_image_files,
+)
 from hepspark.data.petastorm_compat import quiet_petastorm
 
 if TYPE_CHECKING:
@@ -304,9 +310,10 @@ def convert_images(
     fractions = (config.seed, config.val_fraction, config.test_fraction)
     units = _work_units(files)
     sc = spark.sparkContext
-    stats = sc.parallelize(units, len(units)).map(
-        lambda unit: _unit_stats(unit, names, num_classes, *fractions)
-    ).collect()
+    with _executor_read_errors():
+        stats = sc.parallelize(units, len(units)).map(
+            lambda unit: _unit_stats(unit, names, num_classes, *fractions)
+        ).collect()
     bad_rows = sum(s["bad"] for s in stats)
     examples = [m for _, m in sorted(m for s in stats for m in s["messages"])]
     examples = examples[:MAX_REPORTED_BAD_ROWS]
@@ -342,7 +349,7 @@ def convert_images(
         t0 = time.perf_counter()
         staging = storage.join(tmp_uri, "_all")
         first_uri = storage.join(tmp_uri, present[0][1])
-        with quiet_petastorm():
+        with quiet_petastorm(), _executor_read_errors():
             with materialize_dataset(spark, first_uri, schema, config.row_group_size_mb):
                 frame.sortWithinPartitions("split", "row_index").write.partitionBy(
                     "split").option("compression", "zstd").parquet(staging)
@@ -392,6 +399,21 @@ def convert_images(
         input_bytes=input_bytes,
         seconds=time.perf_counter() - start,
     )
+
+
+@contextlib.contextmanager
+def _executor_read_errors():
+    """An input file an executor could not read (``UnreadableFileError`` in its Python
+    worker) reaches the driver inside a Spark error with the worker's traceback; raise it
+    here as itself: one line naming the file and rows."""
+    try:
+        yield
+    except Exception as exc:
+        marker = f"{UnreadableFileError.__name__}: "
+        line = next((ln for ln in str(exc).splitlines() if marker in ln), None)
+        if line is None:
+            raise
+        raise UnreadableFileError(line.split(marker, 1)[1].strip()) from exc
 
 
 def _merge_stats(stats: list[dict], num_classes: int, channels: int, kind: str) -> dict:
