@@ -143,12 +143,14 @@ class BigDLBackend:
                 losses = summary.read_scalar("Loss")
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
                 seen = len(losses)
+                train_loss = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
+                book.check_loss(epoch, train_loss)
                 scores = predict(val[0])
                 record = EpochRecord(
                     epoch=epoch,
                     epoch_wall_time_s=wall,
                     rows=n_train,
-                    train_loss=float(np.mean(epoch_losses)) if epoch_losses else float("nan"),
+                    train_loss=train_loss,
                     **task.validate(val, scores),
                 )
                 if book.end_epoch(record, write_checkpoint):

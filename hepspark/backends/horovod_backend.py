@@ -146,6 +146,11 @@ class HorovodBackend:
         except Exception as exc:
             raise training_failed("Horovod training failed: a rank died or could not start",
                                   config, exc) from exc
+        diverged = next((r["diverged"] for r in results if r.get("diverged")), None)
+        if diverged:  # every rank stopped at that epoch's end; its message is EpochBook's
+            from hepspark.backends.epochs import TrainingDivergedError
+
+            raise TrainingDivergedError(diverged)
         digests = {r["rank"]: r["digest"] for r in results}
         if len(set(digests.values())) != 1:
             raise RuntimeError(
@@ -266,7 +271,7 @@ def _rank_main(spec: dict) -> dict:
     import horovod.tensorflow.keras as hvd
     import tf_keras
 
-    from hepspark.backends.epochs import EpochBook
+    from hepspark.backends.epochs import EpochBook, TrainingDivergedError
     from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
     from hepspark.backends.tasks import Task
     from hepspark.config import TrainConfig
@@ -299,6 +304,8 @@ def _rank_main(spec: dict) -> dict:
         val = task.load_val()
         book.restore([EpochRecord(**r) for r in spec["resumed_records"]])
 
+    diverged: list[str] = []  # EpochBook's message when the loss became non-finite
+
     class EpochEnd(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             if fail_at == epoch + 1:
@@ -311,6 +318,12 @@ def _rank_main(spec: dict) -> dict:
             # has no `constant` (AttributeError at the first epoch end under tf_keras).
             loss = hvd_tf.allreduce(tf.constant((logs or {}).get("loss", np.nan)),
                                     op=hvd_tf.Average, name=f"loss_{epoch}")
+            try:  # every rank has the same averaged loss: all stop here together
+                book.check_loss(epoch + 1, float(loss.numpy()))
+            except TrainingDivergedError as exc:
+                diverged.append(str(exc))
+                self.model.stop_training = True
+                return
             stop = False
             if rank == 0:
                 wall = time.perf_counter() - self.start
@@ -344,7 +357,7 @@ def _rank_main(spec: dict) -> dict:
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes()
                                      for v in model.trainable_weights))
     out = {"rank": rank, "digest": digest.hexdigest(), "peak_rss_mb": peak_rss_mb(),
-           "python": sys.executable}
+           "python": sys.executable, "diverged": diverged[0] if diverged else None}
     if rank == 0:
         if book.best_weights is not None:
             weights = book.best_weights
