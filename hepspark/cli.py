@@ -145,6 +145,7 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
         help="multiply the learning rate by the number of ranks (Horovod; default: off, "
         "each optimizer's own rate as in the seed study)",
     )
+    add_hang_bounds(parser)
     parser.add_argument("--checkpoint-dir", help="write a checkpoint at every epoch end here")
     parser.add_argument(
         "--resume", metavar="DIR",
@@ -197,11 +198,25 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_train_higgs)
 
 
+def add_hang_bounds(parser: argparse.ArgumentParser) -> None:
+    """Flags bounding how long training waits on the cluster (train higgs and train cnn)."""
+    parser.add_argument(
+        "--executor-wait-s", type=float, dest="executor_wait_s",
+        help="bigdl: how long training waits for every executor to register before it "
+        "starts with those it has (default 300; Spark's setting was 3600)",
+    )
+    parser.add_argument(
+        "--stall-timeout-s", type=float, dest="stall_timeout_s",
+        help="horovod: a rank that stalls (stops progressing without dying) ends the job "
+        "after this long, exit 4 (default 600; longer than any one epoch must be)",
+    )
+
+
 MODEL_FLAGS = ("depth", "width", "activation", "dropout", "init")
 RUN_FLAGS = (
     "data", "backend", "optimizer", "learning_rate", "epochs", "batch_size", "features",
     "seed", "early_stopping_patience", "num_executors", "scale_learning_rate", "master",
-    "checkpoint_dir",
+    "checkpoint_dir", "executor_wait_s", "stall_timeout_s",
 )  # fmt: skip
 
 

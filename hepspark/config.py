@@ -41,6 +41,8 @@ class TrainConfig:
     checkpoint_dir: str | None = None  # a checkpoint per epoch end goes here
     resume: bool = False  # continue from the last complete epoch in checkpoint_dir
     epoch_selection: str = "val_auc"
+    executor_wait_s: float = 300.0  # BigDL: how long training waits for the executors
+    stall_timeout_s: float = 600.0  # Horovod: a rank stalled this long ends the job
     model: DenseNetConfig | CnnConfig = field(default_factory=DenseNetConfig)
 
     def __post_init__(self) -> None:
@@ -62,6 +64,9 @@ class TrainConfig:
         if self.epoch_selection not in EPOCH_SELECTIONS:
             raise ValueError(f"epoch_selection must be one of {EPOCH_SELECTIONS}, "
                              f"got {self.epoch_selection!r}")
+        for name in ("executor_wait_s", "stall_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume needs checkpoint_dir (the directory to resume from)")
 
@@ -103,7 +108,8 @@ class TrainConfig:
         """Fields that make a checkpoint of ``other`` unusable for this run (everything
         that changes what is trained; epochs, placement and paths may differ)."""
         free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
-                "early_stopping_patience", "epoch_selection"}
+                "early_stopping_patience", "epoch_selection", "executor_wait_s",
+                "stall_timeout_s"}
         mine, theirs = self.to_params(), other.to_params()
         return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
                 for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]

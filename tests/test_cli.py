@@ -135,3 +135,27 @@ def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, text, expect
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"hepspark: error: --config {config}: ") and expected in err, err
+
+
+def test_waits_for_the_cluster_have_flags_with_bounded_defaults():
+    """BigDL's first job waited up to 3600 s for a missing executor (its Spark settings);
+    a stalled Horovod rank had no bound at all. Both are flags with sane defaults."""
+    from hepspark.backends.bigdl_compat import bigdl_spark_conf
+    from hepspark.backends.horovod_backend import rank_environment
+    from hepspark.cli import build_parser, train_config_from_args
+
+    wait = "spark.scheduler.maxRegisteredResourcesWaitingTime"
+    parse = build_parser().parse_args
+    default = train_config_from_args(parse(["train", "higgs", "--data", "d"]), "d")
+    assert default.executor_wait_s == 300 and default.stall_timeout_s == 600
+    assert bigdl_spark_conf(default.executor_wait_s)[wait] == "300s"
+    given = train_config_from_args(parse(["train", "higgs", "--data", "d", "--executor-wait-s",
+                                          "45", "--stall-timeout-s", "90"]), "d")
+    assert bigdl_spark_conf(given.executor_wait_s)[wait] == "45s"
+    env = rank_environment(1, given.stall_timeout_s)
+    assert env["HOROVOD_STALL_SHUTDOWN_TIME_SECONDS"] == "90"
+    assert env["HOROVOD_STALL_CHECK_TIME_SECONDS"] == "45"
+    assert not default.mismatches(given)  # a resumed run may change them
+    with pytest.raises(ValueError, match="executor_wait_s must be > 0"):
+        train_config_from_args(parse(["train", "higgs", "--data", "d",
+                                      "--executor-wait-s", "0"]), "d")

@@ -49,7 +49,7 @@ class BigDLBackend:
         from hepspark.hardware import cpu_model
         from hepspark.session import executor_python, spark_resources
 
-        spark = bigdl_session(config.master)
+        spark = bigdl_session(config.master, config.executor_wait_s)
         executors, cores = spark_resources(spark)
         return {
             "num_executors": executors,
@@ -75,7 +75,7 @@ class BigDLBackend:
 
         task = Task.of(config, dataset)
         parts = _ImageParts(task) if config.is_cnn else _DenseParts(task)
-        spark = bigdl_session(config.master)
+        spark = bigdl_session(config.master, config.executor_wait_s)
         executors, cores = spark_resources(spark)
         check_batch_size(config.batch_size, executors * cores)
         n_parameters = parts.n_parameters

@@ -16,14 +16,23 @@ if TYPE_CHECKING:
 # init_nncontext() would apply; we create the session ourselves (hepspark.session), so they
 # are passed here. Dropped from that file: spark.shuffle.blockTransferService=nio (removed
 # in Spark 3) and the serializer/log options (Spark's defaults are what BigDL expects).
+# How long the first job waits for every executor (BigDL's file said 3600 s: a missing
+# executor held the run for an hour); ``--executor-wait-s`` sets it.
+DEFAULT_EXECUTOR_WAIT_S = 300.0
 BIGDL_SPARK_CONF = {
     "spark.shuffle.reduceLocality.enabled": "false",
     # wait for every executor before the first iteration: BigDL sizes its per-node model
     # replicas from the executors registered when training starts
     "spark.scheduler.minRegisteredResourcesRatio": "1.0",
-    "spark.scheduler.maxRegisteredResourcesWaitingTime": "3600s",
+    "spark.scheduler.maxRegisteredResourcesWaitingTime": f"{DEFAULT_EXECUTOR_WAIT_S:g}s",
     "spark.speculation": "false",
 }
+
+
+def bigdl_spark_conf(executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S) -> dict[str, str]:
+    """BigDL's Spark settings with the executor wait bounded by ``executor_wait_s``."""
+    return {**BIGDL_SPARK_CONF,
+            "spark.scheduler.maxRegisteredResourcesWaitingTime": f"{executor_wait_s:g}s"}
 
 
 def prepare_python_home() -> None:
@@ -34,9 +43,14 @@ def prepare_python_home() -> None:
     os.environ.setdefault("PYTHONHOME", sys.base_prefix)
 
 
-def bigdl_session(master: str | None) -> "SparkSession":
+def bigdl_session(
+    master: str | None, executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S
+) -> "SparkSession":
     """The SparkSession with BigDL's jars (hepspark.session.bigdl_conf: jars plus the
     ``/tmp/${sys:logFilename}`` log-file trap) and its engine initialised on it.
+
+    ``executor_wait_s`` bounds both waits for executors: Spark's before the first job and,
+    on a standalone master without ``spark.cores.max``, ours for them to register.
 
     Trap: ``init_spark_standalone()`` builds a bad launch command on this stack and
     ``init_nncontext()`` wants to create the context itself; ``init_engine()`` on the context
@@ -45,11 +59,12 @@ def bigdl_session(master: str | None) -> "SparkSession":
     prepare_python_home()
     from hepspark.session import get_spark
 
-    spark = get_spark("hepspark-train-higgs", master=master, bigdl=True, conf=BIGDL_SPARK_CONF)
+    spark = get_spark("hepspark-train-higgs", master=master, bigdl=True,
+                      conf=bigdl_spark_conf(executor_wait_s))
     if not _has_bigdl_classes(spark):
         _add_jars_to_driver(spark)
     require_jvm_classes(spark)
-    _set_total_cores(spark)
+    _set_total_cores(spark, timeout_s=executor_wait_s)
     from bigdl.dllib.utils.common import init_engine
 
     init_engine()
@@ -120,7 +135,8 @@ def _set_total_cores(spark: "SparkSession", timeout_s: float = 60) -> None:
     if not last:
         raise RuntimeError(
             f"no executor registered with {sc.master} within {timeout_s:.0f} s: is the "
-            "cluster up with free cores? ('hepspark cluster status')"
+            "cluster up with free cores? ('hepspark cluster status'; --executor-wait-s "
+            "sets the wait)"
         )
     executors, cores = spark_resources(spark)
     conf.set("spark.cores.max", str(executors * cores))
