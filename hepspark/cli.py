@@ -145,6 +145,7 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
         help="multiply the learning rate by the number of ranks (Horovod; default: off, "
         "each optimizer's own rate as in the seed study)",
     )
+    add_hang_bounds(parser)
     parser.add_argument("--checkpoint-dir", help="write a checkpoint at every epoch end here")
     parser.add_argument(
         "--resume", metavar="DIR",
@@ -202,11 +203,25 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_train_higgs)
 
 
+def add_hang_bounds(parser: argparse.ArgumentParser) -> None:
+    """Flags bounding how long training waits on the cluster (train higgs and train cnn)."""
+    parser.add_argument(
+        "--executor-wait-s", type=float, dest="executor_wait_s",
+        help="bigdl: how long training waits for every executor to register before it "
+        "starts with those it has (default 300; Spark's setting was 3600)",
+    )
+    parser.add_argument(
+        "--stall-timeout-s", type=float, dest="stall_timeout_s",
+        help="horovod: a rank that stalls (stops progressing without dying) ends the job "
+        "after this long, exit 4 (default 600; longer than any one epoch must be)",
+    )
+
+
 MODEL_FLAGS = ("depth", "width", "activation", "dropout", "init")
 RUN_FLAGS = (
     "data", "backend", "optimizer", "learning_rate", "epochs", "batch_size", "features",
     "seed", "early_stopping_patience", "num_executors", "scale_learning_rate", "master",
-    "checkpoint_dir", "resume_if_present",
+    "checkpoint_dir", "resume_if_present", "executor_wait_s", "stall_timeout_s",
 )  # fmt: skip
 
 
@@ -219,11 +234,21 @@ def train_config_from_args(args: argparse.Namespace, data: str):
         import yaml
 
         with open(args.config) as handle:
-            values = yaml.safe_load(handle) or {}
+            try:
+                values = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as exc:
+                where = getattr(exc, "problem_mark", None)
+                at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                raise ValueError(f"--config {args.config}: not valid YAML ({problem}{at}); "
+                                 "fix the file") from None
         if not isinstance(values, dict):
             raise ValueError(f"{args.config} must hold a mapping of TrainConfig fields")
     values["data"] = data
     values.setdefault("model", {})
+    if not isinstance(values["model"], dict):
+        raise ValueError(f"--config {args.config}: model must be a mapping of model settings "
+                         f"(depth, width, ...), got {values['model']!r}")
     values["model"] = dict(values["model"])
     for name in RUN_FLAGS:
         if name != "data" and getattr(args, name) is not None:
@@ -235,7 +260,12 @@ def train_config_from_args(args: argparse.Namespace, data: str):
         if args.checkpoint_dir and args.checkpoint_dir != args.resume:
             raise ValueError("give either --resume DIR or --checkpoint-dir DIR, not both")
         values.update(checkpoint_dir=args.resume, resume=True)
-    return TrainConfig.from_dict(values)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as exc:
+        if args.config:
+            raise ValueError(f"--config {args.config}: {exc}") from None
+        raise
 
 
 def parse_tags(items: Sequence[str]) -> dict[str, str]:

@@ -151,6 +151,9 @@ def add_train_cnn(parser: argparse.ArgumentParser) -> None:
                         help="Horovod: multiply the learning rate by the number of ranks")
     parser.add_argument("--master", help="Spark master URL for bigdl/horovod (default: "
                         "local[*] or spark-submit's)")
+    from hepspark.cli import add_hang_bounds
+
+    add_hang_bounds(parser)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="nadam",
                         help="optimizer (default nadam, as in seed 000)")
     parser.add_argument("--learning-rate", type=float, help="default: the optimizer's own")
@@ -218,6 +221,8 @@ def cnn_config_from_args(args: argparse.Namespace):
         scale_learning_rate=args.scale_learning_rate,
         master=args.master,
         model=CnnConfig(family=args.model, **model),
+        **{name: getattr(args, name) for name in ("executor_wait_s", "stall_timeout_s")
+           if getattr(args, name) is not None},
     )
 
 

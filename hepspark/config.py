@@ -45,6 +45,8 @@ class TrainConfig:
     # identity of the run that owns checkpoint_dir (set by checkpoint.claim_checkpoint_dir)
     run_token: str | None = None
     epoch_selection: str = "val_auc"
+    executor_wait_s: float = 300.0  # BigDL: how long training waits for the executors
+    stall_timeout_s: float = 600.0  # Horovod: a rank stalled this long ends the job
     model: DenseNetConfig | CnnConfig = field(default_factory=DenseNetConfig)
 
     def __post_init__(self) -> None:
@@ -66,6 +68,9 @@ class TrainConfig:
         if self.epoch_selection not in EPOCH_SELECTIONS:
             raise ValueError(f"epoch_selection must be one of {EPOCH_SELECTIONS}, "
                              f"got {self.epoch_selection!r}")
+        for name in ("executor_wait_s", "stall_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume needs checkpoint_dir (the directory to resume from)")
         if self.resume_if_present and not self.checkpoint_dir:
@@ -91,23 +96,51 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         data = dict(data)
-        model_fields = dict(data.pop("model", {}))
+        model_fields = data.pop("model", {})
+        if not isinstance(model_fields, dict):
+            raise ValueError(f"model must be a mapping of model settings, got {model_fields!r}")
         is_dense = model_fields.get("family", "dense") == "dense"
-        model = DenseNetConfig(**model_fields) if is_dense else CnnConfig(**model_fields)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        return cls(model=model, **data)
+        model_cls = DenseNetConfig if is_dense else CnnConfig
+        for owner, values in ((cls, data), (model_cls, model_fields)):
+            unknown = set(values) - {f.name for f in fields(owner)}
+            if unknown:
+                prefix = "model." if owner is model_cls else ""
+                raise ValueError(f"unknown {owner.__name__} keys: "
+                                 f"{sorted(prefix + k for k in unknown)}")
+            _check_types(owner, values, "model." if owner is model_cls else "")
+        return cls(model=model_cls(**model_fields), **data)
 
     def mismatches(self, other: "TrainConfig") -> list[str]:
         """Fields that make a checkpoint of ``other`` unusable for this run (everything
         that changes what is trained; epochs, placement and paths may differ)."""
         free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
                 "early_stopping_patience", "epoch_selection", "resume_if_present",
-                "run_token"}
+                "run_token", "executor_wait_s", "stall_timeout_s"}
         mine, theirs = self.to_params(), other.to_params()
         return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
                 for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]
 
     def with_(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
+
+
+# A field's annotation (a string under ``from __future__ import annotations``) -> the
+# Python types a YAML value may have for it; ints are valid floats, bools are not ints.
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+          "None": (type(None),)}
+
+
+def _check_types(owner: type, values: dict[str, Any], prefix: str = "") -> None:
+    """Refuse a value of the wrong type (from a YAML file) naming the field, before it
+    fails as a bare TypeError deep in validation or training."""
+    for f in fields(owner):
+        if f.name not in values or f.name == "model":
+            continue
+        names = [t.strip() for t in str(f.type).split("|")]
+        if not all(n in _TYPES for n in names):
+            continue
+        value = values[f.name]
+        allowed = tuple(t for n in names for t in _TYPES[n])
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ValueError(f"{prefix}{f.name} must be {' or '.join(names)}, "
+                             f"got {value!r} ({type(value).__name__})")

@@ -114,3 +114,48 @@ def test_default_spark_submit_job_end_to_end(tmp_path):
     assert params["backend"] == "horovod" and params["num_executors"] == "2"
     assert params["spark_master"] == "local[2]"
     assert len(client.get_metric_history(runs[0].info.run_id, "epoch_wall_time_s")) == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("epochs: 3\n  optimizer: adam\n", "not valid YAML (mapping values are not allowed here "
+                                        "at line 2, column 12)"),
+    ("epochs: [3\n", "not valid YAML"),
+    ("epochs: five\n", "epochs must be int, got 'five' (str)"),
+    ("learning_rate: fast\n", "learning_rate must be float or None, got 'fast'"),
+    ("model:\n  depth: '3'\n", "model.depth must be int, got '3' (str)"),
+    ("model: 3\n", "model must be a mapping"),
+    ("model:\n  depht: 3\n", "unknown DenseNetConfig keys: ['model.depht']"),
+])
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, text, expected):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    code = main(["train", "higgs", "--data", str(tmp_path), "--config", str(config),
+                 "--no-tracking"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"hepspark: error: --config {config}: ") and expected in err, err
+
+
+def test_waits_for_the_cluster_have_flags_with_bounded_defaults():
+    """BigDL's first job waited up to 3600 s for a missing executor (its Spark settings);
+    a stalled Horovod rank had no bound at all. Both are flags with sane defaults."""
+    from hepspark.backends.bigdl_compat import bigdl_spark_conf
+    from hepspark.backends.horovod_backend import rank_environment
+    from hepspark.cli import build_parser, train_config_from_args
+
+    wait = "spark.scheduler.maxRegisteredResourcesWaitingTime"
+    parse = build_parser().parse_args
+    default = train_config_from_args(parse(["train", "higgs", "--data", "d"]), "d")
+    assert default.executor_wait_s == 300 and default.stall_timeout_s == 600
+    assert bigdl_spark_conf(default.executor_wait_s)[wait] == "300s"
+    given = train_config_from_args(parse(["train", "higgs", "--data", "d", "--executor-wait-s",
+                                          "45", "--stall-timeout-s", "90"]), "d")
+    assert bigdl_spark_conf(given.executor_wait_s)[wait] == "45s"
+    env = rank_environment(1, given.stall_timeout_s)
+    assert env["HOROVOD_STALL_SHUTDOWN_TIME_SECONDS"] == "90"
+    assert env["HOROVOD_STALL_CHECK_TIME_SECONDS"] == "45"
+    assert not default.mismatches(given)  # a resumed run may change them
+    with pytest.raises(ValueError, match="executor_wait_s must be > 0"):
+        train_config_from_args(parse(["train", "higgs", "--data", "d",
+                                      "--executor-wait-s", "0"]), "d")

@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     from hepspark.data.readers import HiggsDataset
     from hepspark.models.config import DenseNetConfig
 
-MODEL_DEF, MODEL_WEIGHTS, OPTIM_FILE = "model.bigdl", "model.bin", "optim_method.bigdl"
+MODEL_DEF, MODEL_WEIGHTS = "model.bigdl", "model.bin"
+OPTIM_FILE = "optimizer_state.npz"  # plain arrays (bigdl_compat.optim_state_arrays)
+# What checkpoints before issue #14 held instead: a Java-serialized OptimMethod. Never read.
+JAVA_OPTIM_FILE = "optim_method.bigdl"
 PREDICT_BATCH = 8192
 
 
@@ -46,7 +49,7 @@ class BigDLBackend:
         from hepspark.hardware import cpu_model
         from hepspark.session import executor_python, spark_resources
 
-        spark = bigdl_session(config.master)
+        spark = bigdl_session(config.master, config.executor_wait_s)
         executors, cores = spark_resources(spark)
         return {
             "num_executors": executors,
@@ -63,7 +66,7 @@ class BigDLBackend:
         on_epoch_end: Callable[[EpochRecord], None],
     ) -> TrainResult:
         from bigdl.dllib.nn.layer import Model
-        from bigdl.dllib.optim.optimizer import MaxEpoch, Optimizer, OptimMethod, TrainSummary
+        from bigdl.dllib.optim.optimizer import MaxEpoch, Optimizer, TrainSummary
 
         from hepspark.backends.epochs import EpochBook
         from hepspark.backends.tasks import Task
@@ -72,20 +75,22 @@ class BigDLBackend:
 
         task = Task.of(config, dataset)
         parts = _ImageParts(task) if config.is_cnn else _DenseParts(task)
-        spark = bigdl_session(config.master)
+        spark = bigdl_session(config.master, config.executor_wait_s)
         executors, cores = spark_resources(spark)
         check_batch_size(config.batch_size, executors * cores)
         n_parameters = parts.n_parameters
         resumed = resume_point(config)
+        optim = bigdl_optimizer(config.optimizer, config.learning_rate)
         if resumed is not None:
+            # the checkpoint holds the executors' full optimizer state (moments included) as
+            # plain arrays, checked before anything is loaded; the driver's copy gets only
+            # the counters, the executors get the rest below
+            saved_arrays = _checkpoint_optim_arrays(resumed.path, optim, n_parameters)
             model = Model.loadModel(resumed.payload(MODEL_DEF), resumed.payload(MODEL_WEIGHTS))
-            # the checkpoint holds the executors' full optimizer state (moments included);
-            # the driver's copy keeps only its counters, the executors get the rest below
-            saved = OptimMethod.load(resumed.payload(OPTIM_FILE))
-            optim = OptimMethod(_counters_only(saved), "float")
+            saved = compat.set_optim_state(optim.value.clone(), saved_arrays)
+            compat.set_optim_state(optim.value, saved_arrays, tensors=False)
         else:
             model = parts.build()
-            optim = bigdl_optimizer(config.optimizer, config.learning_rate)
         train = parts.samples(spark, executors * cores)
         n_train = train.count()  # materialises the cache before the first timed epoch
         val = task.load_val()
@@ -115,7 +120,7 @@ class BigDLBackend:
             for key in ("epoch", "neval", "recordsProcessedThisEpoch"):
                 if counters.contains(key):
                     state.state().update(key, counters.get(key).get())
-            compat.save_optim_method(spark, state, os.path.join(directory, OPTIM_FILE))
+            np.savez(os.path.join(directory, OPTIM_FILE), **compat.optim_state_arrays(state))
 
         book = EpochBook(config, on_epoch_end, lambda: parts.state(model))
         first = 1
@@ -138,12 +143,14 @@ class BigDLBackend:
                 losses = summary.read_scalar("Loss")
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
                 seen = len(losses)
+                train_loss = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
+                book.check_loss(epoch, train_loss)
                 scores = predict(val[0])
                 record = EpochRecord(
                     epoch=epoch,
                     epoch_wall_time_s=wall,
                     rows=n_train,
-                    train_loss=float(np.mean(epoch_losses)) if epoch_losses else float("nan"),
+                    train_loss=train_loss,
                     **task.validate(val, scores),
                 )
                 if book.end_epoch(record, write_checkpoint):
@@ -349,19 +356,18 @@ def optimizer_learning_rate(optim) -> float:
         return 1.0
 
 
-def _counters_only(method):
-    """A copy of a saved OptimMethod without its per-parameter tensors: the driver's copy
-    (broadcast to the executors, then replaced there by the restored state)."""
-    driver = method.clone()
-    state = driver.state()
-    keys, tensors = state.keySet().iterator(), []
-    while keys.hasNext():
-        key = keys.next()
-        if hasattr(state.get(key).get(), "nElement"):
-            tensors.append(key)
-    for key in tensors:
-        state.delete(key)
-    return driver
+def _checkpoint_optim_arrays(path: str, optim, n_parameters: int) -> dict[str, Any]:
+    """The checkpoint's optimizer state as checked plain arrays; a checkpoint that holds it
+    only as a Java-serialized OptimMethod (hepspark before issue #14) is refused, unread."""
+    arrays_path = os.path.join(path, OPTIM_FILE)
+    if not os.path.exists(arrays_path) and os.path.exists(os.path.join(path, JAVA_OPTIM_FILE)):
+        raise ValueError(
+            f"checkpoint {path} holds its BigDL optimizer state as a Java-serialized "
+            f"{JAVA_OPTIM_FILE}, which hepspark does not read (deserializing a file from a "
+            "shared volume can run code); start a new run without --resume"
+        )
+    return compat.load_optim_arrays(arrays_path, str(optim.value.getClass().getName()),
+                                    n_parameters)
 
 
 def _optimizer_epoch(optim) -> int:

@@ -16,14 +16,23 @@ if TYPE_CHECKING:
 # init_nncontext() would apply; we create the session ourselves (hepspark.session), so they
 # are passed here. Dropped from that file: spark.shuffle.blockTransferService=nio (removed
 # in Spark 3) and the serializer/log options (Spark's defaults are what BigDL expects).
+# How long the first job waits for every executor (BigDL's file said 3600 s: a missing
+# executor held the run for an hour); ``--executor-wait-s`` sets it.
+DEFAULT_EXECUTOR_WAIT_S = 300.0
 BIGDL_SPARK_CONF = {
     "spark.shuffle.reduceLocality.enabled": "false",
     # wait for every executor before the first iteration: BigDL sizes its per-node model
     # replicas from the executors registered when training starts
     "spark.scheduler.minRegisteredResourcesRatio": "1.0",
-    "spark.scheduler.maxRegisteredResourcesWaitingTime": "3600s",
+    "spark.scheduler.maxRegisteredResourcesWaitingTime": f"{DEFAULT_EXECUTOR_WAIT_S:g}s",
     "spark.speculation": "false",
 }
+
+
+def bigdl_spark_conf(executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S) -> dict[str, str]:
+    """BigDL's Spark settings with the executor wait bounded by ``executor_wait_s``."""
+    return {**BIGDL_SPARK_CONF,
+            "spark.scheduler.maxRegisteredResourcesWaitingTime": f"{executor_wait_s:g}s"}
 
 
 def prepare_python_home() -> None:
@@ -34,9 +43,14 @@ def prepare_python_home() -> None:
     os.environ.setdefault("PYTHONHOME", sys.base_prefix)
 
 
-def bigdl_session(master: str | None) -> "SparkSession":
+def bigdl_session(
+    master: str | None, executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S
+) -> "SparkSession":
     """The SparkSession with BigDL's jars (hepspark.session.bigdl_conf: jars plus the
     ``/tmp/${sys:logFilename}`` log-file trap) and its engine initialised on it.
+
+    ``executor_wait_s`` bounds both waits for executors: Spark's before the first job and,
+    on a standalone master without ``spark.cores.max``, ours for them to register.
 
     Trap: ``init_spark_standalone()`` builds a bad launch command on this stack and
     ``init_nncontext()`` wants to create the context itself; ``init_engine()`` on the context
@@ -45,11 +59,12 @@ def bigdl_session(master: str | None) -> "SparkSession":
     prepare_python_home()
     from hepspark.session import get_spark
 
-    spark = get_spark("hepspark-train-higgs", master=master, bigdl=True, conf=BIGDL_SPARK_CONF)
+    spark = get_spark("hepspark-train-higgs", master=master, bigdl=True,
+                      conf=bigdl_spark_conf(executor_wait_s))
     if not _has_bigdl_classes(spark):
         _add_jars_to_driver(spark)
     require_jvm_classes(spark)
-    _set_total_cores(spark)
+    _set_total_cores(spark, timeout_s=executor_wait_s)
     from bigdl.dllib.utils.common import init_engine
 
     init_engine()
@@ -120,7 +135,8 @@ def _set_total_cores(spark: "SparkSession", timeout_s: float = 60) -> None:
     if not last:
         raise RuntimeError(
             f"no executor registered with {sc.master} within {timeout_s:.0f} s: is the "
-            "cluster up with free cores? ('hepspark cluster status')"
+            "cluster up with free cores? ('hepspark cluster status'; --executor-wait-s "
+            "sets the wait)"
         )
     executors, cores = spark_resources(spark)
     conf.set("spark.cores.max", str(executors * cores))
@@ -182,13 +198,78 @@ def optimize(optimizer: Any) -> None:
 # checkpoints and put them back there on resume.
 
 
-def save_optim_method(spark: "SparkSession", method: Any, path: str) -> None:
-    """Write an OptimMethod with its state. ``OptimMethod.save`` calls ``clearHistory()``
-    first (verified: a saved Adam has no moments ``s``/``r``); BigDL's own ``File.save``
-    (Java serialization, what ``OptimMethod.load`` reads) keeps them."""
-    jvm = spark.sparkContext._jvm
-    getattr(jvm.com.intel.analytics.bigdl.dllib.utils, "File$").__getattr__("MODULE$").save(
-        method, path, True)
+# Checkpoints keep that state as plain arrays (``optimizer_state.npz``), never as a
+# Java-serialized OptimMethod: ``OptimMethod.load`` is an ObjectInputStream over a file that
+# may come from a shared volume, i.e. code execution for whoever can write there (issue #14).
+OPTIM_TENSOR, OPTIM_COUNTER, OPTIM_CLASS = "tensor.", "counter.", "optim_method"
+
+
+def optim_state_arrays(method: Any) -> dict[str, Any]:
+    """An OptimMethod's state as numpy arrays: its per-parameter tensors (``tensor.<key>``),
+    its integer counters (``counter.<key>``: epoch, neval, evalCounter, ...) and its JVM
+    class (``optim_method``). Float entries (``Loss``, ``score``) are the last iteration's
+    reports, rewritten by the next one, and are not kept."""
+    import numpy as np
+    from bigdl.dllib.utils.common import callBigDlFunc
+
+    arrays: dict[str, Any] = {OPTIM_CLASS: np.array(str(method.getClass().getName()))}
+    for key, value in _state_entries(method).items():
+        if _is_tensor(value):
+            jtensor = callBigDlFunc("float", "toJTensor", value)  # pickled across, not per element
+            arrays[OPTIM_TENSOR + key] = np.asarray(jtensor.to_ndarray(), dtype=np.float32)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            arrays[OPTIM_COUNTER + key] = np.asarray(value, dtype=np.int64)
+    return arrays
+
+
+def load_optim_arrays(path: str, optim_class: str, n_parameters: int) -> dict[str, Any]:
+    """Read and check an ``optim_state_arrays`` file: plain numeric arrays only
+    (``allow_pickle=False``), written for ``optim_class``, tensors of ``n_parameters``
+    values. Anything else is refused with a ValueError before BigDL sees it."""
+    import zipfile
+
+    import numpy as np
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"refusing the BigDL optimizer state {path}: {why}. Resume only from "
+                          "checkpoints this hepspark wrote, or start without --resume")
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise refuse(f"not a plain-array .npz ({type(exc).__name__}: {exc})") from None
+    found = str(arrays.pop(OPTIM_CLASS, ""))
+    if found != optim_class:
+        raise refuse(f"written for {found or 'no optimizer'}, this run uses {optim_class}")
+    for name, value in arrays.items():
+        if name.startswith(OPTIM_TENSOR) and value.dtype.kind == "f" and (
+                value.size == n_parameters):
+            continue
+        if name.startswith(OPTIM_COUNTER) and value.dtype.kind in "iu" and value.ndim == 0:
+            continue
+        raise refuse(f"unexpected entry {name!r} ({value.dtype}, shape {value.shape}); "
+                     f"expected float tensors of {n_parameters} values and integer counters")
+    return arrays
+
+
+def set_optim_state(method: Any, arrays: dict[str, Any], tensors: bool = True) -> Any:
+    """Put ``load_optim_arrays`` state into a (fresh) JVM OptimMethod, in place: the
+    counters always, the per-parameter tensors unless ``tensors=False`` (the driver's copy,
+    which keeps counters only: the executors hold the rest). Returns ``method``."""
+    import numpy as np
+    from bigdl.dllib.utils.common import JTensor, callBigDlFunc
+
+    state = method.state()
+    for name, value in arrays.items():
+        if name.startswith(OPTIM_COUNTER):
+            state.update(name[len(OPTIM_COUNTER):], int(value))  # a java Integer, as BigDL's
+        elif tensors and name.startswith(OPTIM_TENSOR):
+            jtensor = JTensor.from_ndarray(np.ascontiguousarray(value, dtype=np.float32))
+            state.update(name[len(OPTIM_TENSOR):], callBigDlFunc("float", "toTensor", jtensor))
+    return method
 
 
 def keep_optimizer_state(optimizer: Any) -> None:
@@ -217,7 +298,7 @@ def _is_tensor(value: Any) -> bool:
 
 def executor_optim_state(optimizer: Any, n_parameters: int) -> Any:
     """One OptimMethod holding the optimizer state of all partitions, merged into
-    full-length tensors (a JVM object; write it with :func:`save_optim_method`)."""
+    full-length tensors (a JVM object; save it with :func:`optim_state_arrays`)."""
     maps = optimizer.value.previousOptim().collect()
     methods = [m.values().iterator().next() for m in maps]
     merged = methods[0].clone()

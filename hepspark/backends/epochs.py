@@ -8,7 +8,11 @@ write the epoch checkpoint, and decide on early stopping and on the weights to k
   validation accuracy ("test A"); stop once the minimum is at most 85% of the epochs run
   and 5 epochs old (learning has plateaued and the window is complete).
 
+A training loss that became NaN or infinite ends the run at that epoch's end, in every
+engine, before validation and before its checkpoint (:meth:`EpochBook.check_loss`).
+
 >>> book = EpochBook(config, on_epoch_end=print, get_weights=model.get_weights)
+>>> book.check_loss(record.epoch, record.train_loss)  # before validating the epoch
 >>> stop = book.end_epoch(record, write_checkpoint=lambda d: model.save(d + "/m.keras"))
 """
 from __future__ import annotations
@@ -23,6 +27,11 @@ from hepspark.checkpoint import save_checkpoint
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN or infinite; the message names the epoch and says to
+    lower the learning rate. The CLI prints it as one line (exit status 2)."""
 
 
 class EpochBook:
@@ -56,10 +65,26 @@ class EpochBook:
             else:
                 self._early_stopping(record, keep_weights=False)
 
+    def check_loss(self, epoch: int, train_loss: float) -> None:
+        """Raise :class:`TrainingDivergedError` when the epoch's training loss is not
+        finite. Engines call it before validating the epoch: a diverged model's scores are
+        NaN as well, and used to fail later as "y_score contains non-finite values"."""
+        if np.isfinite(train_loss):
+            return
+        rate = self.config.learning_rate
+        lower = (f"lower --learning-rate (it is {rate:g})" if rate is not None else
+                 f"set a --learning-rate below {self.config.optimizer}'s default")
+        raise TrainingDivergedError(
+            f"training diverged: the training loss is {train_loss} in epoch {epoch}; {lower} "
+            "and start again (the checkpoints hold only the epochs before it)"
+        )
+
     def end_epoch(
         self, record: EpochRecord, write_checkpoint: Callable[[str], None] | None = None
     ) -> bool:
-        """Book ``record``; True when training should stop (early stopping)."""
+        """Book ``record``; True when training should stop (early stopping). A non-finite
+        training loss raises :class:`TrainingDivergedError` (nothing is booked)."""
+        self.check_loss(record.epoch, record.train_loss)
         self.records.append(record)
         # Checkpoint first, then report: an epoch MLflow holds is then always in a
         # checkpoint, so a --resume never re-runs (and re-logs) an epoch already logged.

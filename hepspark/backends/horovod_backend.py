@@ -59,6 +59,10 @@ START_TIMEOUT_S = 120  # ranks must all have started by then (Horovod's start_ti
 # Fault injection for tests and drills: "RANK:EPOCH" makes that rank fail as that epoch
 # starts (and exit at once, see run_rank), as a crashed or killed executor would.
 FAIL_RANK_ENV = "HEPSPARK_FAIL_RANK_AT_EPOCH"
+# ... and "RANK:EPOCH" here makes that rank stall (sleep, alive) as that epoch starts, as a
+# rank stuck on a hung filesystem or a frozen executor would. Ranks see either only when the
+# driver's environment sets it (rank_environment passes HEPSPARK_* settings through).
+STALL_RANK_ENV = "HEPSPARK_STALL_RANK_AT_EPOCH"
 
 
 class HorovodUnavailableError(RuntimeError):
@@ -144,15 +148,27 @@ class HorovodBackend:
             "resumed_records": [asdict(r) for r in resumed.records] if resumed else [],
             "resumed_epoch": resumed.epoch if resumed else 0,
         }
+        watchdog = StallWatchdog(spark, config.stall_timeout_s, START_TIMEOUT_S)
+        spec["heartbeat"] = watchdog.address
         try:
-            results = horovod.spark.run(
-                run_rank, args=(spec,), num_proc=size, use_gloo=True,
-                env=rank_environment(spec["threads"]), executable=rank_python(spark),
-                start_timeout=START_TIMEOUT_S, verbose=0,
-            )
+            with watchdog:
+                results = horovod.spark.run(
+                    run_rank, args=(spec,), num_proc=size, use_gloo=True,
+                    env=rank_environment(spec["threads"], config.stall_timeout_s),
+                    executable=rank_python(spark), start_timeout=START_TIMEOUT_S, verbose=0,
+                )
         except Exception as exc:
+            if watchdog.fired:
+                raise training_failed(
+                    f"Horovod training stalled: no progress for {config.stall_timeout_s:g} s "
+                    "(--stall-timeout-s), the job was stopped", config, exc) from exc
             raise training_failed("Horovod training failed: a rank died or could not start",
                                   config, exc) from exc
+        diverged = next((r["diverged"] for r in results if r.get("diverged")), None)
+        if diverged:  # every rank stopped at that epoch's end; its message is EpochBook's
+            from hepspark.backends.epochs import TrainingDivergedError
+
+            raise TrainingDivergedError(diverged)
         digests = {r["rank"]: r["digest"] for r in results}
         if len(set(digests.values())) != 1:
             raise RuntimeError(
@@ -183,11 +199,67 @@ def rank_python(spark) -> str:
     return getattr(spark.sparkContext, "pythonExec", None) or sys.executable
 
 
-def rank_environment(threads: int) -> dict[str, str]:
-    """Variables the ranks get from the driver: our and the libraries' settings only."""
+def rank_environment(threads: int, stall_timeout_s: float = 600.0) -> dict[str, str]:
+    """Variables the ranks get from the driver: our and the libraries' settings only, and
+    Horovod's stall inspector set to shut Horovod down after ``stall_timeout_s`` (ranks
+    waiting in a collective for a stalled peer then fail instead of waiting forever)."""
     env = {k: v for k, v in os.environ.items() if k.startswith(RANK_ENV_PREFIXES)}
     env.update(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads))
+    env.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, int(min(60, stall_timeout_s / 2)))))
+    env.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(max(2, int(stall_timeout_s))))
     return env
+
+
+class StallWatchdog:
+    """The driver's bound on a stalled Horovod job. Horovod's own stall shutdown ends the
+    ranks that wait in a collective, but not a rank stuck outside one (it never exits, and
+    ``horovod.spark.run`` waits for it for ever). Rank 0 sends a UDP datagram to
+    ``address`` every few seconds while training progresses (a batch needs every rank's
+    gradients, so rank 0's progress is every rank's); when none came for ``timeout_s`` (the
+    first may take ``start_s`` longer: ranks start, import TensorFlow, build), the watchdog
+    cancels the Spark jobs, which kills the rank tasks and ends ``horovod.spark.run``.
+    (Horovod's forwarded stdout cannot carry the heartbeat: it arrives in 64 KB chunks.)"""
+
+    POLL_S = 2.0
+
+    def __init__(self, spark, timeout_s: float, start_s: float) -> None:
+        import socket
+        import threading
+
+        self.spark, self.timeout_s = spark, timeout_s
+        self.deadline = time.monotonic() + start_s + timeout_s
+        self.fired = False
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("", 0))
+        self._socket.settimeout(self.POLL_S)
+        host = spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")
+        self.address = (host, self._socket.getsockname()[1])
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="hepspark-stall-watchdog",
+                                        daemon=True)
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            try:
+                self._socket.recv(64)
+                self.deadline = time.monotonic() + self.timeout_s
+            except OSError:  # the poll's timeout (TimeoutError is an OSError)
+                pass
+            if not self._done.is_set() and time.monotonic() > self.deadline:
+                self.fired = True
+                print(f"[horovod] no progress for {self.timeout_s:g} s: stopping the ranks",
+                      file=sys.stderr, flush=True)
+                self.spark.sparkContext.cancelAllJobs()  # interrupts the rank tasks
+                return
+
+    def __enter__(self) -> "StallWatchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join()
+        self._socket.close()
 
 
 THREADS_ENV = "HEPSPARK_HOROVOD_THREADS"
@@ -263,6 +335,8 @@ def run_rank(spec: dict) -> dict:
 
 
 def _rank_main(spec: dict) -> dict:
+    import socket
+
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import tensorflow as tf
 
@@ -273,7 +347,7 @@ def _rank_main(spec: dict) -> dict:
     import horovod.tensorflow.keras as hvd
     import tf_keras
 
-    from hepspark.backends.epochs import EpochBook
+    from hepspark.backends.epochs import EpochBook, TrainingDivergedError
     from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
     from hepspark.backends.tasks import Task
     from hepspark.config import TrainConfig
@@ -300,16 +374,40 @@ def _rank_main(spec: dict) -> dict:
     steps = spec["steps"]
     train = task.endless_shard(rank, size, spec["resumed_epoch"])
     fail_at = _injected_failure(rank)
+    stall_at = _injected_failure(rank, STALL_RANK_ENV)
+    heartbeat_s = max(1.0, min(30.0, config.stall_timeout_s / 4))
     book = EpochBook(config, lambda record: print(
         f"[horovod rank 0] {record.format(config.epochs)}", flush=True), model.get_weights)
     if rank == 0:  # rank 0 alone validates, checkpoints and decides on early stopping
         val = task.load_val()
         book.restore([EpochRecord(**r) for r in spec["resumed_records"]])
 
+    diverged: list[str] = []  # EpochBook's message when the loss became non-finite
+
+    heartbeat = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if rank == 0 else None
+
     class EpochEnd(tf_keras.callbacks.Callback):
+        last_beat = 0.0
+
+        def beat(self) -> None:
+            """Rank 0 tells the driver's StallWatchdog that training progresses."""
+            if heartbeat is not None and time.monotonic() - self.last_beat >= heartbeat_s:
+                self.last_beat = time.monotonic()
+                try:
+                    heartbeat.sendto(b".", tuple(spec["heartbeat"]))
+                except OSError:
+                    pass  # a lost beat only brings the watchdog closer; it never fails a run
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.beat()
+
         def on_epoch_begin(self, epoch, logs=None):
             if fail_at == epoch + 1:
                 raise RuntimeError(f"{FAIL_RANK_ENV}: rank {rank} fails at epoch {fail_at}")
+            if stall_at == epoch + 1:
+                print(f"{STALL_RANK_ENV}: rank {rank} stalls at epoch {stall_at}", flush=True)
+                while True:
+                    time.sleep(60)
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -318,6 +416,12 @@ def _rank_main(spec: dict) -> dict:
             # has no `constant` (AttributeError at the first epoch end under tf_keras).
             loss = hvd_tf.allreduce(tf.constant((logs or {}).get("loss", np.nan)),
                                     op=hvd_tf.Average, name=f"loss_{epoch}")
+            try:  # every rank has the same averaged loss: all stop here together
+                book.check_loss(epoch + 1, float(loss.numpy()))
+            except TrainingDivergedError as exc:
+                diverged.append(str(exc))
+                self.model.stop_training = True
+                return
             stop = False
             if rank == 0:
                 wall = time.perf_counter() - self.start
@@ -332,6 +436,8 @@ def _rank_main(spec: dict) -> dict:
                 stop = book.end_epoch(record, lambda d: _save(model, optimizer, d))
             if hvd_tf.broadcast_object(stop, root_rank=0, name=f"stop_{epoch}"):
                 self.model.stop_training = True
+            self.last_beat = 0.0
+            self.beat()  # validation and the checkpoint were progress too
 
     model.fit(
         train,
@@ -351,7 +457,7 @@ def _rank_main(spec: dict) -> dict:
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes()
                                      for v in model.trainable_weights))
     out = {"rank": rank, "digest": digest.hexdigest(), "peak_rss_mb": peak_rss_mb(),
-           "python": sys.executable}
+           "python": sys.executable, "diverged": diverged[0] if diverged else None}
     if rank == 0:
         if book.best_weights is not None:
             weights = book.best_weights
@@ -368,8 +474,8 @@ def _rank_main(spec: dict) -> dict:
     return out
 
 
-def _injected_failure(rank: int) -> int | None:
-    value = os.environ.get(FAIL_RANK_ENV)
+def _injected_failure(rank: int, variable: str = FAIL_RANK_ENV) -> int | None:
+    value = os.environ.get(variable)
     if not value:
         return None
     target, epoch = (int(v) for v in value.split(":"))

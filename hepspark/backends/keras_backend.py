@@ -122,12 +122,14 @@ class _EpochTracker(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         wall = time.perf_counter() - self._start
         self.peak_rss_mb = peak_rss_mb()
+        train_loss = float((logs or {}).get("loss", np.nan))
+        self.book.check_loss(epoch + 1, train_loss)
         scores = self.predict(self.val[0])
         record = EpochRecord(
             epoch=epoch + 1,
             epoch_wall_time_s=wall,
             rows=self.task.n_train,
-            train_loss=float((logs or {}).get("loss", np.nan)),
+            train_loss=train_loss,
             **self.task.validate(self.val, scores),
         )
         model = self.get_model()

@@ -308,12 +308,41 @@ def _unischema(features: tuple[str, ...]):
     return Unischema("HiggsSchema", fields)
 
 
+# How a truncated or corrupt compressed input shows in the executor's Java error (Hadoop's
+# codecs: gzip, bzip2, zstd ...); it reaches the driver as a Py4JJavaError.
+_DAMAGED_INPUT_MARKERS = ("java.io.EOFException", "Unexpected end of input stream",
+                          "java.util.zip.ZipException", "Not in GZIP format",
+                          "incorrect header check", "invalid block type",
+                          "invalid distance", "Corrupt GZIP trailer")
+
+
 def convert_higgs(
     spark: "SparkSession",
     config: ConvertConfig,
     progress: Callable[[str], None] = print,
 ) -> ConvertSummary:
-    """Convert HIGGS CSV file(s) into a Petastorm dataset; see the module docstring."""
+    """Convert HIGGS CSV file(s) into a Petastorm dataset; see the module docstring. A
+    compressed input that ends early or is corrupt is a :class:`BadInputError`."""
+    try:
+        return _convert_higgs(spark, config, progress)
+    except Exception as exc:
+        text = str(exc)
+        marker = next((m for m in _DAMAGED_INPUT_MARKERS if m in text), None)
+        if marker is None:
+            raise
+        detail = next(line.strip() for line in text.splitlines() if marker in line)
+        detail = detail.split("): ", 1)[-1][:200]  # drop Spark's "Lost task ... (TID n)"
+        raise BadInputError(
+            f"input {config.input}: truncated or corrupt compressed file ({detail}); "
+            "re-copy or re-download it (check it with 'gzip -t FILE')"
+        ) from exc
+
+
+def _convert_higgs(
+    spark: "SparkSession",
+    config: ConvertConfig,
+    progress: Callable[[str], None],
+) -> ConvertSummary:
     from petastorm.etl.dataset_metadata import materialize_dataset
     from pyspark import StorageLevel
     from pyspark.sql import functions as F

@@ -255,6 +255,10 @@ def resolve_image_files(pattern: str) -> list[str]:
     return [os.path.abspath(f) for f in files]
 
 
+class UnreadableFileError(ValueError):
+    """An image file whose bytes cannot be read (damaged, truncated); names file and rows."""
+
+
 class ImageFile:
     """One NPZ, HDF5 or ROOT file of images: its shape without reading the pixels, and
     row slices of the three arrays."""
@@ -267,9 +271,13 @@ class ImageFile:
         elif path.endswith(HDF5_SUFFIXES):
             import h5py
 
-            with h5py.File(path, "r") as h5:
-                self._shapes = {k: h5[k].shape for k in h5.keys()
-                                if isinstance(h5[k], h5py.Dataset)}
+            try:
+                with h5py.File(path, "r") as h5:
+                    self._shapes = {k: h5[k].shape for k in h5.keys()
+                                    if isinstance(h5[k], h5py.Dataset)}
+            except OSError as exc:  # h5py's errors for damaged/truncated files
+                raise UnreadableFileError(f"{path}: not a readable HDF5 file ({exc}); "
+                                          "re-copy or regenerate it") from None
         else:
             self._shapes = _root_shapes(path)
         wanted = [names.images, names.labels] + ([names.weights] if names.weights else [])
@@ -300,16 +308,23 @@ class ImageFile:
         stop = self.rows if stop is None else stop
         keys = [self.names.images, self.names.labels] + (
             [self.names.weights] if self.has_weights else [])
-        if self.path.endswith(".npz"):
-            with np.load(self.path, allow_pickle=False) as data:
-                arrays = [data[k][start:stop] for k in keys]
-        elif self.path.endswith(HDF5_SUFFIXES):
-            import h5py
+        try:
+            if self.path.endswith(".npz"):
+                with np.load(self.path, allow_pickle=False) as data:
+                    arrays = [data[k][start:stop] for k in keys]
+            elif self.path.endswith(HDF5_SUFFIXES):
+                import h5py
 
-            with h5py.File(self.path, "r") as h5:
-                arrays = [h5[k][start:stop] for k in keys]
-        else:
-            arrays = _root_read(self.path, keys, start, stop)
+                with h5py.File(self.path, "r") as h5:
+                    arrays = [h5[k][start:stop] for k in keys]
+            else:
+                arrays = _root_read(self.path, keys, start, stop)
+        except Exception as exc:  # h5py OSError, zlib/zipfile/uproot errors on bad bytes
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise UnreadableFileError(
+                f"{self.path}: rows {start}..{stop - 1} cannot be read ({type(exc).__name__}: "
+                f"{first}); the file is damaged or truncated: re-copy or regenerate it"
+            ) from None
         images = np.asarray(arrays[0], np.float32).reshape(-1, *self.image_shape)
         weights = np.asarray(arrays[2], np.float32) if self.has_weights else None
         return images, np.asarray(arrays[1]), weights

@@ -3,10 +3,10 @@
 The driver only reads file headers (row counts, shapes) and cuts the files into work
 units of at most ``UNIT_ROWS`` rows; executors read the pixels. Two passes over the
 input: the first validates every row (finite pixels and weights, integer labels in
-range, weights >= 0) and gathers per-split class counts, weight sums and per-channel
-pixel statistics; the second writes every split in one partitioned write. Splits are
-fixed per row by a hash of its global index and the seed, so they do not depend on how
-the work is partitioned.
+range -- for ``generic``, class indices below ``MAX_GENERIC_CLASSES`` --, weights >= 0)
+and gathers per-split class counts, weight sums and per-channel pixel statistics; the
+second writes every split in one partitioned write. Splits are fixed per row by a hash of
+its global index and the seed, so they do not depend on how the work is partitioned.
 
 Layout written::
 
@@ -26,6 +26,7 @@ Images are stored as raw bytes, not through a per-row codec: a batch decodes wit
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -38,7 +39,12 @@ import numpy as np
 
 from hepspark import __version__
 from hepspark.data import storage
-from hepspark.data.image_files import ArrayNames, ImageFile, resolve_image_files
+from hepspark.data.image_files import (
+    ArrayNames,
+    ImageFile,
+    UnreadableFileError,
+    resolve_image_files,
+)
 from hepspark.data.petastorm_compat import quiet_petastorm
 
 if TYPE_CHECKING:
@@ -47,6 +53,10 @@ if TYPE_CHECKING:
 KINDS = ("jets", "lartpc", "generic")
 UNIT_ROWS = 2_048  # rows per work unit (and per Arrow batch sent to the JVM)
 MAX_REPORTED_BAD_ROWS = 5
+# --kind generic takes its classes from the labels: 0..MAX_GENERIC_CLASSES-1. A larger
+# label is a code (a PDG id such as 1000010020), not a class index; counting classes up to
+# it made every executor build arrays of that length, and int32 wrapped labels >= 2**31.
+MAX_GENERIC_CLASSES = 1000
 FORMAT = "hepspark-images"
 
 
@@ -159,8 +169,9 @@ def _read_unit(unit: dict, names: ArrayNames, num_classes: int | None):
         out_of_range = integral & ((label_values < 0) | (label_values >= num_classes))
         range_text = f"{names.labels}: outside 0..{num_classes - 1}"
     else:
-        out_of_range = integral & (label_values < 0)
-        range_text = f"{names.labels}: negative"
+        out_of_range = integral & ((label_values < 0) | (label_values >= MAX_GENERIC_CLASSES))
+        range_text = (f"{names.labels}: outside 0..{MAX_GENERIC_CLASSES - 1}, the class "
+                      "indices --kind generic takes (map particle codes to 0..K-1 first)")
     checks = [
         (~np.isfinite(images.reshape(n, -1)).all(axis=1), f"{names.images}: NaN or inf pixel",
          None),
@@ -299,9 +310,10 @@ def convert_images(
     fractions = (config.seed, config.val_fraction, config.test_fraction)
     units = _work_units(files)
     sc = spark.sparkContext
-    stats = sc.parallelize(units, len(units)).map(
-        lambda unit: _unit_stats(unit, names, num_classes, *fractions)
-    ).collect()
+    with _executor_read_errors():
+        stats = sc.parallelize(units, len(units)).map(
+            lambda unit: _unit_stats(unit, names, num_classes, *fractions)
+        ).collect()
     bad_rows = sum(s["bad"] for s in stats)
     examples = [m for _, m in sorted(m for s in stats for m in s["messages"])]
     examples = examples[:MAX_REPORTED_BAD_ROWS]
@@ -337,7 +349,7 @@ def convert_images(
         t0 = time.perf_counter()
         staging = storage.join(tmp_uri, "_all")
         first_uri = storage.join(tmp_uri, present[0][1])
-        with quiet_petastorm():
+        with quiet_petastorm(), _executor_read_errors():
             with materialize_dataset(spark, first_uri, schema, config.row_group_size_mb):
                 frame.sortWithinPartitions("split", "row_index").write.partitionBy(
                     "split").option("compression", "zstd").parquet(staging)
@@ -387,6 +399,21 @@ def convert_images(
         input_bytes=input_bytes,
         seconds=time.perf_counter() - start,
     )
+
+
+@contextlib.contextmanager
+def _executor_read_errors():
+    """An input file an executor could not read (``UnreadableFileError`` in its Python
+    worker) reaches the driver inside a Spark error with the worker's traceback; raise it
+    here as itself: one line naming the file and rows."""
+    try:
+        yield
+    except Exception as exc:
+        marker = f"{UnreadableFileError.__name__}: "
+        line = next((ln for ln in str(exc).splitlines() if marker in ln), None)
+        if line is None:
+            raise
+        raise UnreadableFileError(line.split(marker, 1)[1].strip()) from exc
 
 
 def _merge_stats(stats: list[dict], num_classes: int, channels: int, kind: str) -> dict:

@@ -1,6 +1,7 @@
 """BigDL trains the HIGGS DNN over the executors of the shared local[2] session, for real."""
 from __future__ import annotations
 
+import io
 import os
 
 import keras
@@ -78,14 +79,71 @@ def test_checkpoint_and_resume(spark, higgs_dataset, tmp_path):
     assert resumed[2].train_loss < first[0].train_loss
     assert sorted(os.listdir(ckpt)) == ["epoch-0002", "epoch-0003"]
     # ...and with the optimizer's own state: Adam's step counter and moments go on from
-    # epoch 2 (each optimize() call and each resume used to restart them from zero)
-    from bigdl.dllib.optim.optimizer import OptimMethod
-
+    # epoch 2 (each optimize() call and each resume used to restart them from zero). The
+    # state is plain arrays (no Java serialization in checkpoints).
     steps = -(-HiggsDataset(higgs_dataset).rows("train") // 500)
+    moments = {}
     for epoch in (2, 3):
-        state = OptimMethod.load(os.path.join(ckpt, f"epoch-{epoch:04d}", OPTIM_FILE)).state()
-        assert state.get("evalCounter").get() == epoch * steps
-        assert state.get("s").get().nElement() == SMALL.num_parameters(28)
+        with np.load(os.path.join(ckpt, f"epoch-{epoch:04d}", OPTIM_FILE)) as state:
+            assert state["counter.evalCounter"] == epoch * steps
+            assert state["tensor.s"].size == SMALL.num_parameters(28)
+            moments[epoch] = state["tensor.s"]
+    assert np.abs(moments[2]).sum() > 0 and not np.array_equal(moments[2], moments[3])
     with pytest.raises(ValueError, match="optimizer: checkpoint has 'adam'"):
         fit(higgs_dataset, epochs=4, model=SMALL, checkpoint_dir=ckpt, resume=True,
             optimizer="sgd")
+
+
+def test_resume_never_deserializes_a_foreign_optimizer_file(spark, higgs_dataset, tmp_path,
+                                                            monkeypatch):
+    """Issue #14 item 7: BigDL's OptimMethod.load is Java deserialization (ObjectInputStream)
+    of a file that may come from a shared volume. A Java-serialized optimizer file, an .npz
+    carrying pickled objects and one of another shape are refused before anything loads."""
+    from bigdl.dllib.optim import optimizer as bigdl_optim
+
+    small = DenseNetConfig(depth=1, width=8)
+    ckpt = tmp_path / "ckpt"
+    fit(higgs_dataset, epochs=1, model=small, features="high", checkpoint_dir=str(ckpt))
+    epoch_dir = ckpt / "epoch-0001"
+    good = (epoch_dir / OPTIM_FILE).read_bytes()
+
+    def resume():
+        return fit(higgs_dataset, epochs=2, model=small, features="high",
+                   checkpoint_dir=str(ckpt), resume=True)
+
+    def no_deserialization(*args, **kwargs):
+        raise AssertionError("OptimMethod.load (ObjectInputStream) was called")
+
+    monkeypatch.setattr(bigdl_optim.OptimMethod, "load", staticmethod(no_deserialization))
+    # 1. a foreign Java-serialized optimizer file in place of the arrays (the old layout)
+    (epoch_dir / OPTIM_FILE).unlink()
+    (epoch_dir / "optim_method.bigdl").write_bytes(b"\xac\xed\x00\x05sr\x00\x05Evil!")
+    with pytest.raises(ValueError, match="Java-serialized optim_method.bigdl, which hepspark "
+                                         "does not read"):
+        resume()
+    (epoch_dir / "optim_method.bigdl").unlink()
+    # 2. an .npz whose entry is a pickle that would run code when loaded
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    np.savez(epoch_dir / OPTIM_FILE, **{"tensor.s": np.array([Payload()], dtype=object)})
+    with pytest.raises(ValueError, match="refusing the BigDL optimizer state .*not a "
+                                         "plain-array"):
+        resume()
+    assert not marker.exists()
+    # 3. plain arrays, but not this run's optimizer state
+    with np.load(io.BytesIO(good)) as data:
+        arrays = dict(data)
+    np.savez(epoch_dir / OPTIM_FILE, **{**arrays, "tensor.s": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError, match="unexpected entry 'tensor.s'"):
+        resume()
+    # the real state still resumes (and continues Adam's step counter)
+    (epoch_dir / OPTIM_FILE).write_bytes(good)
+    monkeypatch.undo()
+    _, records, _ = resume()
+    assert [r.epoch for r in records] == [1, 2]
+    with np.load(ckpt / "epoch-0002" / OPTIM_FILE) as state:
+        assert state["counter.evalCounter"] == 2 * arrays["counter.evalCounter"]

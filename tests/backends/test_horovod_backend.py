@@ -80,3 +80,28 @@ def test_a_dying_rank_fails_promptly_and_resume_finishes(spark, higgs_dataset, t
     assert [r.epoch for r in records] == [1, 2, 3]
     assert records[2].train_loss < records[0].train_loss
     assert sorted(os.listdir(ckpt)) == ["epoch-0002", "epoch-0003"]
+
+
+def test_a_stalled_rank_ends_the_job_after_the_stall_timeout(spark, higgs_dataset, tmp_path,
+                                                             monkeypatch):
+    """A rank that stalls (alive, not progressing) used to hold the job for ever: its peers
+    waited in the all-reduce and horovod.spark.run waited for it. Now Horovod's stall
+    shutdown and the driver's watchdog end it after --stall-timeout-s, exit 4 with --resume."""
+    import time
+
+    from hepspark.backends.base import TrainingFailedError
+    from hepspark.backends.horovod_backend import STALL_RANK_ENV
+
+    ckpt = str(tmp_path / "ckpt")
+    monkeypatch.setenv(STALL_RANK_ENV, "1:2")  # rank 1 sleeps as epoch 2 starts
+    start = time.monotonic()
+    with pytest.raises(TrainingFailedError, match=r"Horovod training stalled: no progress "
+                                                  r"for 20 s \(--stall-timeout-s\)") as info:
+        fit(higgs_dataset, epochs=3, model=SMALL, features="high", checkpoint_dir=ckpt,
+            stall_timeout_s=20)
+    elapsed = time.monotonic() - start
+    assert f"--resume {ckpt}" in str(info.value)
+    assert elapsed < 150, elapsed  # epoch 1, then 20 s without progress, then the stop
+    assert sorted(os.listdir(ckpt)) == ["epoch-0001"]
+    # the Spark session is still usable for the next job
+    assert spark.sparkContext.parallelize(range(4), 2).sum() == 6

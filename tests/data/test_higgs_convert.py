@@ -182,3 +182,20 @@ def test_config_validation():
         ConvertConfig(input="a", output="b", test_rows=5, test_fraction=0.1)
     with pytest.raises(ValueError, match="features"):
         ConvertConfig(input="a", output="b", features="mid")
+
+
+def test_a_truncated_gz_input_is_one_line_from_the_cli(spark, higgs_csv, tmp_path, capsys):
+    """The executor's EOFException (Py4JJavaError) used to escape as a bare traceback."""
+    from hepspark.cli import main
+
+    data = open(higgs_csv, "rb").read()
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(data[: len(data) // 2])  # as a copy cut short by a full disk
+    out = tmp_path / "ds"
+    code = main(["convert", "higgs", "--input", str(truncated), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"hepspark: error: input {truncated}: truncated or corrupt "
+                          "compressed file"), err
+    assert not out.exists()

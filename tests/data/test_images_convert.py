@@ -195,3 +195,92 @@ def test_root_ttree_of_fixed_size_arrays_converts_like_npz(spark, tmp_path):
         with uproot.recreate(str(tmp_path / "empty.root")) as handle:
             handle["note"] = "not a tree"
         ImageFile(str(tmp_path / "empty.root"), ArrayNames("a", "b", "c"))
+
+
+def test_generic_labels_must_be_small_class_indices(spark, tmp_path):
+    # A label of 3e9 wrapped negative in int32; a particle code such as 1000010020 made
+    # every executor count classes up to it (billion-entry arrays). Both are refused per row.
+    rng = np.random.default_rng(2)
+    images = rng.random((50, 4, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 50).astype(np.int64)
+    labels[7] = 3_000_000_000
+    labels[11] = 1_000_010_020
+    src = str(tmp_path / "codes.npz")
+    np.savez(src, images=images, labels=labels)
+    out = str(tmp_path / "ds")
+    with pytest.raises(BadImageError) as info:
+        convert_images(spark, ImageConvertConfig(src, out, "generic", weights_key=None),
+                       **QUIET)
+    message = str(info.value)
+    assert message.startswith("2 malformed image row(s)")
+    assert f"{src}: row 7: labels: outside 0..999" in message and "(found 3000000000)" in message
+    assert f"{src}: row 11: labels: outside 0..999" in message
+    assert not os.path.exists(out)
+    summary = convert_images(spark, ImageConvertConfig(src, out, "generic", weights_key=None,
+                                                       on_bad_row="skip"), **QUIET)
+    assert summary.bad_rows == 2 and ImageDataset(out).num_classes == 3
+
+
+def _corrupt_hdf5_chunk(path: str, chunk: int) -> None:
+    """Overwrite the start of one compressed chunk of 'images' (its zlib header): the file
+    opens and its header reads, the chunk's rows do not."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        info = h5["images"].id.get_chunk_info(chunk)
+    with open(path, "r+b") as handle:
+        handle.seek(info.byte_offset)
+        handle.write(b"\xff" * 16)
+
+
+def _corrupt_root_basket(path: str, branch: str) -> None:
+    """Overwrite the zlib header of the branch's first basket (behind its TKey and ROOT's
+    9-byte compression header)."""
+    import struct
+
+    import uproot
+
+    with uproot.open(path) as handle:
+        tree = handle[next(k for k, c in handle.classnames().items() if c == "TTree")]
+        seek = int(tree[branch].member("fBasketSeek")[0])
+    with open(path, "r+b") as handle:
+        handle.seek(seek + 16)
+        (key_length,) = struct.unpack(">H", handle.read(2))
+        handle.seek(seek + key_length + 9)
+        handle.write(b"\xff" * 16)
+
+
+@pytest.mark.parametrize("kind", ["hdf5", "root"])
+def test_a_file_damaged_past_its_header_is_one_line_from_the_cli(spark, tmp_path, capsys,
+                                                                 monkeypatch, kind):
+    """The header reads on the driver; the damaged rows fail on an executor, which used to
+    escape as a bare traceback (PythonException / Py4JJavaError)."""
+    from hepspark.cli import main
+
+    monkeypatch.setattr(images_convert, "UNIT_ROWS", 256)
+    if kind == "hdf5":
+        src = str(tmp_path / "jets.h5")
+        write_generated("jets", src, 600, seed=5, **QUIET)
+        _corrupt_hdf5_chunk(src, 1)
+        flags = []
+    else:
+        uproot = pytest.importorskip("uproot")
+        rng = np.random.default_rng(4)
+        data = {"images": rng.random((300, 9, 9, 1)).astype(np.float32),
+                "labels": rng.integers(0, 2, 300).astype(np.int32)}
+        src = str(tmp_path / "jets.root")
+        with uproot.recreate(src) as handle:
+            tree = handle.mktree("jets", {k: (v.dtype, v.shape[1:]) for k, v in data.items()})
+            tree.extend(data)
+        _corrupt_root_basket(src, "images")
+        flags = ["--no-weights"]
+    assert ImageFile(src, ArrayNames(weights=None)).rows in (600, 300)  # the header is fine
+    out = tmp_path / "ds"
+    code = main(["convert", "images", "--input", src, "--output", str(out), "--kind", "jets",
+                 *flags])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"hepspark: error: {src}: rows "), err
+    assert "cannot be read" in err and "re-copy or regenerate it" in err
+    assert not out.exists()
