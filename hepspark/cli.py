@@ -480,7 +480,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from hepspark.mlflow_server import ServerError
     from hepspark.tracking import TrackingUnavailableError
 
-    return (ValueError, FileNotFoundError, FileExistsError, TrackingUnavailableError,
+    # PermissionError & co.: a path the user gave that cannot be written or read
+    return (ValueError, FileNotFoundError, FileExistsError, PermissionError,
+            NotADirectoryError, IsADirectoryError, TrackingUnavailableError,
             EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError)
 
 

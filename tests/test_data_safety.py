@@ -84,6 +84,22 @@ def test_pack_env_overwrite_never_replaces_a_file_it_did_not_write(tmp_path, cap
     assert archive.read_bytes() == b"the cluster's only copy of the environment"
 
 
+def test_an_unwritable_output_is_one_line_before_any_work(spark, tmp_path, capsys):
+    from hepspark.data.higgs_csv import write_higgs_csv
+
+    csv = tmp_path / "h.csv"
+    write_higgs_csv(str(csv), 500, progress=lambda _: None)
+    (tmp_path / "a-file").write_text("x")  # nothing can be created under a file, even as root
+    for argv in (["convert", "higgs", "--input", str(csv), "--output",
+                  str(tmp_path / "a-file" / "ds")],
+                 ["generate", "higgs", "--rows", "10", "--output",
+                  str(tmp_path / "a-file" / "h.csv")]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert "not writable" in one_error_line(captured.err), captured.err
+        assert "lines parsed" not in captured.out and "rows (" not in captured.out
+
+
 # ------------------------------------------------------------ checkpoints of one run
 def train(data, tmp_path, *extra) -> list[str]:
     return ["train", "higgs", "--data", data, *QUICK, "--experiment", "safety",

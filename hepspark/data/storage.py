@@ -248,9 +248,7 @@ def check_new_output(output: str, overwrite: bool) -> None:
     that hepspark did not write; check that its directory can be written."""
     if check_replaceable(output) and not overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
-    check_writable_dir(parent, "--output")
+    check_writable_dir(os.path.dirname(os.path.abspath(output)), "--output")
 
 
 def check_writable_dir(path: str, flag: str) -> str:
@@ -263,6 +261,9 @@ def check_writable_dir(path: str, flag: str) -> str:
         with open(probe, "w") as handle:
             handle.write("probe\n")
         os.remove(probe)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"{flag} {path} is not writable (a file stands in its path, where "
+                         "a directory should be): choose another directory") from None
     except OSError as exc:
         raise ValueError(f"{flag} {path} is not writable ({exc.strerror or exc}): choose a "
                          "directory you can write to") from None
