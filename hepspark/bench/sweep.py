@@ -282,11 +282,28 @@ def _run_job(argv: list[str], log_path: str, timeout_s: float,
                 if line.lstrip().startswith("epoch ") or "error" in line.lower()[:40]:
                     progress(f"  [{label}] {line.strip()}")
             code = proc.wait()
+        except BaseException:  # Ctrl-C or SIGTERM of the sweep: its job stops with it
+            _stop_job(proc)
+            raise
         finally:
             watchdog.cancel()
         if timed_out.is_set():
             tail.append(f"killed after the job timeout of {timeout_s:.0f} s")
     return code, "\n".join(tail)
+
+
+def _stop_job(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """SIGTERM the job's process group (the job closes its MLflow run and stops Spark as
+    on Ctrl-C), SIGKILL whatever is left after ``grace_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> SweepOutcome:

@@ -147,3 +147,45 @@ def test_sweep_starts_a_standalone_cluster_per_node_count(higgs_dataset, tmp_pat
         nodes = run.data.tags[NODES_TAG]
         assert run.data.params["spark_master"].startswith("spark://127.0.0.1:")
         assert run.data.params["num_executors"] == nodes  # one executor per worker
+
+
+def test_a_stopped_sweep_stops_its_running_job(tmp_path):
+    """SIGTERM to the sweep (how a batch system stops it) ends the spark-submit job it is
+    running too: the job runs in its own process group, which no signal to the sweep reaches
+    by itself."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    job = ("import os, time; print('epoch of job pid', os.getpid(), flush=True); "
+           "time.sleep(600)")
+    sweep = (
+        "import sys\n"
+        "from hepspark.cli import install_signal_handlers\n"
+        "from hepspark.bench.sweep import _run_job\n"
+        "install_signal_handlers()\n"
+        f"_run_job([sys.executable, '-c', {job!r}], {str(tmp_path / 'job.log')!r}, 600,\n"
+        "         lambda m: print(m, flush=True), 'job', {})\n")
+    proc = subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        job_pid = int(line.split()[-1])
+        assert psutil.pid_exists(job_pid), line
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(job_pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"job {job_pid} still runs after the sweep was stopped")
