@@ -620,5 +620,6 @@ class _RunContext:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.tracker.enabled:
             with contextlib.suppress(Exception) if exc_type else contextlib.nullcontext():
-                self.tracker._finish("FAILED" if exc_type else "FINISHED",
-                                     failing=exc_type is not None)
+                status = ("FINISHED" if exc_type is None else "KILLED"
+                          if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+                self.tracker._finish(status, failing=exc_type is not None)

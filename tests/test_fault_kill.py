@@ -61,11 +61,12 @@ def test_ranks_get_settings_but_not_the_drivers_paths(monkeypatch, spark):
     monkeypatch.setenv("PYTHONPATH", "/driver/src")
     monkeypatch.setenv("HEPSPARK_FAIL_RANK_AT_EPOCH", "1:2")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
     env = rank_environment(3)
     # The executor's own environment stays underneath (Horovod's task service adds these).
     assert not {"PATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONPATH"} & set(env)
     assert env["HEPSPARK_FAIL_RANK_AT_EPOCH"] == "1:2"
-    assert env["MLFLOW_TRACKING_URI"] == "http://tracking:5000"
+    assert not {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_PASSWORD"} & set(env)  # no MLflow
     assert env["OMP_NUM_THREADS"] == "3" and env["TF_USE_LEGACY_KERAS"] == "1"
     # Ranks run the interpreter the executors' Python workers run (with --archives, the
     # shipped env's), which here is this venv's; tests/test_archives.py covers the other.

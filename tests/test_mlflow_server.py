@@ -282,6 +282,41 @@ def test_the_cli_exits_non_zero_naming_the_import_command(server, higgs_dataset,
     assert [p for p in os.listdir(tmp_path) if p.startswith("mlflow-pending-")]
 
 
+def test_sigterm_during_an_outage_saves_the_buffered_records(server, higgs_dataset, tmp_path):
+    """A job stopped with SIGTERM while the server is away: its buffered records (the
+    epochs since the outage and the KILLED status) go to the pending directory."""
+    restart(server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hepspark.cli", "train", "higgs", "--data", higgs_dataset,
+         "--tracking-uri", server.tracking_uri, "--experiment", "sigterm-pending",
+         "--epochs", "200", "--batch-size", "500", "--depth", "1", "--width", "16",
+         "--checkpoint-dir", str(tmp_path / "ckpt")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch 1/"):
+                stop_server(server.store)
+            if line.startswith("epoch 3/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    assert "SIGTERM" in err and "Traceback" not in err
+    [pending] = [p for p in os.listdir(tmp_path / "ckpt") if p.startswith("mlflow-pending-")]
+    records = json.load(open(tmp_path / "ckpt" / pending / PENDING_RECORDS))["records"]
+    steps = [r["step"] for r in records if r["op"] == "metrics" and r.get("step")]
+    assert steps[:2] == [2, 3]
+    assert records[-1] == {"op": "end", "status": "KILLED"}
+    restart(server)
+    assert main(["mlflow-import", str(tmp_path / "ckpt" / pending), "--tracking-uri",
+                 server.tracking_uri]) == 0
+
+
 def test_stop_command_stops_the_server(server, capsys):
     restart(server)
     assert main(["mlflow-server", "stop", "--store", server.store]) == 0

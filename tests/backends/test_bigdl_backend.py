@@ -111,6 +111,20 @@ def test_resume_never_deserializes_a_foreign_optimizer_file(spark, higgs_dataset
         return fit(higgs_dataset, epochs=2, model=small, features="high",
                    checkpoint_dir=str(ckpt), resume=True)
 
+    def reseal() -> None:
+        """Record the tampered payload's checksums in state.json, as whoever can write the
+        volume can: the checksums catch damage, not an attacker, so BigDL's own refusal
+        must hold on its own."""
+        import hashlib
+        import json
+
+        state_path = epoch_dir / "state.json"
+        state = json.loads(state_path.read_text())
+        state["payload_sha256"] = {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in epoch_dir.iterdir() if p.name != "state.json"}
+        state_path.write_text(json.dumps(state))
+
     def no_deserialization(*args, **kwargs):
         raise AssertionError("OptimMethod.load (ObjectInputStream) was called")
 
@@ -118,6 +132,7 @@ def test_resume_never_deserializes_a_foreign_optimizer_file(spark, higgs_dataset
     # 1. a foreign Java-serialized optimizer file in place of the arrays (the old layout)
     (epoch_dir / OPTIM_FILE).unlink()
     (epoch_dir / "optim_method.bigdl").write_bytes(b"\xac\xed\x00\x05sr\x00\x05Evil!")
+    reseal()
     with pytest.raises(ValueError, match="Java-serialized optim_method.bigdl, which hepspark "
                                          "does not read"):
         resume()
@@ -130,6 +145,7 @@ def test_resume_never_deserializes_a_foreign_optimizer_file(spark, higgs_dataset
             return (open, (str(marker), "w"))
 
     np.savez(epoch_dir / OPTIM_FILE, **{"tensor.s": np.array([Payload()], dtype=object)})
+    reseal()
     with pytest.raises(ValueError, match="refusing the BigDL optimizer state .*not a "
                                          "plain-array"):
         resume()
@@ -138,10 +154,12 @@ def test_resume_never_deserializes_a_foreign_optimizer_file(spark, higgs_dataset
     with np.load(io.BytesIO(good)) as data:
         arrays = dict(data)
     np.savez(epoch_dir / OPTIM_FILE, **{**arrays, "tensor.s": np.zeros(3, np.float32)})
+    reseal()
     with pytest.raises(ValueError, match="unexpected entry 'tensor.s'"):
         resume()
     # the real state still resumes (and continues Adam's step counter)
     (epoch_dir / OPTIM_FILE).write_bytes(good)
+    reseal()
     monkeypatch.undo()
     _, records, _ = resume()
     assert [r.epoch for r in records] == [1, 2]
