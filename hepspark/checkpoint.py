@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from hepspark.backends.base import EpochRecord
+from hepspark.records import EpochRecord
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from hepspark.backends.base import EpochRecord
+from hepspark.records import EpochRecord
 
 DEFAULT_DB = "mlflow.db"
 # How long the end of a run waits for an MLflow server that went away (``--tracking-grace-s``).
