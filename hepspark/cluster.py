@@ -21,7 +21,6 @@ command line that ``ps`` shows). The master and worker web UIs listen on 127.0.0
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -267,7 +266,7 @@ def _wait_gone(daemons: list[tuple[int, str]], timeout_s: float) -> list[tuple[i
 
 
 # --------------------------------------------------------------------------- state file
-def _state_path(state_dir: str | None) -> str:
+def state_path(state_dir: str | None) -> str:
     return os.path.join(os.path.abspath(state_dir or default_state_dir()), STATE_FILE)
 
 
@@ -293,7 +292,7 @@ def _save(info: ClusterInfo) -> None:
 def running_cluster(state_dir: str | None = None) -> ClusterInfo | None:
     """The cluster recorded in ``state_dir`` if any of its daemons still runs. A stale record
     (every daemon gone, its PIDs perhaps reused by other programs) is deleted."""
-    path = _state_path(state_dir)
+    path = state_path(state_dir)
     info = _load(path)
     if info is None:
         return None
@@ -327,7 +326,7 @@ def start_cluster(
         raise ValueError(f"cores_per_worker must be >= 1, got {cores_per_worker}")
     if not _MEMORY.match(memory):
         raise ValueError(f"memory must look like 512m or 2g, got {memory!r}")
-    state_dir = os.path.dirname(_state_path(state_dir))
+    state_dir = os.path.dirname(state_path(state_dir))
     running = running_cluster(state_dir)
     if running is not None:
         raise ClusterError(
@@ -399,7 +398,7 @@ def start_cluster(
                 proc.kill()
                 proc.wait()
         with contextlib.suppress(FileNotFoundError):
-            os.remove(_state_path(state_dir))
+            os.remove(state_path(state_dir))
         raise
     return record()
 
@@ -438,7 +437,7 @@ def stop_cluster(state_dir: str | None = None, timeout_s: float = 30) -> list[in
     """Stop the daemons recorded in ``state_dir`` (workers, then the master) and delete the
     record. Only PIDs that still run their recorded Spark class are signalled: SIGTERM, then
     SIGKILL after ``timeout_s``. Returns the PIDs stopped; nothing recorded: ``[]``."""
-    path = _state_path(state_dir)
+    path = state_path(state_dir)
     info = _load(path)
     if info is None:
         return []
@@ -451,7 +450,7 @@ def stop_cluster(state_dir: str | None = None, timeout_s: float = 30) -> list[in
 def cluster_status(state_dir: str | None = None) -> dict | None:
     """The recorded cluster, whether each daemon still runs, and how many workers the master
     reports alive (None when its web UI does not answer). None when nothing is recorded."""
-    info = _load(_state_path(state_dir))
+    info = _load(state_path(state_dir))
     if info is None:
         return None
     try:
@@ -477,85 +476,3 @@ def standalone_cluster(
         yield info
     finally:
         stop_cluster(info.state_dir)
-
-
-# ---------------------------------------------------------------------------------- CLI
-def _add_state_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-dir",
-        help="where the PIDs (cluster.json), logs and work dirs live "
-        f"(default $HEPSPARK_CLUSTER_DIR or {default_state_dir()})",
-    )
-
-
-def add_up(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument(
-        "--cores-per-worker", type=int, default=1, help="cores each worker offers (default 1)"
-    )
-    parser.add_argument("--memory", default="2g", help="memory each worker offers (default 2g)")
-    parser.add_argument(
-        "--timeout", type=float, default=120,
-        help="seconds to wait for every worker to register (default 120)",
-    )
-    parser.add_argument(
-        "--ui-host", default="127.0.0.1",
-        help="address the master and worker web UIs listen on (default 127.0.0.1; "
-        "0.0.0.0 shows them to the network)",
-    )
-    _add_state_dir(parser)
-    parser.set_defaults(handler=run_up)
-
-
-def run_up(args: argparse.Namespace) -> int:
-    print(f"[cluster] starting a master and {args.workers} worker(s) on 127.0.0.1 ...",
-          flush=True)
-    start = time.perf_counter()
-    info = start_cluster(args.workers, args.cores_per_worker, args.memory, args.state_dir,
-                         timeout_s=args.timeout, ui_host=args.ui_host)
-    print(info.format())
-    print(f"[cluster] up in {time.perf_counter() - start:.1f} s, all workers registered")
-    return 0
-
-
-def add_down(parser: argparse.ArgumentParser) -> None:
-    _add_state_dir(parser)
-    parser.set_defaults(handler=run_down)
-
-
-def run_down(args: argparse.Namespace) -> int:
-    path = _state_path(args.state_dir)
-    stopped = stop_cluster(args.state_dir)
-    if stopped:
-        print(f"[cluster] stopped pids {', '.join(map(str, stopped))}")
-    else:
-        print(f"[cluster] no running cluster recorded in {os.path.dirname(path)}: "
-              "nothing to stop")
-    return 0
-
-
-def add_status(parser: argparse.ArgumentParser) -> None:
-    _add_state_dir(parser)
-    parser.set_defaults(handler=run_status)
-
-
-def run_status(args: argparse.Namespace) -> int:
-    """Exit status 0 when the master and every worker run and are registered, else 1."""
-    status = cluster_status(args.state_dir)
-    if status is None:
-        print(f"[cluster] none recorded in {os.path.dirname(_state_path(args.state_dir))} "
-              "(start one with 'hepspark cluster up')")
-        return 1
-    alive = "alive" if status["master_alive"] else "NOT RUNNING"
-    workers = ", ".join(f"{pid} {'alive' if up else 'NOT RUNNING'}"
-                        for pid, up in zip(status["worker_pids"], status["workers_alive"]))
-    registered = status["registered_workers"]
-    print("\n".join([
-        f"master   {status['master_url']}   pid {status['master_pid']} {alive}",
-        f"web UI   {status['web_ui']}",
-        f"workers  {workers}",
-        f"registered with the master: "
-        f"{'?' if registered is None else registered} of {status['workers']}",
-    ]))
-    healthy = status["master_alive"] and all(status["workers_alive"])
-    return 0 if healthy and registered == status["workers"] else 1

@@ -22,7 +22,6 @@ Kubernetes Service, a DNS name) need ``--allowed-hosts NAME:PORT,...``, passed t
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -308,56 +307,9 @@ def mlflow_server(store: str, port: int, host: str = "127.0.0.1",
         stop_server(store)
 
 
-# ---------------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "action", nargs="?", choices=("start", "stop", "status"), default="start",
-        help="start (default; foreground unless --detach), stop a detached one, or status",
-    )
-    parser.add_argument("--store", required=True,
-                        help="directory of the runs (mlflow.db), artifacts, log and PID file")
-    parser.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (127.0.0.1; 0.0.0.0 for other machines)")
-    parser.add_argument(
-        "--allowed-hosts", metavar="HOST[:PORT],...",
-        help="Host headers the API accepts (MLflow 3.5+ refuses others with 403; default "
-        "localhost and private addresses), e.g. mlflow.hepspark.svc:5000; passed to "
-        "'mlflow server --allowed-hosts' with localhost added",
-    )
-    parser.add_argument("--detach", action="store_true",
-                        help="start in the background and return; stop with "
-                        "'hepspark mlflow-server stop --store DIR'")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help=f"seconds to wait for /health (default {DEFAULT_TIMEOUT_S:.0f})")
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == "stop":
-        stopped = stop_server(args.store)
-        print(f"[mlflow-server] stopped pids {', '.join(map(str, stopped))}" if stopped else
-              f"[mlflow-server] no running server recorded in {os.path.abspath(args.store)}")
-        return 0
-    if args.action == "status":
-        info = running_server(args.store)
-        if info is None:
-            print(f"[mlflow-server] none running from {os.path.abspath(args.store)}")
-            return 1
-        healthy = server_healthy(info.tracking_uri, timeout_s=5)
-        print(info.format())
-        print(f"  /health    {'ok' if healthy else 'NOT ANSWERING'}")
-        return 0 if healthy else 1
-    print(f"[mlflow-server] starting on {args.host}:{args.port} with store "
-          f"{os.path.abspath(args.store)} (waits for /health, up to {args.timeout:.0f} s) ...",
-          flush=True)
-    info = start_server(args.store, args.port, args.host, args.timeout,
-                        progress=lambda m: print(m, flush=True),
-                        allowed_hosts=args.allowed_hosts)
-    print(info.format(), flush=True)
-    print(f"TRACKING_URI={info.tracking_uri}", flush=True)
-    if args.detach:
-        return 0
+def serve_foreground(info: ServerInfo, store: str) -> int:
+    """Wait on a started server until it exits (1, with the end of its log) or the user
+    stops it with Ctrl-C or SIGTERM (0, the server stopped)."""
     print("[mlflow-server] running in the foreground; Ctrl-C stops it", flush=True)
     try:
         while _is_our_server(info):
@@ -365,9 +317,9 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(1)
         print(f"[mlflow-server] the server exited; the end of {info.log}:\n{_tail(info.log)}",
               file=sys.stderr)
-        stop_server(args.store)
+        stop_server(store)
         return 1
     except KeyboardInterrupt:
-        stopped = stop_server(args.store)
+        stopped = stop_server(store)
         print(f"[mlflow-server] stopped pids {', '.join(map(str, stopped))}", flush=True)
         return 0

@@ -22,7 +22,6 @@ Two traps handled here:
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import glob
 import os
@@ -141,23 +140,3 @@ def pack_env(
     progress(f"[pack-env] wrote {output}: {summary['archive_bytes'] / 1e6:,.0f} MB, "
              f"{summary['seconds']:.0f} s")
     return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", required=True, help="archive to write (.tar.gz or .zip)")
-    parser.add_argument("--venv", help=f"virtual environment to pack (default: {sys.prefix})")
-    parser.add_argument(
-        "--python-prefix",
-        help="where the base Python lives on the executors, if not at the same path as here",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing archive")
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = pack_env(args.output, args.venv, args.python_prefix, args.overwrite,
-                       progress=lambda m: print(m, flush=True))
-    name = os.path.basename(summary["output"])
-    print(f"use: PYSPARK_PYTHON=./env/bin/python spark-submit --archives {name}#env "
-          "--conf spark.executorEnv.PYSPARK_PYTHON=./env/bin/python ...")
-    return 0

@@ -142,7 +142,8 @@ def test_waits_for_the_cluster_have_flags_with_bounded_defaults():
     a stalled Horovod rank had no bound at all. Both are flags with sane defaults."""
     from hepspark.backends.bigdl_compat import bigdl_spark_conf
     from hepspark.backends.horovod_backend import rank_environment
-    from hepspark.cli import build_parser, train_config_from_args
+    from hepspark.cli import build_parser
+    from hepspark.cli.train import higgs_config_from_args as train_config_from_args
 
     wait = "spark.scheduler.maxRegisteredResourcesWaitingTime"
     parse = build_parser().parse_args

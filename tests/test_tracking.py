@@ -94,7 +94,7 @@ def test_resume_continues_the_interrupted_mlflow_run_without_repeating_epochs(
         train_higgs(config, tracker, progress=interrupt_after_epoch_2)
     first_run = tracker.run_id
     client = mlflow.MlflowClient(sqlite_tracking_uri)
-    assert client.get_run(first_run).info.status == "FAILED"
+    assert client.get_run(first_run).info.status == "KILLED"  # stopped by the user
 
     resumed = Tracker(sqlite_tracking_uri, experiment="resume")
     lines: list[str] = []

@@ -11,7 +11,6 @@ benchmark writes a JSON file and this module logs it: params as a training run h
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -79,16 +78,3 @@ def import_baseline(path: str, experiment: str, tracking_uri: str | None = None)
     client.log_artifact(run.info.run_id, path)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
-
-
-def add_import_baseline(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="JSON written by benchmarks/gpu_baseline.py --output")
-    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
-    parser.set_defaults(handler=run_import_baseline)
-
-
-def run_import_baseline(args: argparse.Namespace) -> int:
-    run_id = import_baseline(args.file, args.experiment, args.tracking_uri)
-    print(f"[baseline] {args.file} logged as run {run_id} in experiment {args.experiment!r}")
-    return 0

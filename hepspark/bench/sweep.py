@@ -26,7 +26,6 @@ per-step cost.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -359,79 +358,3 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
             for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
                 run(combo, master, env)
     return outcome
-
-
-# ------------------------------------------------------------------------------ CLI
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def add_scaling(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="converted HIGGS dataset directory")
-    parser.add_argument("--backends", type=_names, default=DISTRIBUTED,
-                        help="comma-separated, among bigdl,horovod (default both)")
-    parser.add_argument("--executors", type=_ints, default=(1, 2),
-                        help="node counts to measure, e.g. 1,2,4 (default 1,2)")
-    parser.add_argument("--optimizers", type=_names,
-                        default=("sgd", "adam", "adamax", "adadelta", "adagrad"),
-                        help="comma-separated (default sgd,adam,adamax,adadelta,adagrad)")
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="epochs per run; the first is reported apart (warm-up) (default 3)")
-    parser.add_argument("--batch-size", type=_ints, default=(1000,), dest="batch_sizes",
-                        help="rows per step per executor (see --batch-scaling); several, e.g. "
-                        "500,2000, let the report split per-row and per-step cost (default 1000)")
-    parser.add_argument("--batch-scaling", choices=BATCH_SCALINGS, default="per-executor",
-                        help="per-executor: each executor takes --batch-size rows per step "
-                        "(global batch grows with N); global: the global batch is fixed")
-    parser.add_argument("--cores-per-executor", type=int, default=1)
-    parser.add_argument("--features", choices=("all", "low", "high"), default="all")
-    parser.add_argument("--no-baseline", action="store_false", dest="baseline",
-                        help="skip the Keras single-process baseline runs")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--master", help="use this Spark master for every node count "
-                       "(default: start a standalone cluster of N workers on 127.0.0.1 per N)")
-    where.add_argument("--local", action="store_true",
-                       help="run in local[N x cores] instead of a standalone cluster")
-    parser.add_argument("--worker-memory", default="2g", help="memory of each started worker")
-    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
-    parser.add_argument("--rerun", action="store_true",
-                        help="measure again combinations already finished in the experiment")
-    parser.add_argument("--log-dir", help="job logs (default ~/.cache/hepspark/scaling/EXP)")
-    parser.add_argument("--job-timeout", type=float, default=3600.0, dest="job_timeout_s",
-                        help="seconds before a job is killed and counted failed (3600)")
-    parser.add_argument("--train-arg", action="append", default=[], dest="train_args",
-                        metavar="ARG", help="extra argument for every training job, repeatable "
-                        "(e.g. --train-arg=--width --train-arg=64)")
-    parser.add_argument("--submit-arg", action="append", default=[], dest="submit_args",
-                        metavar="ARG", help="extra spark-submit argument, repeatable "
-                        "(e.g. --submit-arg=--driver-memory --submit-arg=4g)")
-    parser.add_argument("--report", metavar="DIR",
-                        help="write the scaling report of the experiment here afterwards")
-    parser.set_defaults(handler=run_scaling)
-
-
-def run_scaling(args: argparse.Namespace) -> int:
-    names = {f for f in SweepConfig.__dataclass_fields__}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    for name in ("train_args", "submit_args"):
-        values[name] = tuple(values[name])
-    config = SweepConfig(**values)
-    outcome = run_sweep(config, progress=lambda m: print(m, flush=True))
-    print(outcome.format(), flush=True)
-    if args.report:
-        from hepspark.report.scaling import write_scaling_report
-
-        report = write_scaling_report(config.experiment, args.report, config.tracking_uri)
-        print(f"[scaling] report: {report}", flush=True)
-    else:
-        print(f"[scaling] report: hepspark report scaling --experiment {config.experiment} "
-              "--output scaling-report", flush=True)
-    return 1 if outcome.failed else 0

@@ -18,7 +18,6 @@ report, and an existing directory that is not a hepspark report is never overwri
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
@@ -465,33 +464,3 @@ def log_report(experiment: str, directory: str, tracking_uri: str) -> str:
     client.log_artifacts(run_id, directory, "scaling-report")
     client.set_terminated(run_id)
     return run_id
-
-
-# ------------------------------------------------------------------------------ CLI
-def add_report_scaling(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
-    parser.add_argument("--output", default="scaling-report", help="report directory")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
-    parser.add_argument("--epoch-rows", type=int, default=HIGGS_TRAIN_ROWS,
-                        help="rows of the epoch the model predicts (default: HIGGS, 10.5M)")
-    parser.add_argument("--max-nodes", type=int, default=64, help="predict up to this many")
-    parser.add_argument("--bandwidth-gbps", type=float, default=10.0,
-                        help="assumed network bandwidth between nodes (default 10)")
-    parser.add_argument("--latency-us", type=float, default=50.0,
-                        help="assumed network latency per message (default 50)")
-    parser.add_argument("--bigdl-fetch-latency-ms", type=float, default=1.0,
-                        help="assumed extra cost of one BigDL block-manager fetch (default 1)")
-    parser.add_argument("--no-mlflow-artifacts", action="store_false", dest="log_to_mlflow",
-                        help="do not log the report back to MLflow")
-    parser.set_defaults(handler=run_report_scaling)
-
-
-def run_report_scaling(args: argparse.Namespace) -> int:
-    options = {k: getattr(args, k) for k in ("epoch_rows", "max_nodes", "bandwidth_gbps",
-                                             "latency_us", "bigdl_fetch_latency_ms",
-                                             "log_to_mlflow")}
-    if args.max_nodes < 1 or args.epoch_rows < 1:
-        raise ValueError("--max-nodes and --epoch-rows must be >= 1")
-    path = write_scaling_report(args.experiment, args.output, args.tracking_uri, **options)
-    print(f"[report] {path}\n[report] {os.path.join(os.path.dirname(path), 'report.html')}")
-    return 0

@@ -1,0 +1,176 @@
+"""The ``hepspark`` command line: generate, convert, train, evaluate, and the tools around
+them (cluster, MLflow server, benchmarks, reports, pack-env).
+
+One module per command group (:mod:`~hepspark.cli.data`, :mod:`~hepspark.cli.train`,
+:mod:`~hepspark.cli.cluster`, :mod:`~hepspark.cli.tracking`, :mod:`~hepspark.cli.bench`,
+:mod:`~hepspark.cli.pack_env`), the flag groups they share in :mod:`~hepspark.cli.common`;
+the library modules hold no argparse. Every subcommand has ``--help``; ``spark_jobs/*.py``
+are thin spark-submit wrappers around the same parser, so flags are identical there.
+
+>>> main(["train", "higgs", "--data", "data/higgs", "--epochs", "3"])
+0
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from hepspark.cli import bench, cluster, data, pack_env, tracking, train
+from hepspark.cli.common import say
+
+EXIT_USAGE = 2
+EXIT_TRACKING_PENDING = 3  # trained, but MLflow records wait in a pending directory
+EXIT_TRAINING_FAILED = 4  # distributed training stopped part-way; the message says how to resume
+
+Adder = Callable[[argparse.ArgumentParser], None]
+# command -> {dataset or action: (help, add its flags)}
+COMMANDS: dict[str, dict[str, tuple[str, Adder]]] = {
+    "generate": {
+        "higgs": ("write a toy-MC HIGGS sample in the UCI CSV format", data.add_generate_higgs),
+        "jets": ("toy 33x33x2 calorimeter jet images, quenched vs not (seed 000)",
+                 data.add_generate_jets),
+        "lartpc": ("toy LArTPC single-particle wire-plane images, 5 classes (seed 001)",
+                   data.add_generate_lartpc),
+    },
+    "convert": {
+        "higgs": ("HIGGS CSV -> Petastorm Parquet with train/val/test", data.add_convert_higgs),
+        "images": ("image files (NPZ/HDF5/ROOT) -> Petastorm Parquet with splits",
+                   data.add_convert_images),
+    },
+    "train": {
+        "higgs": ("train the HIGGS DNN and log it to MLflow", train.add_train_higgs),
+        "cnn": ("train a zoo CNN on an image dataset and log it to MLflow",
+                train.add_train_cnn),
+    },
+    "evaluate": {"higgs": ("evaluate a trained HIGGS model on a test split",
+                           train.add_evaluate_higgs)},
+    "models": {"list": ("the CNN zoo with parameter counts for an input shape",
+                        train.add_models_list)},
+    "cluster": {
+        "up": ("start a Spark standalone master + workers on 127.0.0.1", cluster.add_up),
+        "down": ("stop the cluster 'up' started (exactly its PIDs)", cluster.add_down),
+        "status": ("show the recorded cluster and its registered workers", cluster.add_status),
+    },
+    "bench": {
+        "scaling": ("measure epoch time vs executors x optimizers x backends into MLflow",
+                    bench.add_scaling),
+        "import-baseline": ("log a GPU baseline measured by benchmarks/gpu_baseline.py",
+                            bench.add_import_baseline),
+    },
+    "report": {
+        "scaling": ("write the scaling report (Markdown, HTML, PNG) of an MLflow experiment",
+                    bench.add_report_scaling),
+    },
+}
+COMMAND_HELP = {
+    "cluster": ("a Spark standalone cluster on this machine", "ACTION"),
+    "bench": ("benchmarks: the scaling sweep and imported baselines", "BENCHMARK"),
+    "report": ("reports read back from MLflow", "REPORT"),
+    "models": ("the model zoo", "ACTION"),
+}
+# Commands without a dataset/action level.
+SINGLE_COMMANDS: dict[str, tuple[str, Adder]] = {
+    "mlflow-server": (
+        "run a local MLflow tracking server (sqlite + served artifacts); "
+        "'mlflow-server stop --store DIR' stops a --detach one",
+        tracking.add_mlflow_server,
+    ),
+    "mlflow-import": (
+        "write the MLflow records a run saved while its server was unreachable",
+        tracking.add_mlflow_import,
+    ),
+    "pack-env": (
+        "pack this venv (with hepspark as a wheel) for spark-submit --archives env.tar.gz#env",
+        pack_env.add_pack_env,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hepspark",
+        description="Distributed deep-learning training and scaling benchmarks on Apache "
+        "Spark for physics datasets.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command, datasets in COMMANDS.items():
+        if command in COMMAND_HELP:
+            help_text, metavar = COMMAND_HELP[command]
+            sub = commands.add_parser(command, help=help_text)
+            kinds = sub.add_subparsers(dest="action", required=True, metavar=metavar)
+        else:
+            sub = commands.add_parser(command, help=f"{command} a dataset's data or model")
+            kinds = sub.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+        for name, (help_text, add) in datasets.items():
+            add(kinds.add_parser(name, help=help_text, description=help_text))
+    for command, (help_text, add) in SINGLE_COMMANDS.items():
+        add(commands.add_parser(command, help=help_text, description=help_text))
+    return parser
+
+
+# Errors that are the user's to fix: one clear line, no traceback (unless --debug).
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from hepspark.backends.horovod_backend import HorovodUnavailableError
+    from hepspark.cluster import ClusterError
+    from hepspark.data.readers import EpochRowCountError
+    from hepspark.mlflow_server import ServerError
+    from hepspark.tracking import TrackingUnavailableError
+
+    # PermissionError & co.: a path the user gave that cannot be written or read
+    return (ValueError, FileNotFoundError, FileExistsError, PermissionError,
+            NotADirectoryError, IsADirectoryError, TrackingUnavailableError,
+            EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError)
+
+
+def _terminate_like_interrupt(signum, frame) -> None:
+    """SIGTERM (how Kubernetes, YARN and Slurm stop a job) ends a command the way Ctrl-C
+    does: every ``except KeyboardInterrupt``/``finally`` clean-up runs."""
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def install_signal_handlers() -> None:
+    """Route SIGTERM to KeyboardInterrupt (main thread only; a no-op elsewhere)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_like_interrupt)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    install_signal_handlers()
+    start = time.perf_counter()
+    from hepspark.backends.base import TrainingFailedError
+    from hepspark.tracking import TrackingSpooledError
+
+    try:
+        code = args.handler(args)
+    except TrackingSpooledError as exc:
+        if args.debug:
+            raise
+        if exc.outcome is not None:
+            say(exc.outcome.format())
+        print(f"hepspark: error: {exc}", file=sys.stderr)
+        return EXIT_TRACKING_PENDING
+    except (*_user_errors(), TrainingFailedError) as exc:
+        if args.debug:
+            raise
+        print(f"hepspark: error: {exc}", file=sys.stderr)
+        return EXIT_TRAINING_FAILED if isinstance(exc, TrainingFailedError) else EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        how = str(exc) or "interrupted"
+        print(f"hepspark: {how}: stopped; nothing partial was published", file=sys.stderr)
+        return 143 if "SIGTERM" in how else 130
+    if args.command in ("convert", "train"):
+        say(f"[{args.command}] done in {time.perf_counter() - start:.1f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""``hepspark bench scaling|import-baseline`` and ``hepspark report scaling``: the scaling
+sweep (:mod:`hepspark.bench.sweep`), imported GPU baselines and the report read back from
+MLflow (:mod:`hepspark.report.scaling`)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from hepspark.bench.sweep import BATCH_SCALINGS, DISTRIBUTED, SweepConfig, run_sweep
+from hepspark.report.scaling import HIGGS_TRAIN_ROWS, write_scaling_report
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_scaling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="converted HIGGS dataset directory")
+    parser.add_argument("--backends", type=_names, default=DISTRIBUTED,
+                        help="comma-separated, among bigdl,horovod (default both)")
+    parser.add_argument("--executors", type=_ints, default=(1, 2),
+                        help="node counts to measure, e.g. 1,2,4 (default 1,2)")
+    parser.add_argument("--optimizers", type=_names,
+                        default=("sgd", "adam", "adamax", "adadelta", "adagrad"),
+                        help="comma-separated (default sgd,adam,adamax,adadelta,adagrad)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per run; the first is reported apart (warm-up) (default 3)")
+    parser.add_argument("--batch-size", type=_ints, default=(1000,), dest="batch_sizes",
+                        help="rows per step per executor (see --batch-scaling); several, e.g. "
+                        "500,2000, let the report split per-row and per-step cost (default 1000)")
+    parser.add_argument("--batch-scaling", choices=BATCH_SCALINGS, default="per-executor",
+                        help="per-executor: each executor takes --batch-size rows per step "
+                        "(global batch grows with N); global: the global batch is fixed")
+    parser.add_argument("--cores-per-executor", type=int, default=1)
+    parser.add_argument("--features", choices=("all", "low", "high"), default="all")
+    parser.add_argument("--no-baseline", action="store_false", dest="baseline",
+                        help="skip the Keras single-process baseline runs")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--master", help="use this Spark master for every node count "
+                       "(default: start a standalone cluster of N workers on 127.0.0.1 per N)")
+    where.add_argument("--local", action="store_true",
+                       help="run in local[N x cores] instead of a standalone cluster")
+    parser.add_argument("--worker-memory", default="2g", help="memory of each started worker")
+    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="measure again combinations already finished in the experiment")
+    parser.add_argument("--log-dir", help="job logs (default ~/.cache/hepspark/scaling/EXP)")
+    parser.add_argument("--job-timeout", type=float, default=3600.0, dest="job_timeout_s",
+                        help="seconds before a job is killed and counted failed (3600)")
+    parser.add_argument("--train-arg", action="append", default=[], dest="train_args",
+                        metavar="ARG", help="extra argument for every training job, repeatable "
+                        "(e.g. --train-arg=--width --train-arg=64)")
+    parser.add_argument("--submit-arg", action="append", default=[], dest="submit_args",
+                        metavar="ARG", help="extra spark-submit argument, repeatable "
+                        "(e.g. --submit-arg=--driver-memory --submit-arg=4g)")
+    parser.add_argument("--report", metavar="DIR",
+                        help="write the scaling report of the experiment here afterwards")
+    parser.set_defaults(handler=run_scaling)
+
+
+def run_scaling(args: argparse.Namespace) -> int:
+    names = {f for f in SweepConfig.__dataclass_fields__}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    for name in ("train_args", "submit_args"):
+        values[name] = tuple(values[name])
+    config = SweepConfig(**values)
+    outcome = run_sweep(config, progress=lambda m: print(m, flush=True))
+    print(outcome.format(), flush=True)
+    if args.report:
+        report = write_scaling_report(config.experiment, args.report, config.tracking_uri)
+        print(f"[scaling] report: {report}", flush=True)
+    else:
+        print(f"[scaling] report: hepspark report scaling --experiment {config.experiment} "
+              "--output scaling-report", flush=True)
+    return 1 if outcome.failed else 0
+
+
+def add_import_baseline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="JSON written by benchmarks/gpu_baseline.py --output")
+    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
+    parser.set_defaults(handler=run_import_baseline)
+
+
+def run_import_baseline(args: argparse.Namespace) -> int:
+    from hepspark.bench.baseline import import_baseline
+
+    run_id = import_baseline(args.file, args.experiment, args.tracking_uri)
+    print(f"[baseline] {args.file} logged as run {run_id} in experiment {args.experiment!r}")
+    return 0
+
+
+def add_report_scaling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
+    parser.add_argument("--output", default="scaling-report", help="report directory")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
+    parser.add_argument("--epoch-rows", type=int, default=HIGGS_TRAIN_ROWS,
+                        help="rows of the epoch the model predicts (default: HIGGS, 10.5M)")
+    parser.add_argument("--max-nodes", type=int, default=64, help="predict up to this many")
+    parser.add_argument("--bandwidth-gbps", type=float, default=10.0,
+                        help="assumed network bandwidth between nodes (default 10)")
+    parser.add_argument("--latency-us", type=float, default=50.0,
+                        help="assumed network latency per message (default 50)")
+    parser.add_argument("--bigdl-fetch-latency-ms", type=float, default=1.0,
+                        help="assumed extra cost of one BigDL block-manager fetch (default 1)")
+    parser.add_argument("--no-mlflow-artifacts", action="store_false", dest="log_to_mlflow",
+                        help="do not log the report back to MLflow")
+    parser.set_defaults(handler=run_report_scaling)
+
+
+def run_report_scaling(args: argparse.Namespace) -> int:
+    options = {k: getattr(args, k) for k in ("epoch_rows", "max_nodes", "bandwidth_gbps",
+                                             "latency_us", "bigdl_fetch_latency_ms",
+                                             "log_to_mlflow")}
+    if args.max_nodes < 1 or args.epoch_rows < 1:
+        raise ValueError("--max-nodes and --epoch-rows must be >= 1")
+    path = write_scaling_report(args.experiment, args.output, args.tracking_uri, **options)
+    print(f"[report] {path}\n[report] {os.path.join(os.path.dirname(path), 'report.html')}")
+    return 0
