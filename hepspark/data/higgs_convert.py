@@ -18,18 +18,15 @@ Layout written::
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hepspark import __version__
-from hepspark.data import storage
+from hepspark.data import convert, storage
 from hepspark.data.higgs_schema import COLUMNS, LABEL, UCI_TEST_ROWS, feature_set
 from hepspark.data.petastorm_compat import quiet_petastorm
 
@@ -41,7 +38,6 @@ SPLITS = ("train", "val", "test")
 # 500,000 rows (which would leave nothing to train on).
 UCI_TEST_MIN_ROWS = 5_000_000
 DEFAULT_SMALL_TEST_FRACTION = 0.1
-MAX_REPORTED_BAD_ROWS = 5
 # Spark's string -> double cast follows Java's Double.parseDouble: it also accepts "1.0d",
 # "2f", hex floats ("0x1p3") and strips control characters such as NUL. A good line holds
 # only the characters of plain decimal numbers; one regex per line keeps that cheap.
@@ -72,8 +68,7 @@ class ConvertConfig:
 
     def __post_init__(self) -> None:
         feature_set(self.features)
-        if self.on_bad_row not in ("fail", "skip"):
-            raise ValueError(f"on_bad_row must be 'fail' or 'skip', got {self.on_bad_row!r}")
+        convert.check_convert_options(self.on_bad_row, self.row_group_size_mb)
         if self.test_rows is not None and self.test_fraction is not None:
             raise ValueError("give either test_rows or test_fraction, not both")
         if self.test_rows is not None and self.test_rows < 1:
@@ -82,36 +77,23 @@ class ConvertConfig:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.row_group_size_mb < 1:
-            raise ValueError(f"row_group_size_mb must be >= 1, got {self.row_group_size_mb}")
 
 
 @dataclass
-class ConvertSummary:
-    output: str
-    rows: dict[str, int]
-    bad_rows: int
-    bad_row_examples: list[str]
-    input_bytes: int
-    seconds: float
+class ConvertSummary(convert.DatasetSummary):
+    """What ``hepspark convert higgs`` wrote (rows per split, in train/val/test order)."""
+
     features: list[str] = field(default_factory=list)
 
     @property
     def mb_per_s(self) -> float:
         return self.input_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
 
-    def format(self) -> str:
-        lines = [f"dataset written: {self.output}"]
-        for split in SPLITS:
-            lines.append(f"  {split:<5} {self.rows.get(split, 0):>12,d} rows")
-        lines.append(f"  bad rows skipped: {self.bad_rows:,d}")
-        for example in self.bad_row_examples:
-            lines.append(f"    {example}")
-        lines.append(
-            f"  {self.seconds:.1f} s, {self.input_bytes / 1e6:.1f} MB of input, "
-            f"{self.mb_per_s:.1f} MB/s"
-        )
-        return "\n".join(lines)
+    def split_lines(self) -> list[tuple[str, int]]:
+        return [(split, self.rows.get(split, 0)) for split in SPLITS]
+
+    def rate(self) -> str:
+        return f"{self.mb_per_s:.1f} MB/s"
 
 
 def resolve_inputs(pattern: str) -> list[str]:
@@ -133,21 +115,6 @@ def resolve_inputs(pattern: str) -> list[str]:
     if empty:
         raise BadInputError(f"input file {empty[0]} is empty")
     return ["file://" + os.path.abspath(f) for f in files]
-
-
-def _sha256(paths: list[str]) -> str | None:
-    if not all(storage.is_local(p) for p in paths):
-        return None
-    digest = hashlib.sha256()
-    for uri in paths:
-        with open(storage.local_path(uri), "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _input_bytes(paths: list[str]) -> int:
-    return sum(os.path.getsize(storage.local_path(p)) for p in paths if storage.is_local(p))
 
 
 def _read_lines_with_position(spark: "SparkSession", paths: list[str]) -> "DataFrame":
@@ -350,12 +317,9 @@ def _convert_higgs(
     start = time.perf_counter()
     features = feature_set(config.features)
     paths = resolve_inputs(config.input)
-    output_uri = storage.to_uri(config.output)
-    fs = storage.HadoopFileSystem(spark, output_uri)
-    publish = storage.AtomicOutput(fs, output_uri, overwrite=config.overwrite,
-                                  progress=progress)
-    publish.check()
-    input_bytes = _input_bytes(paths)
+    output = convert.DatasetOutput(spark, config.output, overwrite=config.overwrite,
+                                   progress=progress)
+    input_bytes = convert.local_input_bytes(paths)
     progress(f"[convert] reading {len(paths)} file(s), {input_bytes / 1e6:,.1f} MB")
 
     lines = _read_lines_with_position(spark, paths)
@@ -408,17 +372,12 @@ def _convert_higgs(
                 # Rare path: re-read the text of the bad rows only to say what is wrong.
                 _explain_bad_rows(_parse(lines).filter(F.col("bad")))
                 .orderBy("row_index")
-                .limit(MAX_REPORTED_BAD_ROWS)
+                .limit(convert.MAX_REPORTED_BAD_ROWS)
                 .collect()
             )
             examples = [f"{_norm(r['file'])}:{r['line']}: {r['error']}" for r in first_bad]
-            if config.on_bad_row == "fail":
-                more = "".join(f"\n  {e}" for e in examples[1:])
-                raise BadInputError(
-                    f"{bad_rows:,d} malformed row(s) in the input; first: {examples[0]}{more}\n"
-                    "Fix the input or pass --on-bad-row skip to drop such rows."
-                )
-            progress(f"[convert] skipping {bad_rows:,d} malformed row(s), first: {examples[0]}")
+            convert.apply_bad_row_policy(bad_rows, examples, config.on_bad_row, BadInputError,
+                                         "malformed row(s) in the input", progress)
         if "train" not in by_split:
             raise BadInputError("no valid training rows left after the test/val split")
         train = by_split["train"]
@@ -432,7 +391,7 @@ def _convert_higgs(
 
         schema = _unischema(features)
         columns = ["row_index", LABEL, *features]
-        with publish as tmp_uri:
+        with output.build() as tmp_uri:
             for name in SPLITS:
                 if rows[name] == 0:
                     continue
@@ -453,35 +412,29 @@ def _convert_higgs(
                     f"[convert] wrote {name}: {rows[name]:,d} rows "
                     f"({time.perf_counter() - t0:.1f} s)"
                 )
-            metadata = {
-                "format": "hepspark-higgs",
-                "format_version": 1,
-                "hepspark_version": __version__,
-                "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            higgs_fields = {
                 "label": LABEL,
                 "feature_set": config.features,
                 "features": list(features),
                 "splits": {s: {"rows": rows[s], "path": s} for s in SPLITS},
                 "standardize": {"mean": mean, "std": std, "computed_on": "train"},
-                "source": {
-                    "paths": [_norm(p) for p in paths],
-                    "bytes": input_bytes,
-                    "sha256": _sha256(paths) if config.checksum else None,
-                    "lines": total_lines,
-                },
-                "bad_rows": {"count": bad_rows, "examples": examples},
-                "split_rule": {
-                    "test": f"last {test_rows} lines",
-                    "val": f"xxhash64(row_index, seed={config.seed}) mod 1e6 < {val_threshold}",
-                },
-                "config": asdict(config),
+            }
+            split_rule = {
+                "test": f"last {test_rows} lines",
+                "val": f"xxhash64(row_index, seed={config.seed}) mod 1e6 < {val_threshold}",
             }
             # Written last: its presence marks the dataset complete.
-            storage.write_metadata(fs, tmp_uri, metadata)
+            output.write_metadata(
+                tmp_uri, "hepspark-higgs", higgs_fields,
+                source=convert.source_metadata(paths, input_bytes, config.checksum,
+                                               lines=total_lines),
+                bad_rows=bad_rows, bad_row_examples=examples, split_rule=split_rule,
+                config=config,
+            )
     finally:
         parsed.unpersist()
     return ConvertSummary(
-        output=output_uri,
+        output=output.uri,
         rows=rows,
         bad_rows=bad_rows,
         bad_row_examples=examples,

@@ -27,18 +27,14 @@ Images are stored as raw bytes, not through a per-row codec: a batch decodes wit
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hepspark import __version__
-from hepspark.data import storage
+from hepspark.data import convert, storage
 from hepspark.data.image_files import (
     ArrayNames,
     ImageFile,
@@ -52,7 +48,6 @@ if TYPE_CHECKING:
 
 KINDS = ("jets", "lartpc", "generic")
 UNIT_ROWS = 2_048  # rows per work unit (and per Arrow batch sent to the JVM)
-MAX_REPORTED_BAD_ROWS = 5
 # --kind generic takes its classes from the labels: 0..MAX_GENERIC_CLASSES-1. A larger
 # label is a code (a PDG id such as 1000010020), not a class index; counting classes up to
 # it made every executor build arrays of that length, and int32 wrapped labels >= 2**31.
@@ -101,16 +96,13 @@ class ImageConvertConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.on_bad_row not in ("fail", "skip"):
-            raise ValueError(f"on_bad_row must be 'fail' or 'skip', got {self.on_bad_row!r}")
+        convert.check_convert_options(self.on_bad_row, self.row_group_size_mb)
         if not 0 <= self.val_fraction < 1 or not 0 < self.test_fraction < 1:
             raise ValueError("need 0 <= val_fraction < 1 and 0 < test_fraction < 1, got "
                              f"{self.val_fraction} and {self.test_fraction}")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must leave rows to train on, got "
                              f"{self.val_fraction} + {self.test_fraction}")
-        if self.row_group_size_mb < 1:
-            raise ValueError(f"row_group_size_mb must be >= 1, got {self.row_group_size_mb}")
 
     @property
     def names(self) -> ArrayNames:
@@ -118,27 +110,19 @@ class ImageConvertConfig:
 
 
 @dataclass
-class ImageConvertSummary:
-    output: str
-    rows: dict[str, int]
-    bad_rows: int
-    bad_row_examples: list[str]
-    input_bytes: int
-    seconds: float
+class ImageConvertSummary(convert.DatasetSummary):
+    """What ``hepspark convert images`` wrote (images per split)."""
+
+    row_unit = "images"
+    split_width = 6
 
     @property
     def images_per_s(self) -> float:
         total = sum(self.rows.values()) + self.bad_rows
         return total / self.seconds if self.seconds > 0 else float("nan")
 
-    def format(self) -> str:
-        lines = [f"dataset written: {self.output}"]
-        lines += [f"  {split:<6} {rows:>12,d} images" for split, rows in self.rows.items()]
-        lines.append(f"  bad rows skipped: {self.bad_rows:,d}")
-        lines += [f"    {example}" for example in self.bad_row_examples]
-        lines.append(f"  {self.seconds:.1f} s, {self.input_bytes / 1e6:.1f} MB of input, "
-                     f"{self.images_per_s:,.0f} images/s")
-        return "\n".join(lines)
+    def rate(self) -> str:
+        return f"{self.images_per_s:,.0f} images/s"
 
 
 # ------------------------------------------------------------------- executor-side work
@@ -183,7 +167,7 @@ def _read_unit(unit: dict, names: ArrayNames, num_classes: int | None):
     bad = np.zeros(n, bool)
     messages = []
     for mask, text, values in checks:
-        for i in np.flatnonzero(mask & ~bad)[:MAX_REPORTED_BAD_ROWS]:
+        for i in np.flatnonzero(mask & ~bad)[:convert.MAX_REPORTED_BAD_ROWS]:
             found = "" if values is None else f" (found {values[i]})"
             messages.append((int(row_index[i]),
                              f"{unit['path']}: row {unit['start'] + i}: {text}{found}"))
@@ -199,7 +183,7 @@ def _unit_stats(unit, names, num_classes, seed, val_fraction, test_fraction) -> 
     split = assign_splits(row_index, seed, val_fraction, test_fraction)
     good = ~bad
     channels = images.shape[-1]
-    stats = {"bad": int(bad.sum()), "messages": messages[:MAX_REPORTED_BAD_ROWS],
+    stats = {"bad": int(bad.sum()), "messages": messages[:convert.MAX_REPORTED_BAD_ROWS],
              "max_label": int(labels[good].max()) if good.any() else -1, "splits": {}}
     for s in range(3):
         sel = good & (split == s)
@@ -266,15 +250,6 @@ def _work_units(files: list[ImageFile]) -> list[dict]:
     return units
 
 
-def _sha256(paths: list[str]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_images(
     spark: "SparkSession",
     config: ImageConvertConfig,
@@ -296,11 +271,10 @@ def convert_images(
     total = sum(f.rows for f in files)
     if total == 0:
         raise BadImageError(f"input {config.input!r} has no images")
-    output_uri = storage.to_uri(config.output)
-    fs = storage.HadoopFileSystem(spark, output_uri)
-    publish = storage.AtomicOutput(fs, output_uri, overwrite=config.overwrite)
-    publish.check()
-    input_bytes = sum(os.path.getsize(p) for p in paths)
+    output = convert.DatasetOutput(spark, config.output, overwrite=config.overwrite,
+                                   progress=progress)
+    fs = output.fs
+    input_bytes = convert.local_input_bytes(paths)
     progress(f"[convert] {len(files)} file(s), {total:,d} images of {image_shape}, "
              f"{input_bytes / 1e6:,.1f} MB")
 
@@ -316,15 +290,9 @@ def convert_images(
         ).collect()
     bad_rows = sum(s["bad"] for s in stats)
     examples = [m for _, m in sorted(m for s in stats for m in s["messages"])]
-    examples = examples[:MAX_REPORTED_BAD_ROWS]
-    if bad_rows:
-        if config.on_bad_row == "fail":
-            more = "".join(f"\n  {e}" for e in examples[1:])
-            raise BadImageError(
-                f"{bad_rows:,d} malformed image row(s); first: {examples[0]}{more}\n"
-                "Fix the input or pass --on-bad-row skip to drop such rows."
-            )
-        progress(f"[convert] skipping {bad_rows:,d} malformed row(s), first: {examples[0]}")
+    examples = examples[:convert.MAX_REPORTED_BAD_ROWS]
+    convert.apply_bad_row_policy(bad_rows, examples, config.on_bad_row, BadImageError,
+                                 "malformed image row(s)", progress)
     if num_classes is None:
         num_classes = max(s["max_label"] for s in stats) + 1
         class_names = tuple(str(i) for i in range(num_classes))
@@ -343,7 +311,7 @@ def convert_images(
         "split int, row_index long, label int, weight float, image binary",
     )
     present = [(i, n) for i, n in enumerate(split_names(config.kind)) if split_meta[n]["rows"]]
-    with publish as tmp_uri:
+    with output.build() as tmp_uri:
         # One pass writes every split (partitioned by split), then each partition is
         # renamed to its split's directory and given its Petastorm metadata.
         t0 = time.perf_counter()
@@ -365,11 +333,7 @@ def convert_images(
             f"{name}: {split_meta[name]['rows']:,d}" for _, name in present)
             + f" images ({time.perf_counter() - t0:.1f} s)")
         train, val, test = split_names(config.kind)
-        metadata = {
-            "format": FORMAT,
-            "format_version": 1,
-            "hepspark_version": __version__,
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        image_fields = {
             "kind": config.kind,
             "class_names": list(class_names),
             "num_classes": num_classes,
@@ -380,19 +344,19 @@ def convert_images(
             "test_split": test,
             "splits": split_meta,
             "pixel_stats": split_meta[train].pop("pixel_stats"),
-            "source": {"paths": paths, "bytes": input_bytes, "rows": total,
-                       "sha256": _sha256(paths) if config.checksum else None},
-            "bad_rows": {"count": bad_rows, "examples": examples},
-            "split_rule": f"splitmix64(row_index, seed={config.seed}): "
-                          f"u < {config.test_fraction} -> {test}, "
-                          f"u < {config.test_fraction + config.val_fraction:.6g} -> {val}",
-            "config": asdict(config),
         }
+        split_rule = (f"splitmix64(row_index, seed={config.seed}): "
+                      f"u < {config.test_fraction} -> {test}, "
+                      f"u < {config.test_fraction + config.val_fraction:.6g} -> {val}")
         for name in (val, test):
             split_meta[name].pop("pixel_stats")
-        storage.write_metadata(fs, tmp_uri, metadata)  # last: marks the dataset complete
+        output.write_metadata(  # last: marks the dataset complete
+            tmp_uri, FORMAT, image_fields,
+            source=convert.source_metadata(paths, input_bytes, config.checksum, rows=total),
+            bad_rows=bad_rows, bad_row_examples=examples, split_rule=split_rule, config=config,
+        )
     return ImageConvertSummary(
-        output=output_uri,
+        output=output.uri,
         rows={name: split_meta[name]["rows"] for name in split_names(config.kind)},
         bad_rows=bad_rows,
         bad_row_examples=examples,
