@@ -24,6 +24,7 @@ test-cluster: install
 
 lint: install
 	$(VENV)/bin/ruff check hepspark spark_jobs benchmarks tests
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(SPARK_ENV) $(PY) benchmarks/higgs_ingest.py

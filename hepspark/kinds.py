@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hepspark.config import TrainConfig
+from hepspark.tags import TRAIN_CNN_TASK, TRAIN_HIGGS_TASK
 
 # Reference test AUCs of the deep network on the full 10.5M-row training set
 # (Baldi, Sadowski, Whiteson 2014); shown next to our results, never used as targets.
@@ -58,7 +59,7 @@ class TaskKind:
 
 class HiggsKind(TaskKind):
     name = "HIGGS"
-    task_tag = "train-higgs"
+    task_tag = TRAIN_HIGGS_TASK
     unit = "rows"
 
     def check(self, config: TrainConfig) -> None:
@@ -106,7 +107,7 @@ class HiggsKind(TaskKind):
 
 class ImageKind(TaskKind):
     name = "images"
-    task_tag = "train-cnn"
+    task_tag = TRAIN_CNN_TASK
     unit = "images"
     skipped_params = ("features",)
 

@@ -31,6 +31,7 @@ from hepspark.data.storage import check_writable_dir
 from hepspark.hardware import cpu_count, cpu_model, peak_rss_mb
 from hepspark.models.keras_dense import MODEL_FILE
 from hepspark.records import EpochRecord
+from hepspark.tags import TASK_TAG
 from hepspark.tracking import RUN_RECORD_FILE, Tracker, TrackingSpooledError
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def run_training(
     outcome = None
     try:
         with tracker.run(kind.run_name(config, dataset, resources), params,
-                         tags={**(tags or {}), "hepspark.task": kind.task_tag},
+                         tags={**(tags or {}), TASK_TAG: kind.task_tag},
                          resume_run_id=recorded_run(config, tracker)):
             if tracker.resumed:
                 progress(f"[train] continuing MLflow run {tracker.run_id} of the checkpoint")

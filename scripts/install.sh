@@ -42,7 +42,7 @@ log "installing the pinned stack (pyspark, numpy<2, pyarrow 14, petastorm, tenso
   "petastorm==0.13.1" "setuptools<70" "tensorflow-cpu==2.21.0" "tensorboard==2.21.0" \
   "ml-dtypes<0.6" "mlflow==3.17.2" "scikit-learn==1.9.1" matplotlib six \
   cloudpickle psutil pyyaml packaging \
-  "pytest>=8" "pytest-timeout" ruff
+  "pytest>=8" "pytest-timeout" ruff "import-linter==2.17"
 
 # venv-pack: `hepspark pack-env` (the venv as an archive for spark-submit --archives).
 "$PIP" install -q --no-deps "venv-pack==0.2.0"

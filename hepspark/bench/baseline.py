@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import os
 
-from hepspark.bench.sweep import CEILING_TAG, MODE_TAG, NODES_TAG
+from hepspark.tags import BASELINE_TASK, CEILING_TAG, MODE_TAG, NODES_TAG, TASK_TAG
 
-BASELINE_TASK = "gpu-baseline"
 KIND = "hepspark-gpu-baseline"
 _REQUIRED = ("backend", "device", "optimizer", "batch_size", "train_rows", "parameters", "epochs")
 
@@ -54,7 +53,7 @@ def import_baseline(path: str, experiment: str, tracking_uri: str | None = None)
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    tags = {"hepspark.task": BASELINE_TASK, NODES_TAG: "1", MODE_TAG: "gpu",
+    tags = {TASK_TAG: BASELINE_TASK, NODES_TAG: "1", MODE_TAG: "gpu",
             "hepspark.baseline.source": os.path.abspath(path)}
     if data.get("matmul_tflops_fp32"):
         tags[CEILING_TAG] = f"{data['matmul_tflops_fp32'] * 1000:.1f}"

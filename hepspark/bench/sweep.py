@@ -37,11 +37,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from hepspark.config import OPTIMIZERS
+from hepspark.tags import CEILING_TAG, KEY_TAG, MODE_TAG, NODES_TAG
 
-KEY_TAG = "hepspark.scaling.key"
-NODES_TAG = "hepspark.scaling.nodes"
-MODE_TAG = "hepspark.scaling.mode"  # standalone | local | master | gpu
-CEILING_TAG = "hepspark.flop_ceiling_gflops"  # the FLOP ceiling of the cores the run used
 DISTRIBUTED = ("bigdl", "horovod")
 BASELINE = "keras"
 BATCH_SCALINGS = ("per-executor", "global")
@@ -206,9 +203,10 @@ def _job_script() -> list[str]:
     job = os.path.join(_REPO, "spark_jobs", "train_higgs.py")
     if os.path.exists(job):
         return [job]
-    import hepspark.cli
+    import hepspark  # the package root only: the CLI sits above the sweep
 
-    return [hepspark.cli.__file__, "train", "higgs"]
+    return [os.path.join(os.path.dirname(hepspark.__file__), "cli", "__main__.py"),
+            "train", "higgs"]
 
 
 def _spark_submit() -> str:

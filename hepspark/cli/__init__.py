@@ -171,6 +171,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"[{args.command}] done in {time.perf_counter() - start:.1f} s")
     return code
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,11 +20,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hepspark.bench.sweep import CEILING_TAG, KEY_TAG, MODE_TAG, NODES_TAG
 from hepspark.hardware import FLOPS_PER_WEIGHT_PER_ROW
+from hepspark.tags import (
+    BASELINE_TASK,
+    CEILING_TAG,
+    KEY_TAG,
+    MODE_TAG,
+    NODES_TAG,
+    TASK_TAG,
+    TRAIN_HIGGS_TASK,
+)
 
 EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "val_auc", "train_loss", "val_loss")
-TRAINING_TASKS = ("train-higgs", "gpu-baseline")
+TRAINING_TASKS = (TRAIN_HIGGS_TASK, BASELINE_TASK)
 
 
 @dataclass
@@ -139,7 +147,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> list[Measured
     measured = []
     for run in runs:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-        if tags.get("hepspark.task") not in TRAINING_TASKS or "backend" not in params:
+        if tags.get(TASK_TAG) not in TRAINING_TASKS or "backend" not in params:
             continue
         histories = {key: client.get_metric_history(run.info.run_id, key)
                      for key in EPOCH_METRICS if key in metrics}

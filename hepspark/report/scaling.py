@@ -38,8 +38,8 @@ from hepspark.bench.perfmodel import (
 from hepspark.report import scaling_plots as plots
 from hepspark.report.document import Document, Section, Table
 from hepspark.report.runs import MeasuredRun, load_runs
+from hepspark.tags import REPORT_TASK, TASK_TAG
 
-REPORT_TASK = "scaling-report"
 REPORT_FILE = "report.md"
 DISTRIBUTED = ("bigdl", "horovod")
 SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking with N
@@ -457,10 +457,10 @@ def log_report(experiment: str, directory: str, tracking_uri: str) -> str:
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    found = client.search_runs([experiment_id], f"tags.`hepspark.task` = '{REPORT_TASK}'",
+    found = client.search_runs([experiment_id], f"tags.`{TASK_TAG}` = '{REPORT_TASK}'",
                                max_results=1)
     run_id = found[0].info.run_id if found else client.create_run(
-        experiment_id, run_name=REPORT_TASK, tags={"hepspark.task": REPORT_TASK}).info.run_id
+        experiment_id, run_name=REPORT_TASK, tags={TASK_TAG: REPORT_TASK}).info.run_id
     client.log_artifacts(run_id, directory, "scaling-report")
     client.set_terminated(run_id)
     return run_id

@@ -1,0 +1,14 @@
+"""The MLflow tag names and values hepspark writes and reads back: one place for the
+pipeline, the scaling sweep, imported baselines and the scaling report."""
+
+TASK_TAG = "hepspark.task"  # what made a run; its values below
+TRAIN_HIGGS_TASK = "train-higgs"
+TRAIN_CNN_TASK = "train-cnn"
+BASELINE_TASK = "gpu-baseline"
+REPORT_TASK = "scaling-report"
+
+# the scaling sweep's marks on its runs
+KEY_TAG = "hepspark.scaling.key"
+NODES_TAG = "hepspark.scaling.nodes"
+MODE_TAG = "hepspark.scaling.mode"  # standalone | local | master | gpu
+CEILING_TAG = "hepspark.flop_ceiling_gflops"  # the FLOP ceiling of the cores the run used
