@@ -14,22 +14,14 @@ one pipeline (:mod:`hepspark.pipeline`, :data:`hepspark.kinds.IMAGES`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 from hepspark.config import TrainConfig
 from hepspark.kinds import IMAGES
 from hepspark.pipeline import RunOutcome, run_training
 from hepspark.tracking import Tracker
 
 
-def train_cnn(
-    config: TrainConfig,
-    tracker: Tracker,
-    progress: Callable[[str], None] = print,
-    model_dir: str | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> RunOutcome:
+def train_cnn(config: TrainConfig, tracker: Tracker, **options) -> RunOutcome:
     """Train ``config`` (a :class:`~hepspark.models.cnn.CnnConfig` model) on an image
-    dataset and log everything; see the module docstring."""
-    return run_training(config, tracker, IMAGES, progress=progress, model_dir=model_dir,
-                        tags=tags)
+    dataset and log everything; ``options`` (progress, model_dir, tags) as for
+    :func:`hepspark.pipeline.run_training`."""
+    return run_training(config, tracker, IMAGES, **options)

@@ -138,3 +138,27 @@ def test_a_killed_cnn_run_resumes_into_the_same_mlflow_run(jets_dataset, sqlite_
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id,
                                                         "epoch_wall_time_s")]
     assert sorted(steps) == [1, 2, 3]  # every epoch once: none lost, none logged twice
+
+
+def test_an_engine_without_the_optimizer_is_refused_before_spark_starts(tmp_path):
+    """`train cnn --backend bigdl` takes the image default Nadam, which BigDL lacks: one
+    line naming it and the optimizers BigDL has, before Spark, TensorFlow or MLflow start."""
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "jets"
+    data.mkdir()  # only the metadata is read before the refusal
+    (data / "hepspark_dataset.json").write_text(json.dumps(
+        {"format": "hepspark-images", "kind": "jets", "num_classes": 2}))
+    probe = ("import sys\nfrom hepspark.cli import main\n"
+             f"code = main(['train', 'cnn', '--data', {str(data)!r}, '--backend', 'bigdl',\n"
+             f"             '--tracking-uri', 'sqlite:///{tmp_path}/m.db'])\n"
+             "print('EXIT', code, sorted(m for m in ('pyspark.sql', 'tensorflow', 'mlflow',\n"
+             "      'bigdl') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert "EXIT 2 []" in done.stdout, done.stdout + done.stderr[-3000:]
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("hepspark: error:")]
+    assert "nadam" in line and "adam" in line.split("nadam", 1)[1], line
+    assert not (tmp_path / "m.db").exists()
