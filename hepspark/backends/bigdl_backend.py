@@ -72,6 +72,7 @@ class BigDLBackend:
         dataset: "HiggsDataset",
         on_epoch_end: Callable[[EpochRecord], None],
     ) -> TrainResult:
+        check_supported(config)  # before BigDL or Spark start
         from bigdl.dllib.nn.layer import Model
         from bigdl.dllib.optim.optimizer import MaxEpoch, Optimizer, TrainSummary
 
@@ -80,7 +81,6 @@ class BigDLBackend:
         from hepspark.checkpoint import resume_point
         from hepspark.session import spark_resources
 
-        check_supported(config)
         task = Task.of(config, dataset)
         parts = _ImageParts(task) if config.is_cnn else _DenseParts(task)
         spark = bigdl_session(config.master, config.executor_wait_s)
