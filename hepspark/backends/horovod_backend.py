@@ -204,8 +204,8 @@ class HorovodBackend:
 
 
 # What a rank's environment takes from the driver's (besides Horovod's own variables):
-# the libraries' settings, not paths (hepspark's own reach the ranks in the RankSpec; the
-# HEPSPARK_* variables pass too, for the libraries' and the executors' side). The driver's PATH, VIRTUAL_ENV, PYTHONHOME (BigDL's trap) or
+# settings, not paths. Ranks take hepspark's own settings from the RankSpec (EngineSettings,
+# read on the driver); HEPSPARK_* still passes so that a rank's environment shows them. The driver's PATH, VIRTUAL_ENV, PYTHONHOME (BigDL's trap) or
 # PYTHONPATH name *its* venv, which executors running a shipped ``--archives`` env lack.
 RANK_ENV_PREFIXES = ("HEPSPARK_", "TF_", "OMP_", "KMP_", "HOROVOD_", "GLOO_")  # no MLFLOW_: ranks log nothing
 

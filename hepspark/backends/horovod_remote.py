@@ -3,8 +3,8 @@
 driver decided) and returning a :class:`RankResult`. TensorFlow, tf_keras and Horovod are
 imported inside it; the driver's side is :mod:`hepspark.backends.horovod_backend`.
 
-How a rank reads its shard: :meth:`hepspark.backends.tasks.Task.endless_shard` (row group
-``i`` to rank ``i % N``, streamed endlessly and reshuffled at every pass).
+How a rank reads its shard: :func:`read_shard` (row group ``i`` to rank ``i % N``, streamed
+endlessly and reshuffled at every pass).
 
 >>> spec = RankSpec(config=config, data=dataset.uri, steps=22, threads=1,
 ...                 heartbeat=("127.0.0.1", 40000))
@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hepspark.records import EpochRecord
 
 if TYPE_CHECKING:
+    from hepspark.backends.tasks import Task
     from hepspark.config import TrainConfig
 
 WEIGHTS_FILE = "weights.npz"
@@ -137,7 +139,7 @@ def _rank_main(spec: RankSpec) -> RankResult:
         _restore(model, optimizer, spec.checkpoint)
 
     steps = spec.steps
-    train = task.endless_shard(rank, size, spec.resumed_epoch)
+    train = read_shard(task, rank, size, spec.resumed_epoch)
     fail_at = _epoch_of(spec.fail_rank_at_epoch, rank)
     stall_at = _epoch_of(spec.stall_rank_at_epoch, rank)
     heartbeat_s = max(1.0, min(30.0, config.stall_timeout_s / 4))
@@ -226,6 +228,20 @@ def _rank_main(spec: RankSpec) -> RankResult:
     return RankResult(rank=rank, digest=digest.hexdigest(), peak_rss_mb=peak_rss_mb(),
                       python=sys.executable, diverged=diverged[0] if diverged else None,
                       lead=lead)
+
+
+def read_shard(task: "Task", rank: int, size: int, first_pass: int) -> Any:
+    """Rank ``rank``'s shard of the train split as an endless ``tf.data`` stream of full
+    batches, reshuffled at every pass (seeded by seed + pass, passes counted from
+    ``first_pass``); Keras takes ``steps_per_epoch`` of it."""
+    import tensorflow as tf
+
+    def generate():
+        for shard_pass in itertools.count(first_pass):
+            yield from task.batches(task.config.seed + shard_pass, rank, size, drop_last=True)
+
+    data = tf.data.Dataset.from_generator(generate, output_signature=task.tf_signature(tf))
+    return data.prefetch(2)
 
 
 def _save(model, optimizer, directory: str) -> None:

@@ -19,7 +19,6 @@ backend predicts, evaluates and saves the same way on the driver.
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -140,19 +139,6 @@ class Task:
 
         return make_tf_dataset(self.dataset, self.train_split, self.config.batch_size,
                                shuffle=True, seed=self.config.seed)
-
-    def endless_shard(self, rank: int, size: int, first_pass: int) -> Any:
-        """One rank's shard as an endless ``tf.data`` stream of full batches, reshuffled at
-        every pass (seeded by seed + pass); Keras takes ``steps_per_epoch`` of it."""
-        import tensorflow as tf
-
-        def generate():
-            for shard_pass in itertools.count(first_pass):
-                yield from self.batches(self.config.seed + shard_pass, rank, size,
-                                        drop_last=True)
-
-        data = tf.data.Dataset.from_generator(generate, output_signature=self.tf_signature(tf))
-        return data.prefetch(2)
 
 
 class ImageTask(Task):
