@@ -169,3 +169,70 @@ def _check_types(owner: type, values: dict[str, Any], prefix: str = "") -> None:
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ValueError(f"{prefix}{f.name} must be {' or '.join(names)}, "
                              f"got {value!r} ({type(value).__name__})")
+
+
+# ---------------------------------------------------------------- engine settings
+def _rank_at_epoch(name: str, value: str) -> tuple[int, int] | None:
+    """``"RANK:EPOCH"`` (a test hook's value) as a pair; empty means unset."""
+    if not value:
+        return None
+    try:
+        rank, epoch = (int(v) for v in value.split(":"))
+    except ValueError:
+        raise ValueError(f"${name} must be RANK:EPOCH (e.g. 1:2), got {value!r}") from None
+    return rank, epoch
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The ``HEPSPARK_*`` environment variables the training engines obey, read once on
+    the driver (:meth:`from_environ`) and passed down: ranks get them in their spec.
+
+    >>> settings = EngineSettings.from_environ({"HEPSPARK_HOROVOD_THREADS": "1"})
+    >>> settings.horovod_threads, settings.to_params()["fail_rank_at_epoch"]
+    (1, None)
+    """
+
+    # compute threads per Horovod rank; None: the cores Spark offers, shared by the ranks
+    horovod_threads: int | None = None
+    # test and drill hooks: (rank, epoch) at whose start that rank fails (exits at once,
+    # as a crashed executor would) or stalls (sleeps, alive, as on a hung filesystem)
+    fail_rank_at_epoch: tuple[int, int] | None = None
+    stall_rank_at_epoch: tuple[int, int] | None = None
+
+    HOROVOD_THREADS_ENV = "HEPSPARK_HOROVOD_THREADS"
+    FAIL_RANK_ENV = "HEPSPARK_FAIL_RANK_AT_EPOCH"
+    STALL_RANK_ENV = "HEPSPARK_STALL_RANK_AT_EPOCH"
+
+    def __post_init__(self) -> None:
+        if self.horovod_threads is not None and self.horovod_threads < 1:
+            raise ValueError(f"${self.HOROVOD_THREADS_ENV} must be >= 1, "
+                             f"got {self.horovod_threads}")
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> "EngineSettings":
+        """The settings in ``environ`` (default: this process's environment)."""
+        import os  # local: this section is appended to the module (issue #15)
+
+        env = os.environ if environ is None else environ
+        threads = env.get(cls.HOROVOD_THREADS_ENV, "")
+        try:
+            horovod_threads = int(threads) if threads else None
+        except ValueError:
+            raise ValueError(f"${cls.HOROVOD_THREADS_ENV} must be an integer, "
+                             f"got {threads!r}") from None
+        return cls(
+            horovod_threads=horovod_threads,
+            fail_rank_at_epoch=_rank_at_epoch(cls.FAIL_RANK_ENV, env.get(cls.FAIL_RANK_ENV, "")),
+            stall_rank_at_epoch=_rank_at_epoch(cls.STALL_RANK_ENV,
+                                               env.get(cls.STALL_RANK_ENV, "")),
+        )
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat MLflow params ("RANK:EPOCH" strings for the hooks, None where unset)."""
+        def pair(value: tuple[int, int] | None) -> str | None:
+            return None if value is None else f"{value[0]}:{value[1]}"
+
+        return {"horovod_threads": self.horovod_threads,
+                "fail_rank_at_epoch": pair(self.fail_rank_at_epoch),
+                "stall_rank_at_epoch": pair(self.stall_rank_at_epoch)}

@@ -10,13 +10,19 @@ OptimMethod carries the epoch/iteration counters; the per-parameter state (Adam 
 Adagrad sums) lives on the executors and is kept across calls with ``reserveOptim(true)``
 and moved in and out of checkpoints by :mod:`hepspark.backends.bigdl_compat`.
 
-The HIGGS model is BigDL's ``nn`` layers (Linear + activation), the same DenseNetConfig as
-every other engine. The zoo CNNs are translated layer by layer from their Keras build
-(:mod:`hepspark.models.bigdl_cnn`), images decoded on the executors. The trained weights go
-back into the Keras 3 build for prediction and saving.
+The HIGGS model is BigDL's ``nn`` layers (Linear + activation,
+:mod:`hepspark.models.bigdl_dense`), the same DenseNetConfig as every other engine. The zoo
+CNNs are translated layer by layer from their Keras build (:mod:`hepspark.models.bigdl_cnn`),
+images decoded on the executors. The trained weights go back into the Keras 3 build for
+prediction and saving.
+
+This module is the driver's side; what the executors run in Python (rows to Samples) is
+:mod:`hepspark.backends.bigdl_remote`. What the engine supports is declared in
+:mod:`hepspark.backends.capabilities` and checked before any work.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -29,17 +35,18 @@ import numpy as np
 from hepspark.backends import bigdl_compat as compat
 from hepspark.backends.base import EpochRecord, TrainResult, training_failed
 from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
+from hepspark.backends.capabilities import check_supported
+from hepspark.backends.optimizers import bigdl_learning_rate, bigdl_optimizer
+from hepspark.models.keras_dense import PREDICT_BATCH
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
-    from hepspark.models.config import DenseNetConfig
 
 MODEL_DEF, MODEL_WEIGHTS = "model.bigdl", "model.bin"
 OPTIM_FILE = "optimizer_state.npz"  # plain arrays (bigdl_compat.optim_state_arrays)
 # What checkpoints before issue #14 held instead: a Java-serialized OptimMethod. Never read.
 JAVA_OPTIM_FILE = "optim_method.bigdl"
-PREDICT_BATCH = 8192
 
 
 class BigDLBackend:
@@ -65,6 +72,7 @@ class BigDLBackend:
         dataset: "HiggsDataset",
         on_epoch_end: Callable[[EpochRecord], None],
     ) -> TrainResult:
+        check_supported(config)  # before BigDL or Spark start
         from bigdl.dllib.nn.layer import Model
         from bigdl.dllib.optim.optimizer import MaxEpoch, Optimizer, TrainSummary
 
@@ -145,14 +153,8 @@ class BigDLBackend:
                 seen = len(losses)
                 train_loss = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
                 book.check_loss(epoch, train_loss)
-                scores = predict(val[0])
-                record = EpochRecord(
-                    epoch=epoch,
-                    epoch_wall_time_s=wall,
-                    rows=n_train,
-                    train_loss=train_loss,
-                    **task.validate(val, scores),
-                )
+                record = task.epoch_record(epoch, wall, n_train, train_loss, val,
+                                           predict(val[0]))
                 if book.end_epoch(record, write_checkpoint):
                     break
         finally:
@@ -173,7 +175,7 @@ class BigDLBackend:
             save=save,
             stopped_early=book.stopped_early,
             info={
-                "learning_rate": optimizer_learning_rate(optim),
+                "learning_rate": bigdl_learning_rate(optim),
                 "parameters": int(trained.count_params()),
                 "partitions": executors * cores,
                 **parts.notes,
@@ -194,6 +196,8 @@ class _DenseParts:
         self.n_parameters = task.config.model.num_parameters(self.n_inputs)
 
     def build(self):
+        from hepspark.models.bigdl_dense import build_bigdl
+
         return build_bigdl(self.task.config.model, self.n_inputs, seed=self.task.config.seed)
 
     def criterion(self):
@@ -214,6 +218,8 @@ class _DenseParts:
         model.set_weights(state)
 
     def keras_model(self, bigdl_weights):
+        from hepspark.models.bigdl_dense import keras_weights
+
         return self.task.keras_model_with_weights(keras_weights(bigdl_weights))
 
 
@@ -230,6 +236,7 @@ class _ImageParts:
         self.keras_build = task.build(keras)
         # what BigDL optimizes: BatchNorm's moving statistics are not parameters there
         self.n_parameters = int(sum(np.prod(w.shape) for w in self.keras_build.trainable_weights))
+        # CAPABILITIES["bigdl"].sample_weights is False: say so with the run
         self.notes = {"sample_weights": "ignored in training (BigDL criteria take none); "
                                         "used in validation and test metrics"}
 
@@ -267,95 +274,7 @@ class _ImageParts:
         return self.task.keras_model_with_weights(cnn_keras_weights(self.keras_build, state))
 
 
-# ------------------------------------------------------------------------------- model
-_ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "sigmoid": "Sigmoid", "elu": "ELU"}
-
-
-def build_bigdl(config: "DenseNetConfig", n_inputs: int, seed: int | None = None):
-    """``config`` as BigDL ``nn`` layers: Linear + activation (+ Dropout) per hidden layer,
-    Linear + sigmoid output."""
-    from bigdl.dllib.nn import layer as nn
-
-    if config.activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"BigDL has no {config.activation!r} activation; use one of {sorted(_ACTIVATIONS)}"
-        )
-    model = nn.Sequential()
-    if seed is not None:
-        model.set_seed(seed)
-    width_in = n_inputs
-    for _ in range(config.depth):
-        model.add(_linear(config, width_in, config.width))
-        model.add(getattr(nn, _ACTIVATIONS[config.activation])())
-        if config.dropout:
-            model.add(nn.Dropout(config.dropout))  # BigDL's p is the drop probability
-        width_in = config.width
-    model.add(_linear(config, width_in, config.num_outputs))
-    model.add(nn.Sigmoid())
-    return model
-
-
-def _linear(config: "DenseNetConfig", n_in: int, n_out: int):
-    from bigdl.dllib.nn import initialization_method as init
-    from bigdl.dllib.nn.layer import Linear
-
-    weight = {
-        "gaussian": lambda: init.RandomNormal(0.0, config.init_stddev),
-        "glorot_uniform": init.Xavier,
-        # std = sqrt(2 / fan_in): He normal (varianceNormAverage=False uses fan_in only)
-        "he_normal": lambda: init.MsraFiller(False),
-    }.get(config.init)
-    if weight is None:
-        raise ValueError(
-            f"init {config.init!r} has no BigDL equivalent here; use gaussian, "
-            "glorot_uniform or he_normal"
-        )
-    return Linear(n_in, n_out).set_init_method(weight(), init.Zeros())
-
-
-def keras_weights(bigdl_weights: list[np.ndarray]) -> list[np.ndarray]:
-    """BigDL Linear weights are [out, in]; Keras Dense kernels are [in, out]."""
-    return [w.T.copy() if w.ndim == 2 else w.copy() for w in bigdl_weights]
-
-
-# --------------------------------------------------------------------------- optimizers
-# BigDL's own default learning rates (bigdl.dllib.optim.optimizer), used unless one is given.
-_OPTIMIZERS = {
-    "sgd": ("SGD", 1e-3),
-    "adam": ("Adam", 1e-3),
-    "adamax": ("Adamax", 2e-3),
-    "adagrad": ("Adagrad", 1e-3),
-    "rmsprop": ("RMSprop", 1e-2),
-    "adadelta": ("Adadelta", None),  # no learning rate: decayrate 0.9, epsilon 1e-10
-}
-
-
-def bigdl_optimizer(name: str, learning_rate: float | None = None):
-    from bigdl.dllib.optim import optimizer as optim
-
-    if name not in _OPTIMIZERS:
-        raise ValueError(
-            f"BigDL 2.4.0 has no {name!r} optimizer; with --backend bigdl use one of "
-            f"{sorted(_OPTIMIZERS)}"
-        )
-    cls_name, default_rate = _OPTIMIZERS[name]
-    cls = getattr(optim, cls_name)
-    if default_rate is None:
-        if learning_rate is not None:
-            raise ValueError("BigDL's Adadelta has no learning rate; drop --learning-rate")
-        return cls()
-    return cls(learningrate=learning_rate if learning_rate is not None else default_rate)
-
-
-def optimizer_learning_rate(optim) -> float:
-    """The learning rate an OptimMethod was made with (1.0 for Adadelta, whose step has no
-    rate: the same convention as Keras' Adadelta default)."""
-    try:
-        return float(optim.value.learningRate())
-    except Exception:
-        return 1.0
-
-
+# ---------------------------------------------------------------------- checkpoints
 def _checkpoint_optim_arrays(path: str, optim, n_parameters: int) -> dict[str, Any]:
     """The checkpoint's optimizer state as checked plain arrays; a checkpoint that holds it
     only as a Java-serialized OptimMethod (hepspark before issue #14) is refused, unread."""
@@ -382,36 +301,17 @@ def _optimizer_epoch(optim) -> int:
 # ---------------------------------------------------------------------------------- data
 def sample_rdd(spark, dataset: "HiggsDataset", split: str, partitions: int):
     """The split as a cached RDD of standardized BigDL Samples, read on the executors."""
-    from bigdl.dllib.utils.common import Sample
+    from hepspark.backends.bigdl_remote import DenseSampleSpec, dense_samples
 
-    mean = np.asarray(dataset.standardizer.mean, dtype=np.float32)
-    std = np.asarray(dataset.standardizer.std, dtype=np.float32)
-    columns = [*dataset.features, "label"]
-    frame = spark.read.parquet(dataset.split_uri(split)).select(*columns)
-
-    def to_samples(rows):
-        for row in rows:
-            x = (np.asarray(row[:-1], dtype=np.float32) - mean) / std
-            yield Sample.from_ndarray(x, np.asarray([row[-1]], dtype=np.float32))
-
+    frame = spark.read.parquet(dataset.split_uri(split)).select(*dataset.features, "label")
+    to_samples = functools.partial(dense_samples, DenseSampleSpec.of(dataset))
     return frame.rdd.repartition(partitions).mapPartitions(to_samples).cache()
 
 
 def image_sample_rdd(spark, dataset, split: str, partitions: int):
-    """An image split as a cached RDD of BigDL Samples (HWC float32 scaled as the
-    ImageDataset reader scales them; label [y] for two classes, [y + 1] for K: BigDL's
-    class labels start at 1), decoded on the executors."""
-    from bigdl.dllib.utils.common import Sample
+    """An image split as a cached RDD of BigDL Samples, decoded on the executors."""
+    from hepspark.backends.bigdl_remote import ImageSampleSpec, image_samples
 
-    shape = tuple(dataset.image_shape)
-    scale = np.asarray(dataset.pixel_scale, dtype=np.float32)
-    offset = 0.0 if dataset.num_classes == 2 else 1.0
     frame = spark.read.parquet(dataset.split_uri(split)).select("image", "label")
-
-    def to_samples(rows):
-        for image, label in rows:
-            x = np.frombuffer(image, dtype="<f4").reshape(shape) / scale
-            yield Sample.from_ndarray(x.astype(np.float32),
-                                      np.asarray([label + offset], dtype=np.float32))
-
+    to_samples = functools.partial(image_samples, ImageSampleSpec.of(dataset))
     return frame.rdd.repartition(partitions).mapPartitions(to_samples).cache()

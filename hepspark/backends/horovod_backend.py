@@ -28,19 +28,20 @@ about).
 The same code trains the HIGGS DNN and the zoo CNNs on image datasets (with their
 physical weights as sample weights): :class:`~hepspark.backends.tasks.Task` says what
 differs.
+
+This module is the driver's side (checks, the rank environment, the watchdog, the result);
+what each rank runs is :func:`hepspark.backends.horovod_remote.run_rank` over a frozen
+:class:`~hepspark.backends.horovod_remote.RankSpec`. The ``HEPSPARK_*`` settings are read
+once, on the driver (:class:`hepspark.config.EngineSettings`), and reach the ranks in the
+spec.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from hepspark.backends.base import (
     EpochRecord,
@@ -48,21 +49,28 @@ from hepspark.backends.base import (
     check_shared_directory,
     training_failed,
 )
+from hepspark.backends.capabilities import check_supported
+from hepspark.backends.horovod_remote import (
+    OPTIMIZER_FILE,
+    WEIGHTS_FILE,
+    RankResult,
+    RankSpec,
+    run_rank,
+)
+from hepspark.config import EngineSettings
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
 
-WEIGHTS_FILE = "weights.npz"
-OPTIMIZER_FILE = "optimizer.npz"
 START_TIMEOUT_S = 120  # ranks must all have started by then (Horovod's start_timeout)
-# Fault injection for tests and drills: "RANK:EPOCH" makes that rank fail as that epoch
-# starts (and exit at once, see run_rank), as a crashed or killed executor would.
-FAIL_RANK_ENV = "HEPSPARK_FAIL_RANK_AT_EPOCH"
-# ... and "RANK:EPOCH" here makes that rank stall (sleep, alive) as that epoch starts, as a
-# rank stuck on a hung filesystem or a frozen executor would. Ranks see either only when the
-# driver's environment sets it (rank_environment passes HEPSPARK_* settings through).
-STALL_RANK_ENV = "HEPSPARK_STALL_RANK_AT_EPOCH"
+# Fault injection for tests and drills (EngineSettings): "RANK:EPOCH" makes that rank fail
+# as that epoch starts (and exit at once, see run_rank), as a crashed or killed executor
+# would; the STALL variable makes it stall (sleep, alive), as a rank stuck on a hung
+# filesystem or a frozen executor would. THREADS pins the compute threads per rank.
+FAIL_RANK_ENV = EngineSettings.FAIL_RANK_ENV
+STALL_RANK_ENV = EngineSettings.STALL_RANK_ENV
+THREADS_ENV = EngineSettings.HOROVOD_THREADS_ENV
 
 
 class HorovodUnavailableError(RuntimeError):
@@ -84,7 +92,16 @@ def require_horovod() -> None:
 
 
 class HorovodBackend:
+    """``settings``: the engine settings; None reads them from the driver's environment
+    when ``fit`` or ``describe_resources`` is called."""
+
     name = "horovod"
+
+    def __init__(self, settings: EngineSettings | None = None) -> None:
+        self.settings = settings
+
+    def _settings(self) -> EngineSettings:
+        return self.settings if self.settings is not None else EngineSettings.from_environ()
 
     def _spark(self, config: "TrainConfig"):
         from hepspark.session import get_spark
@@ -97,7 +114,8 @@ class HorovodBackend:
         spark = self._spark(config)
         return {
             "num_executors": config.num_executors,
-            "cores_per_executor": threads_per_rank(spark, config.num_executors),
+            "cores_per_executor": threads_per_rank(spark, config.num_executors,
+                                                   self._settings().horovod_threads),
             "device": f"CPU: {cpu_model()} (Horovod ranks in Spark tasks, Gloo)",
             "spark_master": spark.sparkContext.master,
         }
@@ -108,6 +126,8 @@ class HorovodBackend:
         dataset: "HiggsDataset",
         on_epoch_end: Callable[[EpochRecord], None],
     ) -> TrainResult:
+        check_supported(config)
+        settings = self._settings()
         require_horovod()
         import horovod.spark
 
@@ -139,22 +159,24 @@ class HorovodBackend:
         resumed = resume_point(config)
         if config.checkpoint_dir:  # rank 0 writes there, the driver resumes from there
             check_shared_directory(spark, config.checkpoint_dir, size)
-        spec = {
-            "config": config.to_dict(),
-            "data": dataset.uri,
-            "steps": steps,
-            "threads": threads_per_rank(spark, size),
-            "checkpoint": _read_checkpoint(resumed.path) if resumed else None,
-            "resumed_records": [asdict(r) for r in resumed.records] if resumed else [],
-            "resumed_epoch": resumed.epoch if resumed else 0,
-        }
         watchdog = StallWatchdog(spark, config.stall_timeout_s, START_TIMEOUT_S)
-        spec["heartbeat"] = watchdog.address
+        spec = RankSpec(
+            config=config,
+            data=dataset.uri,
+            steps=steps,
+            threads=threads_per_rank(spark, size, settings.horovod_threads),
+            heartbeat=watchdog.address,
+            checkpoint=_read_checkpoint(resumed.path) if resumed else None,
+            resumed_records=tuple(resumed.records) if resumed else (),
+            resumed_epoch=resumed.epoch if resumed else 0,
+            fail_rank_at_epoch=settings.fail_rank_at_epoch,
+            stall_rank_at_epoch=settings.stall_rank_at_epoch,
+        )
         try:
             with watchdog:
-                results = horovod.spark.run(
+                results: list[RankResult] = horovod.spark.run(
                     run_rank, args=(spec,), num_proc=size, use_gloo=True,
-                    env=rank_environment(spec["threads"], config.stall_timeout_s),
+                    env=rank_environment(spec.threads, config.stall_timeout_s),
                     executable=rank_python(spark), start_timeout=START_TIMEOUT_S, verbose=0,
                 )
         except Exception as exc:
@@ -164,28 +186,26 @@ class HorovodBackend:
                     "(--stall-timeout-s), the job was stopped", config, exc) from exc
             raise training_failed("Horovod training failed: a rank died or could not start",
                                   config, exc) from exc
-        diverged = next((r["diverged"] for r in results if r.get("diverged")), None)
+        diverged = next((r.diverged for r in results if r.diverged), None)
         if diverged:  # every rank stopped at that epoch's end; its message is EpochBook's
             from hepspark.backends.epochs import TrainingDivergedError
 
             raise TrainingDivergedError(diverged)
-        digests = {r["rank"]: r["digest"] for r in results}
+        digests = {r.rank: r.digest for r in results}
         if len(set(digests.values())) != 1:
             raise RuntimeError(
                 f"Horovod ranks ended with different weights {digests}: gradients were not "
                 "averaged (STACK.md: Keras 3 optimizers under hvd.DistributedOptimizer)"
             )
-        lead = next(r for r in results if r["rank"] == 0)
-        records = [EpochRecord(**r) for r in lead["records"]]
-        for record in records:  # the ranks have printed them live; now MLflow gets them
+        lead = next(r.lead for r in results if r.rank == 0)
+        for record in lead.records:  # the ranks have printed them live; now MLflow gets them
             on_epoch_end(record)
-        lead["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
-        lead["python"] = sorted({r["python"] for r in results})
-        return _result(task, lead, records, size)
+        return _result(task, spec, results, lead)
 
 
 # What a rank's environment takes from the driver's (besides Horovod's own variables):
-# settings, not paths. The driver's PATH, VIRTUAL_ENV, PYTHONHOME (BigDL's trap) or
+# settings, not paths. Ranks take hepspark's own settings from the RankSpec (EngineSettings,
+# read on the driver); HEPSPARK_* still passes so that a rank's environment shows them. The driver's PATH, VIRTUAL_ENV, PYTHONHOME (BigDL's trap) or
 # PYTHONPATH name *its* venv, which executors running a shipped ``--archives`` env lack.
 RANK_ENV_PREFIXES = ("HEPSPARK_", "TF_", "OMP_", "KMP_", "HOROVOD_", "GLOO_")  # no MLFLOW_: ranks log nothing
 
@@ -262,14 +282,11 @@ class StallWatchdog:
         self._socket.close()
 
 
-THREADS_ENV = "HEPSPARK_HOROVOD_THREADS"
-
-
-def threads_per_rank(spark, size: int) -> int:
-    """Compute threads of one rank: the cores Spark offers, shared among the ranks
-    (``$HEPSPARK_HOROVOD_THREADS`` pins it, e.g. 1 thread per rank in scaling studies)."""
-    if os.environ.get(THREADS_ENV):
-        return int(os.environ[THREADS_ENV])
+def threads_per_rank(spark, size: int, pinned: int | None = None) -> int:
+    """Compute threads of one rank: ``pinned`` (``$HEPSPARK_HOROVOD_THREADS``, e.g. 1 thread
+    per rank in scaling studies), else the cores Spark offers, shared among the ranks."""
+    if pinned is not None:
+        return pinned
     sc = spark.sparkContext
     if sc.master.startswith("local"):
         return max(1, sc.defaultParallelism // size)
@@ -291,217 +308,23 @@ def _read_checkpoint(path: str) -> dict[str, bytes]:
     return out
 
 
-def _result(task, lead, records, size) -> TrainResult:
+def _result(task, spec: RankSpec, results: list[RankResult], lead) -> TrainResult:
     from hepspark.models.keras_dense import save_keras_model
 
-    model = task.keras_model_with_weights(lead["weights"])
+    model = task.keras_model_with_weights(list(lead.weights))
     return TrainResult(
-        epochs=records,
+        epochs=list(lead.records),
         predict=lambda x: task.predict(model, x),
         save=lambda path: save_keras_model(model, path),
-        stopped_early=lead["stopped_early"],
+        stopped_early=lead.stopped_early,
         info={
-            "learning_rate": lead["learning_rate"],
-            "parameters": lead["parameters"],
-            "ranks": size,
-            "steps_per_epoch": lead["steps"],
-            "threads_per_rank": lead["threads"],
-            "selected_epoch": lead["selected_epoch"],
-            "peak_rss_mb": lead["peak_rss_mb"],  # the largest rank process
-            "rank_python": ",".join(lead["python"]),
+            "learning_rate": lead.learning_rate,
+            "parameters": lead.parameters,
+            "ranks": len(results),
+            "steps_per_epoch": spec.steps,
+            "threads_per_rank": spec.threads,
+            "selected_epoch": lead.selected_epoch,
+            "peak_rss_mb": max(r.peak_rss_mb for r in results),  # the largest rank process
+            "rank_python": ",".join(sorted({r.python for r in results})),
         },
     )
-
-
-# ----------------------------------------------------------------------------- rank side
-def run_rank(spec: dict) -> dict:
-    """Body of one Horovod rank (runs in a Spark task, in its own process).
-
-    Any error ends the process at once with a non-zero status: a rank that raised and then
-    ran the normal interpreter shutdown hung there (Horovod's exit hook waits for its
-    peers), and the job only failed after about ten minutes. A prompt exit lets Horovod's
-    driver see the failure and stop the other ranks within seconds.
-    """
-    try:
-        return _rank_main(spec)
-    except BaseException:
-        import sys
-        import traceback
-
-        traceback.print_exc()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-
-
-def _rank_main(spec: dict) -> dict:
-    import socket
-
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import tensorflow as tf
-
-    threads = spec["threads"]
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    import horovod.tensorflow as hvd_tf
-    import horovod.tensorflow.keras as hvd
-    import tf_keras
-
-    from hepspark.backends.epochs import EpochBook, TrainingDivergedError
-    from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
-    from hepspark.backends.tasks import Task
-    from hepspark.config import TrainConfig
-    from hepspark.hardware import peak_rss_mb
-
-    hvd.init()
-    rank, size = hvd.rank(), hvd.size()
-    config = TrainConfig.from_dict(spec["config"])
-    task = Task.open(config, spec["data"])
-    tf_keras.utils.set_random_seed(config.seed)
-
-    model = task.build(tf_keras)
-    rate = config.learning_rate
-    if config.scale_learning_rate:
-        rate = (rate or learning_rate_of(keras_optimizer(tf_keras, config.optimizer))) * size
-    optimizer = keras_optimizer(tf_keras, config.optimizer, rate)
-    base_rate = learning_rate_of(optimizer)
-    optimizer = hvd.DistributedOptimizer(optimizer)
-    # weighted_metrics=[]: the physical weights of image datasets weigh the loss
-    model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[])
-    if spec["checkpoint"]:
-        _restore(model, optimizer, spec["checkpoint"])
-
-    steps = spec["steps"]
-    train = task.endless_shard(rank, size, spec["resumed_epoch"])
-    fail_at = _injected_failure(rank)
-    stall_at = _injected_failure(rank, STALL_RANK_ENV)
-    heartbeat_s = max(1.0, min(30.0, config.stall_timeout_s / 4))
-    book = EpochBook(config, lambda record: print(
-        f"[horovod rank 0] {record.format(config.epochs)}", flush=True), model.get_weights)
-    if rank == 0:  # rank 0 alone validates, checkpoints and decides on early stopping
-        val = task.load_val()
-        book.restore([EpochRecord(**r) for r in spec["resumed_records"]])
-
-    diverged: list[str] = []  # EpochBook's message when the loss became non-finite
-
-    heartbeat = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if rank == 0 else None
-
-    class EpochEnd(tf_keras.callbacks.Callback):
-        last_beat = 0.0
-
-        def beat(self) -> None:
-            """Rank 0 tells the driver's StallWatchdog that training progresses."""
-            if heartbeat is not None and time.monotonic() - self.last_beat >= heartbeat_s:
-                self.last_beat = time.monotonic()
-                try:
-                    heartbeat.sendto(b".", tuple(spec["heartbeat"]))
-                except OSError:
-                    pass  # a lost beat only brings the watchdog closer; it never fails a run
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.beat()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if fail_at == epoch + 1:
-                raise RuntimeError(f"{FAIL_RANK_ENV}: rank {rank} fails at epoch {fail_at}")
-            if stall_at == epoch + 1:
-                print(f"{STALL_RANK_ENV}: rank {rank} stalls at epoch {stall_at}", flush=True)
-                while True:
-                    time.sleep(60)
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            # The epoch's train loss averaged over ranks. Not hvd.callbacks.
-            # MetricAverageCallback: Horovod 0.28.1 hands it Keras 3's `keras.backend`, which
-            # has no `constant` (AttributeError at the first epoch end under tf_keras).
-            loss = hvd_tf.allreduce(tf.constant((logs or {}).get("loss", np.nan)),
-                                    op=hvd_tf.Average, name=f"loss_{epoch}")
-            try:  # every rank has the same averaged loss: all stop here together
-                book.check_loss(epoch + 1, float(loss.numpy()))
-            except TrainingDivergedError as exc:
-                diverged.append(str(exc))
-                self.model.stop_training = True
-                return
-            stop = False
-            if rank == 0:
-                wall = time.perf_counter() - self.start
-                scores = task.predict(model, val[0])
-                record = EpochRecord(
-                    epoch=epoch + 1,
-                    epoch_wall_time_s=wall,
-                    rows=steps * config.batch_size * size,
-                    train_loss=float(loss.numpy()),
-                    **task.validate(val, scores),
-                )
-                stop = book.end_epoch(record, lambda d: _save(model, optimizer, d))
-            if hvd_tf.broadcast_object(stop, root_rank=0, name=f"stop_{epoch}"):
-                self.model.stop_training = True
-            self.last_beat = 0.0
-            self.beat()  # validation and the checkpoint were progress too
-
-    model.fit(
-        train,
-        epochs=config.epochs,
-        initial_epoch=spec["resumed_epoch"],
-        steps_per_epoch=steps,
-        verbose=0,
-        callbacks=[
-            # rank 0's initial weights (and, after the first batch, optimizer state) to all
-            hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-            EpochEnd(),
-        ],
-    )
-    weights = model.get_weights()
-    # Trainable weights only: BatchNorm's moving statistics follow each rank's own batches
-    # (no SyncBatchNorm); rank 0's are the ones returned, as in Horovod's own estimators.
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes()
-                                     for v in model.trainable_weights))
-    out = {"rank": rank, "digest": digest.hexdigest(), "peak_rss_mb": peak_rss_mb(),
-           "python": sys.executable, "diverged": diverged[0] if diverged else None}
-    if rank == 0:
-        if book.best_weights is not None:
-            weights = book.best_weights
-        out.update(
-            records=[asdict(r) for r in book.records],
-            weights=weights,
-            stopped_early=book.stopped_early,
-            learning_rate=base_rate,
-            parameters=model.count_params(),
-            steps=steps,
-            threads=spec["threads"],
-            selected_epoch=book.selected_epoch,
-        )
-    return out
-
-
-def _injected_failure(rank: int, variable: str = FAIL_RANK_ENV) -> int | None:
-    value = os.environ.get(variable)
-    if not value:
-        return None
-    target, epoch = (int(v) for v in value.split(":"))
-    return epoch if target == rank else None
-
-
-def _save(model, optimizer, directory: str) -> None:
-    """Checkpoint payload: model weights and the optimizer's variables (iteration count and
-    slots), as plain arrays in Keras order."""
-    np.savez(os.path.join(directory, WEIGHTS_FILE), *model.get_weights())
-    np.savez(os.path.join(directory, OPTIMIZER_FILE),
-             *[v.numpy() for v in optimizer.variables])
-
-
-def _restore(model, optimizer, payload: dict[str, bytes]) -> None:
-    def arrays(name):
-        with np.load(io.BytesIO(payload[name])) as data:
-            return [data[f"arr_{i}"] for i in range(len(data.files))]
-
-    model.set_weights(arrays(WEIGHTS_FILE))
-    optimizer.build(model.trainable_variables)  # create the slots before assigning them
-    values = arrays(OPTIMIZER_FILE)
-    if len(values) != len(optimizer.variables):
-        raise ValueError(
-            f"checkpoint optimizer state has {len(values)} arrays, the optimizer "
-            f"{len(optimizer.variables)}: was it written by another optimizer?"
-        )
-    for variable, value in zip(optimizer.variables, values):
-        variable.assign(value)

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first
 import keras  # noqa: E402 - this module is only imported when the keras backend is chosen
 
 from hepspark.backends.base import EpochRecord, TrainResult
+from hepspark.backends.capabilities import check_supported
 from hepspark.backends.epochs import EpochBook
 from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
 from hepspark.backends.tasks import Task
@@ -54,6 +55,7 @@ class KerasBackend:
     ) -> TrainResult:
         from hepspark.models.keras_dense import save_keras_model
 
+        check_supported(config)
         keras.utils.set_random_seed(config.seed)
         resumed = resume_point(config)
         task = Task.of(config, dataset)
@@ -125,13 +127,8 @@ class _EpochTracker(keras.callbacks.Callback):
         train_loss = float((logs or {}).get("loss", np.nan))
         self.book.check_loss(epoch + 1, train_loss)
         scores = self.predict(self.val[0])
-        record = EpochRecord(
-            epoch=epoch + 1,
-            epoch_wall_time_s=wall,
-            rows=self.task.n_train,
-            train_loss=train_loss,
-            **self.task.validate(self.val, scores),
-        )
+        record = self.task.epoch_record(epoch + 1, wall, self.task.n_train, train_loss,
+                                        self.val, scores)
         model = self.get_model()
         if self.book.end_epoch(record, lambda d: model.save(os.path.join(d, CHECKPOINT_MODEL))):
             model.stop_training = True

@@ -12,12 +12,13 @@ backend predicts, evaluates and saves the same way on the driver.
 >>> task = Task.open(config)
 >>> model = task.build(tf_keras)
 >>> model.compile(optimizer=..., loss=task.loss, weighted_metrics=[])
->>> task.validate(task.load_val(), task.predict(model, task.load_val()[0]))
+>>> val = task.load_val()
+>>> task.validate(val, task.predict(model, val[0]))
 {'val_loss': 0.53, 'val_auc': 0.81}
+>>> task.epoch_record(1, 2.5, task.n_train, 0.6, val, task.predict(model, val[0]))
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -25,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hepspark.metrics import binary_cross_entropy, roc_auc
+from hepspark.models.keras_dense import PREDICT_BATCH
+from hepspark.records import EpochRecord
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
-
-PREDICT_BATCH = 8192
 
 
 class Task:
@@ -114,6 +115,13 @@ class Task:
         return {"val_loss": binary_cross_entropy(y_val, scores),
                 "val_auc": roc_auc(y_val, scores)}
 
+    def epoch_record(self, epoch: int, epoch_wall_time_s: float, rows: int, train_loss: float,
+                     val: tuple, scores: np.ndarray) -> EpochRecord:
+        """The record of an epoch whose model scored ``scores`` on the validation split
+        ``val``: what every engine reports when an epoch ends."""
+        return EpochRecord(epoch=epoch, epoch_wall_time_s=epoch_wall_time_s, rows=rows,
+                           train_loss=train_loss, **self.validate(val, scores))
+
     def batches(self, seed: int | None, shard: int = 0, num_shards: int = 1,
                 drop_last: bool = False) -> Iterator[tuple]:
         """One pass over the train split (or one shard of it) as Keras ``fit`` tuples."""
@@ -131,19 +139,6 @@ class Task:
 
         return make_tf_dataset(self.dataset, self.train_split, self.config.batch_size,
                                shuffle=True, seed=self.config.seed)
-
-    def endless_shard(self, rank: int, size: int, first_pass: int) -> Any:
-        """One rank's shard as an endless ``tf.data`` stream of full batches, reshuffled at
-        every pass (seeded by seed + pass); Keras takes ``steps_per_epoch`` of it."""
-        import tensorflow as tf
-
-        def generate():
-            for shard_pass in itertools.count(first_pass):
-                yield from self.batches(self.config.seed + shard_pass, rank, size,
-                                        drop_last=True)
-
-        data = tf.data.Dataset.from_generator(generate, output_signature=self.tf_signature(tf))
-        return data.prefetch(2)
 
 
 class ImageTask(Task):

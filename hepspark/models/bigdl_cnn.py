@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-_ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+from hepspark.models.bigdl_dense import ACTIVATIONS
 
 
 class BigDLUnsupportedError(ValueError):
@@ -46,9 +46,9 @@ def _activation(nn, activation: Any, where: str):
     name = _activation_name(activation)
     if name == "linear":
         return None
-    if name not in _ACTIVATIONS:
+    if name not in ACTIVATIONS:
         raise BigDLUnsupportedError(f"{where}: activation {name!r} has no BigDL translation")
-    return getattr(nn, _ACTIVATIONS[name])()
+    return getattr(nn, ACTIVATIONS[name])()
 
 
 def _l2(nn_optim, layer, attribute: str = "kernel_regularizer") -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 from hepspark.models.config import DenseNetConfig
 
-PREDICT_BATCH = 8192
+PREDICT_BATCH = 8192  # rows per predict call, for every engine
 MODEL_FILE = "model.keras"
 
 
@@ -66,22 +66,6 @@ def build_dense(
         )
     )
     return keras.Sequential(layers, name=f"dense_{config.depth}x{config.width}")
-
-
-def keras_model_with_weights(
-    config: DenseNetConfig, n_inputs: int, weights: list, keras: ModuleType | None = None
-) -> Any:
-    """The Keras build of ``config`` holding ``weights`` (Keras order: per Dense layer its
-    kernel [in, out] then its bias). Distributed engines train elsewhere (Horovod ranks,
-    BigDL executors) and hand their weights back through this, so every backend predicts
-    on the driver and saves the same ``model.keras``."""
-    model = build_dense(config, n_inputs, keras=keras)
-    expected = [tuple(w.shape) for w in model.get_weights()]
-    got = [tuple(w.shape) for w in weights]
-    if got != expected:
-        raise ValueError(f"weights of shapes {got} do not fit {config.describe()}: {expected}")
-    model.set_weights(weights)
-    return model
 
 
 def predict_scores(model: Any, x: Any) -> Any:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from hepspark.backends import get_backend
-from hepspark.backends.bigdl_backend import OPTIM_FILE, build_bigdl, keras_weights
+from hepspark.backends.bigdl_backend import OPTIM_FILE
 from hepspark.config import TrainConfig
 from hepspark.data.readers import HiggsDataset
+from hepspark.models.bigdl_dense import build_bigdl, keras_weights
 from hepspark.models.config import DenseNetConfig, higgs_dnn
 from hepspark.models.keras_dense import build_dense
 
@@ -59,11 +60,13 @@ def test_every_bigdl_optimizer_trains(spark, higgs_dataset, optimizer):
 
 
 def test_clear_errors_for_what_bigdl_cannot_do(spark, higgs_dataset):
-    with pytest.raises(ValueError, match="no 'nadam' optimizer"):
+    with pytest.raises(ValueError, match="backend bigdl has no optimizer 'nadam'; choose one of adadelta, adagrad, "
+                                         "adam, adamax, rmsprop, sgd"):
         fit(higgs_dataset, optimizer="nadam", model=SMALL)
     with pytest.raises(ValueError, match="use --batch-size 500 or 502"):
         fit(higgs_dataset, batch_size=501, model=SMALL)
-    with pytest.raises(ValueError, match="no 'gelu' activation"):
+    with pytest.raises(ValueError, match="backend bigdl has no activation 'gelu'; choose one of elu, relu, "
+                                         "sigmoid, tanh"):
         fit(higgs_dataset, model=DenseNetConfig(depth=1, width=8, activation="gelu"))
 
 
