@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hepspark.checkpoint import claim_checkpoint_dir
-from hepspark.config import TrainConfig
+from hepspark.config import EngineSettings, TrainConfig
 from hepspark.data.storage import check_writable_dir
 from hepspark.hardware import cpu_count, cpu_model, peak_rss_mb
 from hepspark.models.keras_dense import MODEL_FILE
@@ -109,12 +109,13 @@ def run_training(
 
     kind.check(config)
     check_supported(config)  # before Spark, the engine or MLflow start
+    settings = EngineSettings.from_environ()  # the HEPSPARK_* variables, read once here
     config, model_dir = claim_paths(config, model_dir)
     dataset = kind.open(config)
     tracker.check()  # before any training: an unreachable server must fail fast
     if tracker.experiment is None:
         tracker.experiment = kind.default_experiment(dataset)
-    backend = get_backend(config.backend)
+    backend = get_backend(config.backend, settings)
     resources = backend.describe_resources(config)
     params = {
         # learning_rate is logged after fit, as the value actually used (None = default)
@@ -126,6 +127,7 @@ def run_training(
         "host_cores": cpu_count(),
         "dataset": dataset.uri,
         **kind.dataset_params(config, dataset),
+        **{f"engine_{k}": v for k, v in settings.to_params().items() if v is not None},
     }
     progress(f"[train] {dataset!r}\n[train] {config.model.describe()} with {config.optimizer}, "
              f"{config.epochs} epoch(s), batch {config.batch_size}, "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hepspark.records import EpochRecord, TrainingFailedError, TrainResult, training_failed
 
 if TYPE_CHECKING:
-    from hepspark.config import TrainConfig
+    from hepspark.config import EngineSettings, TrainConfig
     from hepspark.data.readers import HiggsDataset
 
 # name -> "module:Class"; engines are imported only when chosen (TensorFlow, BigDL and
@@ -45,11 +45,24 @@ class Backend(Protocol):
         ...
 
 
-def get_backend(name: str) -> Backend:
+class Engine:
+    """What every engine class shares: the ``HEPSPARK_*`` settings it runs with, read once
+    on the driver by the pipeline (None: read from the environment when needed)."""
+
+    def __init__(self, settings: "EngineSettings | None" = None) -> None:
+        self.settings = settings
+
+    def _settings(self) -> "EngineSettings":
+        from hepspark.config import EngineSettings
+
+        return self.settings if self.settings is not None else EngineSettings.from_environ()
+
+
+def get_backend(name: str, settings: "EngineSettings | None" = None) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
     module_name, class_name = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    return getattr(importlib.import_module(module_name), class_name)(settings)
 
 
 def check_shared_directory(spark, directory: str, tasks: int,

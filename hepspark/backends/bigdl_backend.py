@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hepspark.backends import bigdl_compat as compat
-from hepspark.backends.base import EpochRecord, TrainResult, training_failed
+from hepspark.backends.base import Engine, EpochRecord, TrainResult, training_failed
 from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
 from hepspark.backends.capabilities import check_supported
 from hepspark.backends.optimizers import bigdl_learning_rate, bigdl_optimizer
@@ -49,7 +49,7 @@ OPTIM_FILE = "optimizer_state.npz"  # plain arrays (bigdl_compat.optim_state_arr
 JAVA_OPTIM_FILE = "optim_method.bigdl"
 
 
-class BigDLBackend:
+class BigDLBackend(Engine):
     name = "bigdl"
 
     def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hepspark.backends.base import (
+    Engine,
     EpochRecord,
     TrainResult,
     check_shared_directory,
@@ -91,17 +92,11 @@ def require_horovod() -> None:
         ) from exc
 
 
-class HorovodBackend:
+class HorovodBackend(Engine):
     """``settings``: the engine settings; None reads them from the driver's environment
     when ``fit`` or ``describe_resources`` is called."""
 
     name = "horovod"
-
-    def __init__(self, settings: EngineSettings | None = None) -> None:
-        self.settings = settings
-
-    def _settings(self) -> EngineSettings:
-        return self.settings if self.settings is not None else EngineSettings.from_environ()
 
     def _spark(self, config: "TrainConfig"):
         from hepspark.session import get_spark

@@ -17,7 +17,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 import keras  # noqa: E402 - this module is only imported when the keras backend is chosen
 
-from hepspark.backends.base import EpochRecord, TrainResult
+from hepspark.backends.base import Engine, EpochRecord, TrainResult
 from hepspark.backends.capabilities import check_supported
 from hepspark.backends.epochs import EpochBook
 from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 CHECKPOINT_MODEL = "model.keras"  # Keras' own format keeps the optimizer state too
 
 
-class KerasBackend:
+class KerasBackend(Engine):
     name = "keras"
 
     def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:
