@@ -133,7 +133,9 @@ def _set_total_cores(spark: "SparkSession", timeout_s: float = 60) -> None:
             break
         time.sleep(0.5)
     if not last:
-        raise RuntimeError(
+        from hepspark.cluster import ClusterError
+
+        raise ClusterError(
             f"no executor registered with {sc.master} within {timeout_s:.0f} s: is the "
             "cluster up with free cores? ('hepspark cluster status'; --executor-wait-s "
             "sets the wait)"
