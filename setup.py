@@ -13,6 +13,8 @@ setup(
     "for physics datasets (HIGGS, calorimeter and LArTPC images)",
     python_requires=">=3.10",
     packages=find_packages(include=["hepspark", "hepspark.*"]),
+    # hepspark.logs: the log4j2 configuration of quiet Spark drivers ships in the wheel
+    package_data={"hepspark": ["conf/*.properties"]},
     install_requires=["numpy", "pyarrow", "pyspark", "petastorm", "mlflow", "pyyaml"],
     entry_points={"console_scripts": ["hepspark=hepspark.cli:main"]},
 )

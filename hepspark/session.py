@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from hepspark import logs
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -49,7 +51,7 @@ def get_spark(
     app_name: str = "hepspark",
     master: str | None = None,
     conf: Mapping[str, str] | None = None,
-    log_level: str = "WARN",
+    log_level: str | None = None,
     bigdl: bool = False,
 ) -> "SparkSession":
     """Return the active SparkSession, creating it if needed.
@@ -57,6 +59,9 @@ def get_spark(
     ``master=None`` keeps whatever spark-submit configured, or uses ``local[*]`` when run
     directly. Extra ``conf`` entries are applied only when the session is created here;
     ``bigdl=True`` adds :func:`bigdl_conf` (jars and the log-file workaround).
+    ``log_level=None`` follows :func:`hepspark.logs.jvm_log_level` (WARN unless
+    ``--verbose``); below INFO the driver uses hepspark's log4j2 configuration from its
+    first line on (:mod:`hepspark.logs`), so Spark's start-up INFO lines never print.
 
     >>> spark = get_spark("demo", master="local[2]")
     >>> spark.range(3).count()
@@ -80,12 +85,38 @@ def get_spark(
         # FutureWarning (see hepspark.data.petastorm_compat); silence just that module.
         "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning:petastorm.fs_utils",
     }
-    extra = bigdl_conf() if bigdl else {}
-    for key, value in {**defaults, **extra, **(conf or {})}.items():
+    extra, conf = (bigdl_conf() if bigdl else {}), dict(conf or {})
+    settings = {**defaults, **extra, **conf}
+    log_level = log_level or logs.jvm_log_level()
+    quiet = logs.quiet_java_option() if logs.is_quiet(log_level) else None
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        # BigDL's -DlogFilename, the caller's options and ours, none replacing another
+        driver_only = quiet if key.startswith("spark.driver") and \
+            "log4j2.configurationFile" not in conf.get(key, "") else None
+        merged = logs.merge_java_options(extra.get(key), conf.get(key), driver_only)
+        if merged:
+            settings[key] = merged
+    if quiet and running_under_spark_submit():
+        quiet_submitted_driver()
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
+
+
+def quiet_submitted_driver() -> None:
+    """Under spark-submit the driver JVM runs already: reconfigure its log4j2 through the
+    gateway before the SparkContext starts (once; a running context is left as it is).
+    The CLI calls it first thing, so even a job that never starts Spark (the keras engine)
+    ends without the driver's INFO shutdown lines."""
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is None:
+        SparkContext._ensure_initialized()
+        # a configuration the user gave (--driver-java-options -Dlog4j2...) stays theirs
+        if not SparkContext._jvm.java.lang.System.getProperty("log4j2.configurationFile"):
+            logs.quiet_running_driver(SparkContext._jvm)
 
 
 def bigdl_conf(log_dir: str | None = None) -> dict[str, str]:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 
 from hepspark.cli import bench, cluster, data, pack_env, tracking, train
 from hepspark.cli.common import say
+from hepspark.logs import configure_logging
+from hepspark.session import quiet_submitted_driver, running_under_spark_submit
 
 EXIT_USAGE = 2
 EXIT_TRACKING_PENDING = 3  # trained, but MLflow records wait in a pending directory
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distributed deep-learning training and scaling benchmarks on Apache "
         "Spark for physics datasets.",
     )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_global_flags(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, datasets in COMMANDS.items():
         if command in COMMAND_HELP:
@@ -106,10 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
             sub = commands.add_parser(command, help=f"{command} a dataset's data or model")
             kinds = sub.add_subparsers(dest="dataset", required=True, metavar="DATASET")
         for name, (help_text, add) in datasets.items():
-            add(kinds.add_parser(name, help=help_text, description=help_text))
+            leaf = kinds.add_parser(name, help=help_text, description=help_text)
+            add(leaf)
+            add_global_flags(leaf, default=argparse.SUPPRESS)
     for command, (help_text, add) in SINGLE_COMMANDS.items():
-        add(commands.add_parser(command, help=help_text, description=help_text))
+        leaf = commands.add_parser(command, help=help_text, description=help_text)
+        add(leaf)
+        add_global_flags(leaf, default=argparse.SUPPRESS)
     return parser
+
+
+def add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    """--debug and --verbose, on the top-level parser and again on every command, so they
+    may follow the command too (as in ``spark-submit spark_jobs/train_higgs.py --verbose``);
+    a command's copy defaults to SUPPRESS, leaving the top level's value alone."""
+    group = parser.add_argument_group("output")
+    group.add_argument("--debug", action="store_true", default=default,
+                       help="show full tracebacks on errors")
+    group.add_argument("--verbose", action="store_true", default=default,
+                       help="show the INFO lines of Spark, BigDL, TensorFlow and MLflow "
+                       "(default: their warnings and errors only)")
 
 
 # Errors that are the user's to fix: one clear line, no traceback (unless --debug).
@@ -142,6 +160,9 @@ def install_signal_handlers() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose)
+    if not args.verbose and running_under_spark_submit():
+        quiet_submitted_driver()
     install_signal_handlers()
     start = time.perf_counter()
     from hepspark.backends.base import TrainingFailedError
