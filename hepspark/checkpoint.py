@@ -25,7 +25,6 @@ only ever deletes the run's own epochs.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -219,11 +218,9 @@ def _payload_files(directory: str) -> list[str]:
 
 
 def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from hepspark.data.convert import sha256_files
+
+    return sha256_files([path])
 
 
 def _payload_digests(directory: str) -> dict[str, str]:

@@ -60,7 +60,6 @@ class TaskKind:
 class HiggsKind(TaskKind):
     name = "HIGGS"
     task_tag = TRAIN_HIGGS_TASK
-    unit = "rows"
 
     def check(self, config: TrainConfig) -> None:
         if config.is_cnn:
