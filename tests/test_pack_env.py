@@ -40,7 +40,7 @@ def test_pack_env_replaces_the_editable_install_with_a_wheel(editable_venv, tmp_
     with tarfile.open(out) as archive:
         names = archive.getnames()
         assert not [n for n in names if "__editable__" in n]
-        assert any(n.endswith("site-packages/hepspark/cli.py") for n in names)
+        assert any(n.endswith("site-packages/hepspark/cli/__init__.py") for n in names)
         archive.extractall(tmp_path / "env")
     # The unpacked env imports hepspark from itself, run from elsewhere without PYTHONPATH.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
