@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,10 +49,22 @@ def project_root() -> str:
 
 
 def build_wheel(directory: str, python: str = sys.executable) -> str:
-    """A wheel of the project checkout, built into ``directory`` (no dependencies)."""
+    """A wheel of the project checkout, built into ``directory`` (no dependencies).
+
+    Built from a copy of the sources in ``directory``: pip builds a local project in its
+    tree, where setuptools reuses ``build/`` and would ship modules deleted since."""
+    source = os.path.join(directory, "source")
+    root = project_root()
+    os.makedirs(source)
+    shutil.copy2(os.path.join(root, "setup.py"), source)
+    for name in ("pyproject.toml", "README.md", "setup.cfg"):
+        if os.path.exists(os.path.join(root, name)):
+            shutil.copy2(os.path.join(root, name), source)
+    shutil.copytree(os.path.join(root, PROJECT), os.path.join(source, PROJECT),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     result = subprocess.run(
         [python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", directory, project_root()],
+         "-w", directory, source],
         capture_output=True, text=True,
     )
     wheels = glob.glob(os.path.join(directory, f"{PROJECT}-*.whl"))
