@@ -50,6 +50,7 @@ _KERAS = Capabilities(
 CAPABILITIES: dict[str, Capabilities] = {
     "keras": _KERAS,
     "horovod": _KERAS,  # Keras (tf_keras) in every rank
+    "torch": _KERAS,  # Keras 3 (torch backend) in every rank, Keras' own optimizers
     "bigdl": Capabilities(
         optimizers=tuple(name for name, o in OPTIMIZERS.items() if o.bigdl),
         activations=tuple(bigdl_dense.ACTIVATIONS),
