@@ -10,7 +10,7 @@ True
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from hepspark.backends.base import BACKENDS
@@ -37,6 +37,8 @@ class Capabilities:
     sample_weights: bool
     # optimizers that take no learning rate (a given --learning-rate is refused)
     optimizers_without_rate: tuple[str, ...] = ()
+    # --batch-size is per rank (data-parallel ranks: Horovod, torch), else global
+    batch_per_rank: bool = False
 
 
 _KERAS = Capabilities(
@@ -49,8 +51,9 @@ _KERAS = Capabilities(
 
 CAPABILITIES: dict[str, Capabilities] = {
     "keras": _KERAS,
-    "horovod": _KERAS,  # Keras (tf_keras) in every rank
-    "torch": _KERAS,  # Keras 3 (torch backend) in every rank, Keras' own optimizers
+    "horovod": replace(_KERAS, batch_per_rank=True),  # Keras (tf_keras) in every rank
+    # Keras 3 (torch backend) in every rank, Keras' own optimizers
+    "torch": replace(_KERAS, batch_per_rank=True),
     "bigdl": Capabilities(
         optimizers=tuple(name for name, o in OPTIMIZERS.items() if o.bigdl),
         activations=tuple(bigdl_dense.ACTIVATIONS),

@@ -52,7 +52,8 @@ class Network:
 LOOPBACK = Network(bandwidth_gbps=40.0, latency_s=20e-6)
 # Assumed target networks (stated in the report): 10 GbE between nodes; BigDL's
 # block-manager fetches cost about a millisecond each on top of the wire.
-DEFAULT_NETWORKS = {"horovod": Network(10.0, 50e-6), "bigdl": Network(10.0, 1e-3)}
+DEFAULT_NETWORKS = {"horovod": Network(10.0, 50e-6), "torch": Network(10.0, 50e-6),
+                    "bigdl": Network(10.0, 1e-3)}  # torch: DDP's ring all-reduce, as Horovod
 
 
 def ring_allreduce_s(nodes: int, param_bytes: float, network: Network) -> float:

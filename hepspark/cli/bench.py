@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from hepspark.bench.sweep import BATCH_SCALINGS, DISTRIBUTED, SweepConfig, run_sweep
+from hepspark.bench.sweep import BATCH_SCALINGS, DEFAULT_BACKENDS, SweepConfig, run_sweep
 from hepspark.report.scaling import HIGGS_TRAIN_ROWS, write_scaling_report
 
 
@@ -23,8 +23,9 @@ def _names(text: str) -> tuple[str, ...]:
 
 def add_scaling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="converted HIGGS dataset directory")
-    parser.add_argument("--backends", type=_names, default=DISTRIBUTED,
-                        help="comma-separated, among bigdl,horovod (default both)")
+    parser.add_argument("--backends", type=_names, default=DEFAULT_BACKENDS,
+                        help="comma-separated, among bigdl,horovod,torch (default "
+                        "bigdl,horovod; torch needs 'make install-torch')")
     parser.add_argument("--executors", type=_ints, default=(1, 2),
                         help="node counts to measure, e.g. 1,2,4 (default 1,2)")
     parser.add_argument("--optimizers", type=_names,

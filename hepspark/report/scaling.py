@@ -41,7 +41,7 @@ from hepspark.report.runs import MeasuredRun, load_runs
 from hepspark.tags import REPORT_TASK, TASK_TAG
 
 REPORT_FILE = "report.md"
-DISTRIBUTED = ("bigdl", "horovod")
+DISTRIBUTED = ("bigdl", "horovod", "torch")
 SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking with N
 HIGGS_TRAIN_ROWS = 10_500_000  # the UCI file minus its 500k test rows
 
