@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hepspark.backends.base import Engine, EngineUnavailableError, EpochRecord, TrainResult
-from hepspark.backends.capabilities import check_supported
+from hepspark.backends.capabilities import CAPABILITIES, check_installed, check_supported
 from hepspark.backends.ranks import run_ranks, threads_per_rank
 from hepspark.backends.torch_remote import run_rank
 
@@ -30,11 +30,7 @@ if TYPE_CHECKING:
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
 
-TORCH_PIN = "torch==2.13.0"
 START_TIMEOUT_S = 180  # torchrun's rendezvous, importing torch and Keras, building the model
-INSTALL_HINT = (f"install it with 'make install-torch' (scripts/install_torch.sh: pip "
-                f"install {TORCH_PIN}, the CPU build, into .venv); the keras, horovod and "
-                "bigdl backends work without it")
 
 
 class TorchUnavailableError(EngineUnavailableError):
@@ -42,15 +38,16 @@ class TorchUnavailableError(EngineUnavailableError):
 
 
 def require_torch() -> None:
-    """Fail with the install step when PyTorch (or pyspark's TorchDistributor) does not
-    import."""
+    """Fail with the install step (the engine's capabilities say it) when PyTorch, or
+    pyspark's TorchDistributor, does not import."""
+    check_installed("torch")
     try:
         import torch  # noqa: F401
         from pyspark.ml.torch.distributor import TorchDistributor  # noqa: F401
     except ImportError as exc:
-        raise TorchUnavailableError(
-            f"--backend torch needs PyTorch, which is not installed ({exc}): "
-            + INSTALL_HINT) from exc
+        _, what, how = CAPABILITIES["torch"].requires
+        raise TorchUnavailableError(f"--backend torch needs {what}, which failed to import "
+                                    f"({exc}): {how}") from exc
 
 
 class TorchBackend(Engine):

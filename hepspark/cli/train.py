@@ -64,9 +64,11 @@ def higgs_config_from_args(args: argparse.Namespace, data: str):
 
 
 def run_train_higgs(args: argparse.Namespace) -> int:
+    from hepspark.backends.capabilities import check_installed
     from hepspark.train import train_higgs
 
     config = higgs_config_from_args(args, args.data or "")
+    check_installed(config.backend)  # before the demo sample is made
     if args.data is None:
         from hepspark.data.demo import ensure_demo_dataset
 

@@ -45,34 +45,6 @@ def test_two_ranks_learn_and_end_with_identical_weights(spark, higgs_dataset):
     assert len(result.info["rank_peak_rss_mb"].split(",")) == 2
 
 
-def test_each_epoch_is_in_mlflow_while_the_job_still_runs(spark, higgs_dataset, tmp_path):
-    """Rank 0 streams each epoch to the driver as it ends: epoch 1's metrics are in the
-    MLflow store (a sqlite file, read by a fresh client) while the ranks still train."""
-    import mlflow
-
-    from hepspark.tracking import Tracker
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "torch-live")
-    seen = []  # (epoch, metric steps in MLflow, Spark jobs running) at each epoch end
-
-    def on_epoch_end(record):
-        tracker.log_epoch(record)
-        steps = [m.step for m in mlflow.MlflowClient(uri).get_metric_history(
-            tracker.run_id, "val_auc")]
-        seen.append((record.epoch, steps,
-                     len(spark.sparkContext.statusTracker().getActiveJobsIds())))
-
-    config = TrainConfig(data=higgs_dataset, backend="torch", epochs=3, batch_size=500,
-                         num_executors=2, model=SMALL, features="high")
-    with tracker.run("live", {"backend": "torch"}):
-        get_backend("torch").fit(config, HiggsDataset(higgs_dataset, config.features),
-                                 on_epoch_end)
-    assert seen[0][:2] == (1, [1]), seen
-    assert seen[0][2] >= 1, "epoch 1 arrived after the ranks' Spark job had ended"
-    assert [s[0] for s in seen] == [1, 2, 3]
-
-
 def test_a_lost_rank_is_exit_4_and_resume_finishes(spark, higgs_dataset, tmp_path):
     from hepspark.backends.base import TrainingFailedError
 
