@@ -6,13 +6,13 @@ The epoch stream: the driver opens a TCP listener (:class:`EpochListener`) befor
 the ranks; rank 0 connects (:class:`EpochSender`, given the listener's address and a random
 token in its spec), proves the token and sends one JSON line per finished epoch (an
 :class:`~hepspark.records.EpochRecord`). The driver's main thread hands each record to the
-pipeline's ``on_epoch_end`` as it arrives (:func:`run_reporting`), so MLflow credentials
+pipeline (:func:`run_reporting`), so MLflow credentials
 stay on the driver, a sqlite store works, and a run shows its epochs while it trains
 (before, Horovod's epochs reached MLflow only when the job returned). Records the stream
 missed (a lost connection) are reported from rank 0's returned list at the end.
 
 >>> with EpochListener(spark) as listener:                 # driver
-...     result = run_reporting(lambda: launch(spec), listener, on_epoch_end)
+...     result = run_reporting(lambda: launch(spec), listener, on_epoch_end, records_of)
 >>> sender = EpochSender(spec.epochs)                      # rank 0
 >>> sender.send(record)
 """
@@ -228,39 +228,45 @@ class EpochSender:
 def run_reporting(job: Callable[[], T], listener: EpochListener,
                   on_epoch_end: Callable[[EpochRecord], None],
                   final_records: Callable[[T], Iterable[EpochRecord]]) -> T:
-    """Run ``job`` (the blocking launch of the ranks) in a thread while this thread hands
-    each epoch that arrives to ``on_epoch_end``; then the epochs of ``final_records(result)``
-    the stream did not bring. Re-raises the job's error (after reporting the epochs that
-    arrived: they are in the checkpoints, ``--resume`` continues after them)."""
-    outcome: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = job()
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="hepspark-ranks", daemon=True)
-    thread.start()
+    """Run ``job`` (the blocking launch of the ranks) in this thread while a helper thread
+    hands each epoch that arrives to ``on_epoch_end``; then the epochs of
+    ``final_records(result)`` the stream did not bring. The launch stays in the calling
+    (main) thread: ``horovod.spark.run`` installs signal handlers, which only the main
+    thread may, and Ctrl-C/SIGTERM interrupt it as before. ``on_epoch_end`` runs in the
+    helper thread, one call at a time, while this thread waits in ``job``; its first error
+    is re-raised once the job has returned (the ranks' own error first)."""
     seen: set[int] = set()
+    errors: list[BaseException] = []
+    done = threading.Event()
 
     def report(record: EpochRecord) -> None:
+        if record.epoch in seen or errors:
+            return
         seen.add(record.epoch)
-        on_epoch_end(record)
-
-    while thread.is_alive() or not listener.records.empty():
         try:
-            report(listener.records.get(timeout=0.5))
-        except queue.Empty:
-            pass
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    result = outcome["result"]
-    for record in final_records(result):  # type: ignore[arg-type]
-        if record.epoch not in seen:
-            report(record)
-    return result  # type: ignore[return-value]
+            on_epoch_end(record)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    def pump() -> None:
+        while not done.is_set() or not listener.records.empty():
+            try:
+                report(listener.records.get(timeout=0.5))
+            except queue.Empty:
+                pass
+
+    thread = threading.Thread(target=pump, name="hepspark-epochs", daemon=True)
+    thread.start()
+    try:
+        result = job()
+    finally:
+        done.set()
+        thread.join()
+    for record in final_records(result):
+        report(record)
+    if errors:
+        raise errors[0]
+    return result
 
 
 class StallWatchdog:

@@ -92,11 +92,11 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
     if spec.checkpoint:  # every rank restores the same payload
         restore_payload(model, optimizer, spec.checkpoint)
     # DDP broadcasts rank 0's parameters here and all-reduces gradients in backward().
-    # broadcast_buffers=False: Keras registers no torch buffers (BatchNorm's moving
-    # statistics are non-trainable parameters and follow each rank's own batches, as in
-    # the Horovod engine).
+    # Keras registers no torch buffers: BatchNorm's moving statistics are non-trainable
+    # parameters, which DDP syncs once here and which then follow each rank's own batches
+    # (as in the Horovod engine).
     module = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[0] if spec.use_gpu else None, broadcast_buffers=False)
+        model, device_ids=[0] if spec.use_gpu else None)
     step = TorchStep(keras, model, optimizer, task.loss, module=module)
 
     sender = EpochSender(spec.epochs if rank == 0 else None)

@@ -51,7 +51,13 @@ class TorchStep:
         weight = None if sample_weight is None else ops.convert_to_tensor(sample_weight)
         self.model.zero_grad(set_to_none=True)
         scores = self.module(x, training=True)
-        loss = self.loss(y, scores, sample_weight=weight)
+        # torch's binary_cross_entropy raises on NaN scores ("all elements of input should
+        # be between 0 and 1"; a device-side assert on CUDA) where TensorFlow returns NaN: a
+        # diverged model then killed its rank instead of stopping with EpochBook's message.
+        # Score NaNs as 0.5 and make the loss NaN instead (no host sync).
+        bad = torch.isnan(scores)
+        loss = self.loss(y, torch.where(bad, 0.5, scores), sample_weight=weight)
+        loss = loss + torch.where(bad.any(), float("nan"), 0.0)
         if self.model.losses:  # L2 penalties of the zoo's regularized layers
             loss = loss + ops.sum(ops.stack(self.model.losses))
         loss.backward()
