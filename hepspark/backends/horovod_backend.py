@@ -29,9 +29,11 @@ The same code trains the HIGGS DNN and the zoo CNNs on image datasets (with thei
 physical weights as sample weights): :class:`~hepspark.backends.tasks.Task` says what
 differs.
 
-This module is the driver's side (checks, the rank environment, the watchdog, the result);
-what each rank runs is :func:`hepspark.backends.horovod_remote.run_rank` over a frozen
-:class:`~hepspark.backends.horovod_remote.RankSpec`. The ``HEPSPARK_*`` settings are read
+This module is the driver's side of what is Horovod's own (the install check, the rank
+environment and interpreter, the launch); the driver flow, stall watchdog and live epoch
+stream it shares with the torch engine are :func:`hepspark.backends.ranks.run_ranks`. What
+each rank runs is :func:`hepspark.backends.horovod_remote.run_rank` over a frozen
+:class:`~hepspark.backends.rank_common.RankSpec`. The ``HEPSPARK_*`` settings are read
 once, on the driver (:class:`hepspark.config.EngineSettings`), and reach the ranks in the
 spec.
 """
@@ -81,7 +83,7 @@ def require_horovod() -> None:
             f"--backend horovod needs Horovod with TensorFlow and Gloo, which failed to "
             f"import ({type(exc).__name__}: {exc}). Run 'make install' (scripts/install.sh "
             "builds Horovod 0.28.1 from source, see STACK.md) and check with "
-            "'.venv/bin/horovodrun --check-build'. The keras and bigdl backends still work."
+            "'.venv/bin/horovodrun --check-build'. The keras, bigdl and torch backends still work."
         ) from exc
 
 
