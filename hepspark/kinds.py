@@ -20,21 +20,17 @@ from typing import Any
 import numpy as np
 
 from hepspark.config import TrainConfig
-from hepspark.quality import QualityTarget
+from hepspark.quality import (
+    HIGGS_TARGET_AUC,
+    JETS_TARGET_AUC,
+    LARTPC_TARGET_ACCURACY,
+    QualityTarget,
+)
 from hepspark.tags import TRAIN_CNN_TASK, TRAIN_HIGGS_TASK
 
 # Reference test AUCs of the deep network on the full 10.5M-row training set
 # (Baldi, Sadowski, Whiteson 2014); shown next to our results, never used as targets.
 PAPER_DNN_AUC = {"low": 0.880, "high": 0.800, "all": 0.885}
-# Time-to-quality targets (MLPerf's rule), per kind of data; --target-auc overrides. Chosen
-# below what the generated samples reach in a few epochs with a working optimizer, so
-# "not reached" separates optimizers and batch sizes that learn too slowly: HIGGS toy
-# sample, Adam/Adamax val AUC 0.87-0.90 after 3 epochs of 214k rows, SGD/Adagrad/Adadelta
-# 0.59-0.74 (benchmarks/results/scaling-2core); toy jets, 3,000 images, 3 epochs: test
-# AUC 0.79-0.87 (cnn_engines_2core.txt); toy LArTPC: 5 classes, e/gamma hard to tell apart.
-HIGGS_TARGET_AUC = 0.85
-JETS_TARGET_AUC = 0.80
-LARTPC_TARGET_ACCURACY = 0.70
 
 
 @dataclass(frozen=True)

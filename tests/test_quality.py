@@ -6,8 +6,8 @@ import pytest
 
 from hepspark.cli import main
 from hepspark.config import TrainConfig
-from hepspark.kinds import HIGGS, HIGGS_TARGET_AUC
-from hepspark.quality import QualityTarget, time_to_target
+from hepspark.kinds import HIGGS
+from hepspark.quality import HIGGS_TARGET_AUC, QualityTarget, time_to_target
 from hepspark.records import EpochRecord
 
 EPOCHS = [EpochRecord(1, 4.0, 100, 0.6, val_auc=0.80), EpochRecord(2, 3.0, 100, 0.5, val_auc=0.86),
