@@ -426,7 +426,7 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
                 MODE_TAG: "local" if combo.backend == BASELINE else config.mode,
                 CEILING_TAG: f"{gflops_per_core * cores:.1f}", JOB_TAG: job_id,
                 DRIVER_CPUS_TAG: format_cpus(cpus or available_cpus()),
-                WORKER_CPUS_TAG: " | ".join(format_cpus(c)
+                WORKER_CPUS_TAG: "; ".join(format_cpus(c)
                                             for c in config.worker_cpus[:combo.nodes])}
         if cpus:  # a pinned job's own thread pools are sized to its CPUs
             env = {**env, **thread_env(len(cpus))}

@@ -57,7 +57,7 @@ class MeasuredRun:
     flop_ceiling_gflops: float | None = None
     start_time_ms: int = 0
     sweep_key: str | None = None  # the sweep's combination, when a sweep made the run
-    # where it ran (issue #16): the nodes' pinned CPU sets ("0 | 1"; "" unpinned), the
+    # where it ran (issue #16): the nodes' pinned CPU sets ("0; 1"; "" unpinned), the
     # driver's CPUs and its CPU time during the job; None when not recorded
     worker_cpus: str | None = None
     driver_cpus: str | None = None

@@ -331,7 +331,7 @@ def _placement(worker_cpus: str | None, driver_cpus: str) -> str:
     if not worker_cpus:
         return (f"- nodes not pinned: the executors, their threads and the driver shared CPUs "
                 f"{driver_cpus}; engine cost and contention are one number")
-    nodes = [parse_cpus(c) for c in worker_cpus.split("|")]
+    nodes = [parse_cpus(c) for c in worker_cpus.split(";")]
     shared = sorted(set(parse_cpus(driver_cpus)) & {c for n in nodes for c in n})
     note = (f"; the driver shares CPU(s) {','.join(map(str, shared))} with the nodes (its CPU "
             "time is in the runs table)" if shared else "; the driver has CPUs of its own")

@@ -102,7 +102,7 @@ def test_sweep_measures_every_combination_once(scaling_sweep):
         nodes = int(label[-1])
         assert run.data.params["host_cores"] == str(nodes), label
         assert run.data.tags[DRIVER_CPUS_TAG] == format_cpus([c for s in cpus[:nodes] for c in s])
-        assert run.data.tags[WORKER_CPUS_TAG] == " | ".join(map(format_cpus, cpus[:nodes]))
+        assert run.data.tags[WORKER_CPUS_TAG] == "; ".join(map(format_cpus, cpus[:nodes]))
         assert 0 < run.data.metrics["driver_cpu_time_s"]
         assert 0 < run.data.metrics["driver_cpu_fraction"] <= nodes + 0.5  # CPU s per s
     assert runs["keras-sgd-x1"].data.params["cores_per_executor"] == "1"

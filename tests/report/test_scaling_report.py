@@ -63,12 +63,12 @@ def test_report_of_a_sweep_with_a_gpu_baseline(store, scaling_sweep, tmp_path):
     horovod2 = next(r for r in runs if (r.backend, r.nodes) == ("horovod", 2))
     assert f"| {horovod2.run_id[:8]} | horovod | sgd | 2 | " in md
     # isolated nodes: where each run ran, and the pinned Keras baselines on 1 and 2 CPUs
-    cpus = " | ".join(map(str, range(2)))
+    cpus = "; ".join(map(str, range(2)))
     assert horovod2.worker_cpus == cpus and horovod2.driver_cpus == "0-1"
     assert f"| {cpus} | 0-1 | {horovod2.driver_cpu_time_s:.1f} |" in md
     assert "Keras CPU, 1 process (1 cores, pinned to CPUs 0)" in md
     assert "Keras CPU, 1 process (2 cores, pinned to CPUs 0-1)" in md
-    assert "2 pinned node(s), CPUs 0 | 1; driver on CPUs 0-1; the driver shares CPU(s) 0,1" in md
+    assert "2 pinned node(s), CPUs 0; 1; driver on CPUs 0-1; the driver shares CPU(s) 0,1" in md
     # time to target from the runs' own epochs: the first epoch above AUC 0.5
     first = sorted(client.get_metric_history(horovod2.run_id, "epoch_wall_time_s"),
                    key=lambda m: m.step)[0].value
@@ -169,7 +169,7 @@ def test_time_to_target_compares_weak_and_strong_scaling(tmp_path):
                   for i, (a, t) in enumerate(zip(aucs, times), 1)]
         return MeasuredRun(f"{backend}{nodes}{batch}", "n", backend, "adam", nodes, cores, batch,
                            100_000, 1000, "CPU", "local", epochs=epochs, target_value=0.85,
-                           worker_cpus="0" if nodes == 1 else "0 | 1", driver_cpus="0-1")
+                           worker_cpus="0" if nodes == 1 else "0; 1", driver_cpus="0-1")
 
     runs = [run("horovod", 1, 1000, [0.80, 0.86, 0.87], [10, 9, 9]),
             # weak: 2 x 1000 per rank, shorter epochs but one more epoch to the target
