@@ -72,6 +72,9 @@ class TrainConfig:
     epoch_selection: str = "val_auc"
     executor_wait_s: float = 300.0  # BigDL: how long training waits for the executors
     stall_timeout_s: float = 600.0  # Horovod: a rank stalled this long ends the job
+    # validation quality whose time to reach is logged (val AUC; val accuracy for K-class
+    # images); None: the kind's default (hepspark.kinds)
+    target_quality: float | None = None
     model: DenseNetConfig | CnnConfig = field(default_factory=DenseNetConfig)
 
     def __post_init__(self) -> None:
@@ -96,6 +99,9 @@ class TrainConfig:
         for name in ("executor_wait_s", "stall_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.target_quality is not None and not 0.0 < self.target_quality <= 1.0:
+            raise ValueError(f"target_quality (--target-auc) must be in (0, 1], "
+                             f"got {self.target_quality}")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume needs checkpoint_dir (the directory to resume from)")
         if self.resume_if_present and not self.checkpoint_dir:
@@ -140,7 +146,7 @@ class TrainConfig:
         that changes what is trained; epochs, placement and paths may differ)."""
         free = {"epochs", "master", "num_executors", "checkpoint_dir", "resume",
                 "early_stopping_patience", "epoch_selection", "resume_if_present",
-                "run_token", "executor_wait_s", "stall_timeout_s"}
+                "run_token", "executor_wait_s", "stall_timeout_s", "target_quality"}
         mine, theirs = self.to_params(), other.to_params()
         return [f"{k}: checkpoint has {theirs.get(k)!r}, this run {mine[k]!r}"
                 for k in sorted(mine) if k not in free and mine[k] != theirs.get(k)]

@@ -7,6 +7,7 @@ import argparse
 import os
 
 from hepspark.bench.sweep import BATCH_SCALINGS, DISTRIBUTED, SweepConfig, run_sweep
+from hepspark.cpusets import parse_cpus, worker_cpu_sets
 from hepspark.report.scaling import HIGGS_TRAIN_ROWS, write_scaling_report
 
 
@@ -39,6 +40,17 @@ def add_scaling(parser: argparse.ArgumentParser) -> None:
                         help="per-executor: each executor takes --batch-size rows per step "
                         "(global batch grows with N); global: the global batch is fixed")
     parser.add_argument("--cores-per-executor", type=int, default=1)
+    pinning = parser.add_mutually_exclusive_group()
+    pinning.add_argument(
+        "--cpus-per-worker", type=int,
+        help="isolated nodes: pin each node (worker, executors, Python workers, threads) to "
+        "this many CPUs of its own, and the Keras baselines to 1 node's and all nodes' CPUs; "
+        "sets --cores-per-executor")
+    pinning.add_argument(
+        "--worker-cpus", nargs="+", type=parse_cpus, metavar="CPUS",
+        help="isolated nodes on these CPU lists, node i on the i-th (e.g. --worker-cpus 0 1)")
+    parser.add_argument("--driver-cpus", type=parse_cpus, default=(),
+                        help="pin the jobs' driver here (default: where the sweep may run)")
     parser.add_argument("--features", choices=("all", "low", "high"), default="all")
     parser.add_argument("--no-baseline", action="store_false", dest="baseline",
                         help="skip the Keras single-process baseline runs")
@@ -71,6 +83,11 @@ def run_scaling(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in names}
     for name in ("train_args", "submit_args"):
         values[name] = tuple(values[name])
+    if args.cpus_per_worker is not None or args.worker_cpus:
+        sets = worker_cpu_sets(max(args.executors), args.cpus_per_worker, args.worker_cpus or ())
+        values.update(worker_cpus=tuple(sets), cores_per_executor=len(sets[0]))
+    else:
+        values["worker_cpus"] = ()
     config = SweepConfig(**values)
     outcome = run_sweep(config, progress=lambda m: print(m, flush=True))
     print(outcome.format(), flush=True)
@@ -111,6 +128,9 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
                         help="assumed network latency per message (default 50)")
     parser.add_argument("--bigdl-fetch-latency-ms", type=float, default=1.0,
                         help="assumed extra cost of one BigDL block-manager fetch (default 1)")
+    parser.add_argument("--target-auc", type=float,
+                        help="validation AUC for the time-to-target plot (default: the target "
+                        "the runs logged, else 0.85)")
     parser.add_argument("--no-mlflow-artifacts", action="store_false", dest="log_to_mlflow",
                         help="do not log the report back to MLflow")
     parser.set_defaults(handler=run_report_scaling)
@@ -119,7 +139,7 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
 def run_report_scaling(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in ("epoch_rows", "max_nodes", "bandwidth_gbps",
                                              "latency_us", "bigdl_fetch_latency_ms",
-                                             "log_to_mlflow")}
+                                             "log_to_mlflow", "target_auc")}
     if args.max_nodes < 1 or args.epoch_rows < 1:
         raise ValueError("--max-nodes and --epoch-rows must be >= 1")
     path = write_scaling_report(args.experiment, args.output, args.tracking_uri, **options)

@@ -73,6 +73,11 @@ def add_training_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, A
         help="stop after N epochs without validation-AUC gain (default "
         f"{defaults['early_stopping_patience'] or 'off'})",
     )
+    run.add_argument(
+        "--target-auc", type=float, dest="target_quality",
+        help="log the training time until the validation AUC first reaches this (validation "
+        "accuracy for K-class images); default: HIGGS 0.85, jets 0.80, LArTPC accuracy 0.70",
+    )
     checkpoints = parser.add_argument_group("checkpoints")
     checkpoints.add_argument("--checkpoint-dir",
                              help="write a checkpoint at every epoch end here")
@@ -112,6 +117,7 @@ RUN_FLAGS = (
     "backend", "optimizer", "learning_rate", "epochs", "batch_size", "seed",
     "early_stopping_patience", "num_executors", "scale_learning_rate", "master",
     "checkpoint_dir", "resume_if_present", "executor_wait_s", "stall_timeout_s",
+    "target_quality",
 )  # fmt: skip
 
 

@@ -35,6 +35,8 @@ from hepspark.bench.perfmodel import (
     fit_perf_model,
     gain_per_added_node,
 )
+from hepspark.cpusets import parse_cpus
+from hepspark.quality import HIGGS_TARGET_AUC, QualityTarget
 from hepspark.report import scaling_plots as plots
 from hepspark.report.document import Document, Section, Table
 from hepspark.report.runs import MeasuredRun, load_runs
@@ -57,6 +59,7 @@ class ReportConfig:
     latency_us: float = 50.0
     bigdl_fetch_latency_ms: float = 1.0
     log_to_mlflow: bool = True
+    target_auc: float | None = None  # None: the target the runs logged, else HIGGS's default
 
     def network(self, backend: str) -> Network:
         latency = self.bigdl_fetch_latency_ms * 1e-3 if backend == "bigdl" else 0.0
@@ -111,14 +114,88 @@ def _node_table(series, fmt: str) -> Table:
 def _baseline_rates(runs: list[MeasuredRun]) -> dict[str, float]:
     """{label: rows/s} of the single-process baselines (Keras CPU, GPU)."""
     out: dict[str, float] = {}
-    cpu = [r for r in runs if r.backend == "keras"]
-    if cpu:
-        cores = max(r.cores_per_executor for r in cpu)
-        out[f"Keras CPU, 1 process ({cores} cores)"] = float(np.median([r.rows_per_s for r in cpu]))
+    for label, cpu in _keras_baselines(runs).items():
+        out[label] = float(np.median([r.rows_per_s for r in cpu]))
     for r in runs:
         if r.backend not in ("keras", *DISTRIBUTED):
             out[f"Keras {r.device.removeprefix('GPU: ')}, batch {r.batch_size}"] = r.rows_per_s
     return out
+
+
+def _keras_baselines(runs: list[MeasuredRun]) -> dict[str, list[MeasuredRun]]:
+    """The Keras CPU runs by the cores they had: with pinned nodes, one process on one
+    node's CPUs (the reference for efficiency) and one on all nodes' CPUs."""
+    groups: dict[str, list[MeasuredRun]] = defaultdict(list)
+    for r in sorted((r for r in runs if r.backend == "keras"), key=lambda r: r.cores_per_executor):
+        pinned = f", pinned to CPUs {r.driver_cpus}" if r.worker_cpus else ""
+        groups[f"Keras CPU, 1 process ({r.cores_per_executor} cores{pinned})"].append(r)
+    return dict(groups)
+
+
+def report_target(runs: list[MeasuredRun], config: ReportConfig) -> QualityTarget:
+    """The validation AUC every run is judged against: ``--target-auc``, else the target
+    most runs logged, else the HIGGS default."""
+    logged = Counter(r.target_value for r in runs if r.target_value is not None)
+    value = config.target_auc or (logged.most_common(1)[0][0] if logged else HIGGS_TARGET_AUC)
+    return QualityTarget("val_auc", value)
+
+
+def _time_to_target_section(runs: list[MeasuredRun], config: ReportConfig,
+                            path: str) -> Section:
+    """MLPerf's rule: training time to the target, per engine and optimizer against N, for
+    a fixed batch per node (weak scaling) and a fixed global batch (strong scaling)."""
+    target = report_target(runs, config)
+    title = f"Time to target quality ({target.describe()})"
+    dist = [r for r in runs if r.backend in DISTRIBUTED]
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    cells: dict[tuple[str, str], dict[int, str]] = {}
+    for anchor in sorted(dist, key=lambda r: (r.backend, r.optimizer, r.nodes)):
+        first = min(r.nodes for r in dist if (r.backend, r.optimizer) == (anchor.backend,
+                                                                          anchor.optimizer))
+        if anchor.nodes != first:
+            continue
+        mine = [r for r in dist if (r.backend, r.optimizer) == (anchor.backend, anchor.optimizer)]
+        weak = [r for r in mine if r.batch_per_node == anchor.batch_per_node]
+        strong = [r for r in mine if r.global_batch == anchor.global_batch]
+        curves = {f"{anchor.optimizer} b{anchor.batch_per_node}/node (weak)": weak}
+        if {r.run_id for r in strong} != {r.run_id for r in weak}:
+            curves[f"{anchor.optimizer} b{anchor.global_batch} global (strong)"] = strong
+        for name, members in curves.items():
+            key = (anchor.backend, name)
+            results = {r.nodes: r.to_target(target) for r in members}
+            series[key] = sorted((n, t.time_s) for n, t in results.items() if t.reached)
+            cells[key] = {n: t.format() for n, t in results.items()}
+    baselines = {}
+    lines = []
+    for label, cpu in _keras_baselines(runs).items():
+        result = cpu[-1].to_target(target)
+        lines.append(f"- {label}: {result.format()}")
+        if result.reached:
+            baselines[label] = result.time_s
+    if not series:
+        return Section(title, ["Not measured: no BigDL or Horovod run in this experiment."])
+    paragraphs = [
+        f"Training time (the epochs' wall times, validation excluded) until the validation "
+        f"AUC first reached {target.value:g} (MLPerf's time-to-train rule; --target-auc "
+        "chooses it), per engine and optimizer. 'weak': every node keeps the batch it had "
+        "at the smallest N, so the global batch grows with N (hepspark bench scaling "
+        "--batch-scaling per-executor); 'strong': the global batch stays fixed (--batch-"
+        "scaling global). A larger global batch has shorter epochs but may need more of "
+        "them: only this time says whether it paid. Runs that never reached the target are "
+        "not drawn; the table says after how many epochs they stopped."]
+    if lines:
+        paragraphs.append("Single-process Keras baselines (horizontal lines):\n"
+                          + "\n".join(lines))
+    drawn = {k: v for k, v in series.items() if v}
+    if drawn:
+        plots.plot_time_to_target(drawn, baselines, path, target.describe())
+    else:
+        paragraphs.append(f"No distributed run reached {target.describe()}: nothing to draw.")
+    nodes = sorted({n for c in cells.values() for n in c})
+    table = Table(["backend optimizer batch", *(f"N={n}" for n in nodes)],
+                  [[f"{b} {name}", *(c.get(n, "–") for n in nodes)]
+                   for (b, name), c in sorted(cells.items())])
+    return Section(title, paragraphs, "plots/time_to_target.png" if drawn else None, table)
 
 
 def _fit_models(runs: list[MeasuredRun], config: ReportConfig) -> dict[str, PerfModel]:
@@ -201,6 +278,7 @@ def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
 
     sections.append(_flop_section(runs, png("flop_fraction.png")))
     sections.append(_quality_section(runs, png("auc.png")))
+    sections.append(_time_to_target_section(runs, config, png("time_to_target.png")))
     sections += _model_sections(runs, dist, rates, config, png)
     return Document(f"Scaling report: {config.experiment}", sections)
 
@@ -214,6 +292,9 @@ def _summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config) 
         "costs (graph tracing, JVM warm-up, BigDL's sample caching); a run with one epoch "
         "only is marked * and includes them.",
     ]
+    placement = sorted({(r.worker_cpus, r.driver_cpus) for r in dist if r.driver_cpus})
+    if placement:
+        paragraphs.append("Placement:\n" + "\n".join(_placement(w, d) for w, d in placement))
     devices = sorted({r.device for r in runs})
     if devices:
         paragraphs.append("Hardware:\n" + "\n".join(f"- {d}" for d in devices))
@@ -246,20 +327,37 @@ def _summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config) 
     return Section("Summary", paragraphs)
 
 
+def _placement(worker_cpus: str | None, driver_cpus: str) -> str:
+    if not worker_cpus:
+        return (f"- nodes not pinned: the executors, their threads and the driver shared CPUs "
+                f"{driver_cpus}; engine cost and contention are one number")
+    nodes = [parse_cpus(c) for c in worker_cpus.split(";")]
+    shared = sorted(set(parse_cpus(driver_cpus)) & {c for n in nodes for c in n})
+    note = (f"; the driver shares CPU(s) {','.join(map(str, shared))} with the nodes (its CPU "
+            "time is in the runs table)" if shared else "; the driver has CPUs of its own")
+    return (f"- {len(nodes)} pinned node(s), CPUs {worker_cpus}; driver on CPUs "
+            f"{driver_cpus}{note}")
+
+
 def _runs_section(runs: list[MeasuredRun]) -> Section:
     table = Table(
         ["run", "backend", "optimizer", "N", "cores/exec", "global batch", "train rows",
          "rows/epoch", "epochs", "epoch s", "rows/s", "FLOP ceiling", "val AUC", "test AUC",
-         "device"],
+         "node CPUs", "driver CPUs", "driver CPU s", "device"],
         [[r.run_id[:8], r.backend, r.optimizer, str(r.nodes), str(r.cores_per_executor),
           str(r.global_batch), f"{r.train_rows:,d}", _fmt(r.epoch_fraction, ".0%"),
           str(len(r.epochs)),
           _fmt(r.epoch_time_s) + ("*" if r.includes_warmup else ""),
           _fmt(r.rows_per_s, ",.0f"), _fmt(r.flop_fraction, ".1%"), _fmt(r.val_auc, ".4f"),
-          _fmt(r.test_auc, ".4f"), r.device] for r in runs],
+          _fmt(r.test_auc, ".4f"), r.worker_cpus or "–", r.driver_cpus or "–",
+          _fmt(r.driver_cpu_time_s, ".1f"), r.device] for r in runs],
     )
     paragraphs = ["Every run the report uses, newest per configuration. rows/epoch: the rows "
-                  "an epoch trained (logged rows/s × epoch time) over the training rows."]
+                  "an epoch trained (logged rows/s × epoch time) over the training rows. "
+                  "node CPUs: each node's pinned CPUs ('–': not pinned, shared); driver CPUs "
+                  "and driver CPU s: where the job's own process ran and the CPU time it and "
+                  "its children used (spark-submit's JVM, the Python driver; in local mode "
+                  "and for Keras it includes the training)."]
     partial = [r for r in runs if r.epoch_fraction < 0.95]
     if partial:
         paragraphs.append("Epochs that trained under 95 % of the rows (their epoch times are not "
