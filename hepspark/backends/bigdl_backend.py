@@ -110,19 +110,24 @@ class BigDLBackend(Engine):
             compat.set_optim_state(optim.value, saved_arrays, tensors=False)
         else:
             model = parts.build()
-        workdir = tempfile.mkdtemp(prefix="hepspark-bigdl-")
         oom = _OutOfMemory(spark)
         start = time.perf_counter()
         try:
             train = parts.training_data(spark, executors * cores, plan)
             n_train = train.size()  # materialises the cache before the first timed epoch
+            cache_s = time.perf_counter() - start
+            optimizer = parts.optimizer(spark, model, train, optim, MaxEpoch(1),
+                                        config.batch_size)
         except Exception as exc:
-            raise oom.or_failure("BigDL could not cache the training split", config,
-                                 exc) from exc
-        cache_s = time.perf_counter() - start
+            # only an out-of-memory stop is re-worded here; anything else is not a failure
+            # of training part-way and propagates as it is
+            stop = oom.or_failure("BigDL could not set up training", config, exc)
+            if isinstance(stop, MemoryError):
+                raise stop from exc
+            raise
         val = task.load_val()
+        workdir = tempfile.mkdtemp(prefix="hepspark-bigdl-")
         summary = TrainSummary(workdir, "train")
-        optimizer = parts.optimizer(spark, model, train, optim, MaxEpoch(1), config.batch_size)
         optimizer.set_train_summary(summary)
         compat.keep_optimizer_state(optimizer)
         if resumed is not None:
