@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 PREPROCESSING_FILE = "preprocessing.json"
 # result facts an engine reports that become MLflow params (when it reports them)
 RESULT_PARAMS = ("learning_rate", "parameters", "kept_epoch", "sample_weights", "ranks",
-                 "partitions", "threads_per_rank", "steps_per_epoch", "rank_python")
+                 "partitions", "threads_per_rank", "steps_per_epoch", "rank_python",
+                 "bigdl_cache", "bigdl_cache_mb_needed", "bigdl_cache_mb_available")
+# engine measurements logged as metrics when an engine reports them
+RESULT_METRICS = ("cache_wall_time_s", "cache_rows_per_s")
 
 
 @dataclass
@@ -182,7 +185,10 @@ def _fit_and_log(config, tracker, kind, progress, model_dir, dataset, backend,
     with tempfile.TemporaryDirectory(prefix="hepspark-run-") as tmp:
         evaluation = kind.evaluate(tmp, config, dataset, y_test, scores, w_test)
         metrics = {**evaluation.metrics, "train_wall_time_s": info["train_wall_time_s"],
-                   "peak_rss_mb": info["peak_rss_mb"], **to_target.metrics()}
+                   "peak_rss_mb": info["peak_rss_mb"],
+                   **{k: info[k] for k in RESULT_METRICS if k in info},
+                   # per process (hepspark.resources.peak_rss_metrics)
+                   **info.get("peak_rss_mb_by_process", {}), **to_target.metrics()}
         _write_common(tmp, config, kind, dataset, result, evaluation.report, metrics, info)
         # the model is on disk before the results are uploaded (an upload may fail or hang)
         model_path = save_model_files(tmp, model_dir, (MODEL_FILE, PREPROCESSING_FILE))

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DEFAULT_MASTER = "local[*]"
+# the driver JVM's heap; in local mode the executors' too (their tasks run in it)
+DRIVER_MEMORY_ENV = "HEPSPARK_DRIVER_MEMORY"
+DEFAULT_DRIVER_MEMORY = "4g"
 
 
 def prepare_environment() -> None:
@@ -80,7 +83,7 @@ def get_spark(
         "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
         # Our Parquet files are read by pyarrow/Petastorm, which expects plain timestamps.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.driver.memory": os.environ.get("HEPSPARK_DRIVER_MEMORY", "4g"),
+        "spark.driver.memory": os.environ.get(DRIVER_MEMORY_ENV, DEFAULT_DRIVER_MEMORY),
         # Petastorm 0.13.1 runs pyarrow.localfs lookups in executors, each printing a
         # FutureWarning (see hepspark.data.petastorm_compat); silence just that module.
         "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning:petastorm.fs_utils",

@@ -136,12 +136,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from hepspark.cluster import ClusterError
     from hepspark.data.readers import EpochRowCountError
     from hepspark.mlflow_server import ServerError
+    from hepspark.records import OutOfMemoryStop
     from hepspark.tracking import TrackingUnavailableError
 
     # PermissionError & co.: a path the user gave that cannot be written or read
     return (ValueError, FileNotFoundError, FileExistsError, PermissionError,
             NotADirectoryError, IsADirectoryError, TrackingUnavailableError,
-            EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError)
+            EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError,
+            OutOfMemoryStop)
 
 
 def _terminate_like_interrupt(signum, frame) -> None:
