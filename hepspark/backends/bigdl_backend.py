@@ -38,6 +38,7 @@ from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
 from hepspark.backends.capabilities import check_supported
 from hepspark.backends.optimizers import bigdl_learning_rate, bigdl_optimizer
 from hepspark.models.keras_dense import PREDICT_BATCH
+from hepspark.progress import Progress
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -136,6 +137,8 @@ class BigDLBackend(Engine):
             book.restore(resumed.records)
             first = resumed.epoch + 1
         seen = len(summary.read_scalar("Loss"))
+        # Epochs only: the iterations inside optimize() are BigDL's (two Spark jobs each).
+        progress = Progress("train", config.epochs - first + 1, "epochs")
         try:
             for epoch in range(first, config.epochs + 1):
                 # MaxEpoch counts in the optimizer's own epochs, which a loaded optim method
@@ -155,8 +158,10 @@ class BigDLBackend(Engine):
                 book.check_loss(epoch, train_loss)
                 record = task.epoch_record(epoch, wall, n_train, train_loss, val,
                                            predict(val[0]))
+                progress.advance()
                 if book.end_epoch(record, write_checkpoint):
                     break
+            progress.close()
         finally:
             train.unpersist()
             shutil.rmtree(workdir, ignore_errors=True)

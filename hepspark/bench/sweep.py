@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from hepspark.config import OPTIMIZERS
+from hepspark.progress import Progress
 from hepspark.tags import CEILING_TAG, KEY_TAG, MODE_TAG, NODES_TAG
 
 DISTRIBUTED = ("bigdl", "horovod")
@@ -349,10 +350,13 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
             progress(f"[scaling] {combo.label} FAILED (exit {code}): {error[-300:]}\n"
                      f"  full output: {log}")
 
-    for combo in (c for c in todo if c.backend == BASELINE):
-        run(combo, None, {})
-    for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
-        with _spark_master(config, nodes, progress) as (master, env):
-            for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
-                run(combo, master, env)
+    with Progress("scaling", len(todo), "runs", emit=progress) as bar:
+        for combo in (c for c in todo if c.backend == BASELINE):
+            run(combo, None, {})
+            bar.advance()
+        for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
+            with _spark_master(config, nodes, progress) as (master, env):
+                for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
+                    run(combo, master, env)
+                    bar.advance()
     return outcome
