@@ -90,6 +90,7 @@ class Progress:
         self.tty = _isatty(self.stream) if tty is None else tty
         self.start = time.monotonic()
         self._last_draw = self.start if not self.tty else 0.0
+        self._first: tuple[float, float] | None = None  # (time, done) at the first update
         self._drawn = False
         self._closed = False
         self._lock = threading.Lock()
@@ -98,7 +99,14 @@ class Progress:
     def advance(self, n: float = 1) -> None:
         with self._lock:
             self.done += n
+            self._mark_first()
             self._maybe_draw()
+
+    def _mark_first(self) -> None:
+        """Rates are measured from the first update on (after it: what came before it
+        includes start-up)."""
+        if self._first is None:
+            self._first = (time.monotonic(), self.done)
 
     def update(self, done: float, total: float | None = None) -> None:
         """Set the absolute ``done`` (and ``total`` when it changed)."""
@@ -106,6 +114,7 @@ class Progress:
             self.done = done
             if total is not None:
                 self.total = total
+            self._mark_first()
             self._maybe_draw()
 
     def close(self, note: str = "") -> None:
@@ -147,16 +156,27 @@ class Progress:
         total = f"/{self.total:,.0f}" if self.total is not None else ""
         return f"{self.done:,.0f}{total} {self.unit}"
 
+    def _speed(self, elapsed: float) -> float | None:
+        """Units per second since the first update (start-up, e.g. Horovod ranks importing
+        TensorFlow, is not work done), or since the start when there is nothing newer."""
+        if self._first is not None:
+            first_s, first_done = self._first
+            seconds, done = time.monotonic() - first_s, self.done - first_done
+            if seconds > 0 and done > 0:
+                return done / seconds
+        return self.done / elapsed if elapsed > 0 and self.done > 0 else None
+
     def _rate(self, elapsed: float) -> str:
-        if elapsed <= 0 or self.done <= 0:
+        rate = self._speed(elapsed)
+        if rate is None:
             return f"? {self.unit}/s"
-        rate = self.done / elapsed
         return f"{rate:,.0f} {self.unit}/s" if rate >= 10 else f"{rate:.2f} {self.unit}/s"
 
     def _eta(self, elapsed: float) -> str:
-        if not self.total or self.done <= 0 or elapsed <= 0:
+        rate = self._speed(elapsed)
+        if not self.total or rate is None:
             return "?"
-        return format_duration(max(self.total - self.done, 0) * elapsed / self.done)
+        return format_duration(max(self.total - self.done, 0) / rate)
 
     def _maybe_draw(self) -> None:
         if not self.enabled or self._closed:
