@@ -253,7 +253,7 @@ def table(steps: list[Step]) -> list[str]:
              "|---|---:|---:|---:|---|---:|---|"]
     for s in steps:
         lines.append(f"| {s.step} | {num(s.wall_s, '.1f')} | {num(s.rows_per_s, ',.0f')} | "
-                     f"{num(s.fraction, '.2f')} | {s.reference or '-'} | "
+                     f"{num(s.fraction, '.3g')} | {s.reference or '-'} | "
                      f"{num(s.peak_rss_mb, ',.0f')} | {s.status} |")
     return lines
 
