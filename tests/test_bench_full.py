@@ -40,7 +40,8 @@ def test_small_sample_end_to_end(tmp_path):
 
 def test_a_failing_step_is_one_row_with_its_error(tmp_path):
     bad = tmp_path / "bad.csv"
-    bad.write_text("1,2,3\n")
+    good = ",".join(["1"] + ["0.5"] * 28) + "\n"
+    bad.write_text(good * 40 + good.replace("0.5", "x", 1) + good * 40)  # line 41, field 2
     result = bench(tmp_path, "--input", str(bad), "--engines", "keras", "--no-pyarrow")
     assert result.returncode == 1
     steps = json.load(open(tmp_path / "out" / "higgs_full.json"))["steps"]
