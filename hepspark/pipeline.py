@@ -30,6 +30,7 @@ from hepspark.config import EngineSettings, TrainConfig
 from hepspark.data.storage import check_writable_dir
 from hepspark.hardware import cpu_count, cpu_model, peak_rss_mb
 from hepspark.models.keras_dense import MODEL_FILE
+from hepspark.progress import predict_with_progress
 from hepspark.quality import TimeToTarget, time_to_target
 from hepspark.records import EpochRecord
 from hepspark.tags import TASK_TAG
@@ -176,7 +177,7 @@ def _fit_and_log(config, tracker, kind, progress, model_dir, dataset, backend,
     tracker.log_params({**{k: info[k] for k in RESULT_PARAMS if k in info},
                         **to_target.target.params()})
     x_test, y_test, w_test = kind.load_test(dataset)
-    scores = result.predict(x_test)
+    scores = predict_with_progress(result.predict, x_test)
     if not np.all(np.isfinite(scores)):
         raise FloatingPointError(
             "the trained model predicts NaN/inf on the test split (training diverged); "

@@ -110,11 +110,17 @@ def get_spark(
     settings = {**defaults, **extra, **conf}
     log_level = log_level or logs.jvm_log_level()
     quiet = logs.quiet_java_option() if logs.is_quiet(log_level) else None
+    if quiet:
+        # the Python workers' TensorFlow (BigDL's, Petastorm's imports) on every executor
+        settings.setdefault("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
+    # Executor JVMs get our log4j2 file only where it exists: on this machine (local
+    # executors share the driver's JVM; `hepspark cluster up` workers run here too).
+    local_executors = _executors_on_this_machine(master)
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
         # BigDL's -DlogFilename, the caller's options and ours, none replacing another
-        driver_only = quiet if key.startswith("spark.driver") and \
+        ours = quiet if (key.startswith("spark.driver") or local_executors) and \
             "log4j2.configurationFile" not in conf.get(key, "") else None
-        merged = logs.merge_java_options(extra.get(key), conf.get(key), driver_only)
+        merged = logs.merge_java_options(extra.get(key), conf.get(key), ours)
         if merged:
             settings[key] = merged
     if quiet and running_under_spark_submit():
@@ -124,6 +130,20 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
+
+
+def _executors_on_this_machine(master: str | None) -> bool:
+    """Whether the session's executors run on this machine (local mode, or a standalone
+    master on the loopback address); under spark-submit the master is the submitted one."""
+    if master is None:
+        if not running_under_spark_submit():
+            return True  # DEFAULT_MASTER
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()
+        master = SparkConf().get("spark.master", "")
+    return master.startswith("local") or \
+        any(f"//{host}:" in master for host in ("127.0.0.1", "localhost"))
 
 
 def quiet_submitted_driver() -> None:

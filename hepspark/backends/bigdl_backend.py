@@ -45,6 +45,7 @@ from hepspark.backends.bigdl_memory import CachePlan
 from hepspark.backends.capabilities import check_supported
 from hepspark.backends.optimizers import bigdl_learning_rate, bigdl_optimizer
 from hepspark.models.keras_dense import PREDICT_BATCH
+from hepspark.progress import Progress
 from hepspark.records import out_of_memory
 from hepspark.session import DRIVER_MEMORY_ENV
 
@@ -156,6 +157,8 @@ class BigDLBackend(Engine):
             book.restore(resumed.records)
             first = resumed.epoch + 1
         seen = len(summary.read_scalar("Loss"))
+        # Epochs only: the iterations inside optimize() are BigDL's (two Spark jobs each).
+        progress = Progress("train", config.epochs - first + 1, "epochs")
         try:
             for epoch in range(first, config.epochs + 1):
                 # MaxEpoch counts in the optimizer's own epochs, which a loaded optim method
@@ -175,9 +178,11 @@ class BigDLBackend(Engine):
                 book.check_loss(epoch, train_loss)
                 record = task.epoch_record(epoch, wall, n_train, train_loss, val,
                                            predict(val[0]))
+                progress.advance()
                 if book.end_epoch(record, write_checkpoint):
                     break
             peak_rss = spark_peak_rss_mb(spark)
+            progress.close()
         finally:
             train.unpersist()
             shutil.rmtree(workdir, ignore_errors=True)

@@ -59,6 +59,8 @@ from hepspark.backends.horovod_remote import (
     run_rank,
 )
 from hepspark.config import EngineSettings
+from hepspark.logs import is_verbose
+from hepspark.progress import Progress
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -154,7 +156,10 @@ class HorovodBackend(Engine):
         resumed = resume_point(config)
         if config.checkpoint_dir:  # rank 0 writes there, the driver resumes from there
             check_shared_directory(spark, config.checkpoint_dir, size)
-        watchdog = StallWatchdog(spark, config.stall_timeout_s, START_TIMEOUT_S)
+        watchdog = StallWatchdog(spark, config.stall_timeout_s, START_TIMEOUT_S,
+                                 Progress("train", steps * (config.epochs - (
+                                     resumed.epoch if resumed else 0)), "steps"),
+                                 steps, resumed.epoch if resumed else 0)
         spec = RankSpec(
             config=config,
             data=dataset.uri,
@@ -166,6 +171,7 @@ class HorovodBackend(Engine):
             resumed_epoch=resumed.epoch if resumed else 0,
             fail_rank_at_epoch=settings.fail_rank_at_epoch,
             stall_rank_at_epoch=settings.stall_rank_at_epoch,
+            verbose=is_verbose(),
         )
         try:
             with watchdog:
@@ -219,7 +225,8 @@ def rank_environment(threads: int, stall_timeout_s: float = 600.0) -> dict[str, 
     Horovod's stall inspector set to shut Horovod down after ``stall_timeout_s`` (ranks
     waiting in a collective for a stalled peer then fail instead of waiting forever)."""
     env = {k: v for k, v in os.environ.items() if k.startswith(RANK_ENV_PREFIXES)}
-    env.update(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads))
+    env.update(TF_USE_LEGACY_KERAS="1", OMP_NUM_THREADS=str(threads))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # --verbose (or the user) may have set 0
     env.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, int(min(60, stall_timeout_s / 2)))))
     env.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(max(2, int(stall_timeout_s))))
     return env
@@ -233,15 +240,20 @@ class StallWatchdog:
     gradients, so rank 0's progress is every rank's); when none came for ``timeout_s`` (the
     first may take ``start_s`` longer: ranks start, import TensorFlow, build), the watchdog
     cancels the Spark jobs, which kills the rank tasks and ends ``horovod.spark.run``.
-    (Horovod's forwarded stdout cannot carry the heartbeat: it arrives in 64 KB chunks.)"""
+    (Horovod's forwarded stdout cannot carry the heartbeat: it arrives in 64 KB chunks.)
+    Each datagram says "EPOCH STEPS"; ``progress`` shows the steps of the run so far
+    (``steps`` per epoch, counted from ``first_epoch``, the resumed one)."""
 
     POLL_S = 2.0
 
-    def __init__(self, spark, timeout_s: float, start_s: float) -> None:
+    def __init__(self, spark, timeout_s: float, start_s: float,
+                 progress: "Progress | None" = None, steps: int = 0,
+                 first_epoch: int = 0) -> None:
         import socket
         import threading
 
         self.spark, self.timeout_s = spark, timeout_s
+        self.progress, self.steps, self.first_epoch = progress, steps, first_epoch
         self.deadline = time.monotonic() + start_s + timeout_s
         self.fired = False
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -256,8 +268,9 @@ class StallWatchdog:
     def _watch(self) -> None:
         while not self._done.is_set():
             try:
-                self._socket.recv(64)
+                beat = self._socket.recv(64)
                 self.deadline = time.monotonic() + self.timeout_s
+                self._show(beat)
             except OSError:  # the poll's timeout (TimeoutError is an OSError)
                 pass
             if not self._done.is_set() and time.monotonic() > self.deadline:
@@ -267,6 +280,14 @@ class StallWatchdog:
                 self.spark.sparkContext.cancelAllJobs()  # interrupts the rank tasks
                 return
 
+    def _show(self, beat: bytes) -> None:
+        try:
+            epoch, steps_done = (int(part) for part in beat.split())
+        except ValueError:
+            return  # not a progress beat; it still counted as one for the watchdog
+        if self.progress is not None:
+            self.progress.update((epoch - 1 - self.first_epoch) * self.steps + steps_done)
+
     def __enter__(self) -> "StallWatchdog":
         self._thread.start()
         return self
@@ -275,6 +296,8 @@ class StallWatchdog:
         self._done.set()
         self._thread.join()
         self._socket.close()
+        if self.progress is not None:
+            self.progress.__exit__(*exc_info)
 
 
 def threads_per_rank(spark, size: int, pinned: int | None = None) -> int:

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 from hepspark.config import OPTIMIZERS
 from hepspark.cpusets import CpuSet, available_cpus, format_cpus, pin, thread_env, worker_cpu_sets
+from hepspark.progress import Progress
 from hepspark.tags import (
     CEILING_TAG,
     DRIVER_CPUS_TAG,
@@ -450,10 +451,13 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
             progress(f"[scaling] {combo.label} FAILED (exit {code}): {error[-300:]}\n"
                      f"  full output: {log}")
 
-    for combo in (c for c in todo if c.backend == BASELINE):
-        run(combo, None, {})
-    for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
-        with _spark_master(config, nodes, progress) as (master, env):
-            for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
-                run(combo, master, env)
+    with Progress("scaling", len(todo), "runs", emit=progress) as bar:
+        for combo in (c for c in todo if c.backend == BASELINE):
+            run(combo, None, {})
+            bar.advance()
+        for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
+            with _spark_master(config, nodes, progress) as (master, env):
+                for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
+                    run(combo, master, env)
+                    bar.advance()
     return outcome

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from hepspark import progress
 from hepspark.cli import bench, cluster, data, pack_env, tracking, train
 from hepspark.cli.common import say
 from hepspark.logs import configure_logging
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distributed deep-learning training and scaling benchmarks on Apache "
         "Spark for physics datasets.",
     )
-    add_global_flags(parser, default=False)
+    add_global_flags(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, datasets in COMMANDS.items():
         if command in COMMAND_HELP:
@@ -128,6 +129,11 @@ def add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
     group.add_argument("--verbose", action="store_true", default=default,
                        help="show the INFO lines of Spark, BigDL, TensorFlow and MLflow "
                        "(default: their warnings and errors only)")
+    group.add_argument("--progress-interval-s", type=float, default=default, metavar="S",
+                       help="when stderr is not a terminal, one progress line every S "
+                       "seconds per long step (default 15; 0: at every update)")
+    group.add_argument("--no-progress", action="store_true", default=default,
+                       help="no progress bars or lines")
 
 
 # Errors that are the user's to fix: one clear line, no traceback (unless --debug).
@@ -163,6 +169,7 @@ def install_signal_handlers() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(verbose=args.verbose)
+    progress.configure(interval_s=args.progress_interval_s, enabled=not args.no_progress)
     if not args.verbose and running_under_spark_submit():
         quiet_submitted_driver()
     install_signal_handlers()
