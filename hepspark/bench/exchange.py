@@ -138,6 +138,25 @@ def fit_exchange(allreduce: list[dict], tcp_latency_s: float, ranks: int = 2) ->
             "latency_s": float(tcp_latency_s), "overhead_s": overhead}
 
 
+def held_out_links(links: dict[str, dict], ranks: int = 2) -> list[dict]:
+    """Each link's all-reduce times predicted without its own all-reduce measurements: its
+    raw TCP bandwidth and latency plus the software overhead fitted on the other links.
+    Shows whether a link measured with TCP alone (a cluster's iperf) can stand in."""
+    out = []
+    for name, link in links.items():
+        others = [v["network"]["overhead_s"] for k, v in links.items() if k != name]
+        if not others:
+            continue
+        overhead = float(np.median(others))
+        tcp = link["tcp"]
+        for r in link["allreduce"]:
+            predicted = (overhead + 2.0 * (ranks - 1) / ranks * r["bytes"] * 8
+                         / (tcp["bandwidth_gbps"] * 1e9) + 2 * (ranks - 1) * tcp["latency_s"])
+            out.append({"link": name, "floats": r["floats"], "measured_s": r["median_s"],
+                        "predicted_s": predicted, "error": predicted / r["median_s"] - 1.0})
+    return out
+
+
 def _measure_link(config: ExchangeConfig, link: str, prefixes: list[list[str]],
                   addresses: list[str], iface: list[str], workdir: str) -> dict:
     def spec(role: str, rank: int, output: str, port_file: str) -> ProcessSpec:
@@ -193,10 +212,15 @@ def run_exchange(config: ExchangeConfig, progress: Callable[[str], None] = print
                                  for r in result["allreduce"])
                      + f"; fit {net['bandwidth_gbps']:.2f} Gbit/s + "
                      f"{net['overhead_s'] * 1e3:.2f} ms per all-reduce")
+    held_out = held_out_links(links)
+    for h in held_out:
+        progress(f"[exchange] held out {h['link']}, {h['floats']:,d} floats: measured "
+                 f"{h['measured_s'] * 1e3:.2f} ms, predicted from its TCP rate and the other "
+                 f"links' overhead {h['predicted_s'] * 1e3:.2f} ms ({h['error']:+.0%})")
     payload = {"format": FORMAT, "ranks": 2, "host": platform.node(),
                "cpu_count": os.cpu_count(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
                "config": asdict(replace(config, python=os.path.basename(config.python))),
-               "links": links}
+               "links": links, "held_out": held_out}
     tmp = f"{config.output}.tmp-{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(config.output)), exist_ok=True)
     with open(tmp, "w") as handle:

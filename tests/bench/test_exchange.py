@@ -34,6 +34,10 @@ def test_exchange_over_loopback_and_a_shaped_veth_link(netns_works, tmp_path, ca
         assert [r["floats"] for r in link["allreduce"]] == [1000, 50000]
         assert all(r["median_s"] > 0 and len(r["times_s"]) == 5 for r in link["allreduce"])
         assert set(link["network"]) == {"bandwidth_gbps", "latency_s", "overhead_s"}
+    # each link's all-reduce predicted from its TCP rate + the other link's overhead
+    assert [(h["link"], h["floats"]) for h in data["held_out"]] == [
+        ("loopback", 1000), ("loopback", 50000), ("veth-200mbit", 1000), ("veth-200mbit", 50000)]
+    assert all(h["predicted_s"] > 0 for h in data["held_out"])
     loop, shaped = data["links"]["loopback"], data["links"]["veth-200mbit"]
     assert loop["rate_limit_gbps"] is None and shaped["rate_limit_gbps"] == 0.2
     # tbf holds the veth link at 200 Mbit/s, far below what loopback carries

@@ -17,7 +17,9 @@ TEN = {"bandwidth_gbps": 9.5, "latency_s": 30e-6, "overhead_s": 1e-3}
 def exchange_file(tmp_path) -> str:
     path = tmp_path / "exchange.json"
     path.write_text(json.dumps({"format": FORMAT, "links": {
-        "loopback": {"network": LOOP}, "veth-10gbit": {"network": TEN}}}))
+        "loopback": {"network": LOOP}, "veth-10gbit": {"network": TEN}},
+        "held_out": [{"link": "veth-10gbit", "floats": PARAMS, "measured_s": 2.0e-3,
+                      "predicted_s": 2.2e-3, "error": 0.1}]}))
     return str(path)
 
 
@@ -61,6 +63,7 @@ def test_model_sections_render_with_a_measured_link(tmp_path):
     # the prediction runs over the measured link, not an assumed one
     assert "horovod: 9.5 Gbit/s, 30 µs per message, 1 ms per exchange (measured: veth-10gbit)" in md
     assert "+ 1 ms per fetch, assumed" in md
+    assert "- veth-10gbit, 189,601 floats: measured 2.00 ms, predicted 2.20 ms (+10%)" in md
     assert (tmp_path / "plots" / "prediction.png").stat().st_size > 5000
 
 
