@@ -124,18 +124,23 @@ def _run_pair(specs: list[tuple[list[str], ProcessSpec]], python: str, workdir: 
                                f"{proc.returncode}:\n{tail}")
 
 
-def fit_exchange(allreduce: list[dict], tcp_latency_s: float, ranks: int = 2) -> dict:
+def fit_exchange(allreduce: list[dict], tcp_latency_s: float, ranks: int = 2,
+                 tcp_bandwidth_gbps: float | None = None) -> dict:
     """Fit ``t = overhead + 2(N-1)/N·bytes·8/bw + 2(N-1)·tcp_latency`` to the all-reduce
-    medians (least squares over the sizes; one size: bandwidth only, overhead 0)."""
+    medians (least squares over the sizes). With one size, or times that do not grow with
+    the size (noise on a busy machine), the bandwidth is the TCP one and only the overhead
+    is fitted."""
     volume = np.array([2.0 * (ranks - 1) / ranks * r["bytes"] * 8 for r in allreduce])
     t = np.array([r["median_s"] for r in allreduce]) - 2 * (ranks - 1) * tcp_latency_s
-    if len(allreduce) == 1:
-        slope, overhead = t[0] / volume[0], 0.0
-    else:
-        slope, overhead = np.polyfit(volume, t, 1)
-    overhead = max(float(overhead), 0.0)
-    return {"bandwidth_gbps": float(1.0 / max(slope, 1e-15) / 1e9),
-            "latency_s": float(tcp_latency_s), "overhead_s": overhead}
+    slope = np.polyfit(volume, t, 1)[0] if len(allreduce) > 1 else 0.0
+    if slope <= 0:
+        if tcp_bandwidth_gbps is None:
+            raise ValueError("all-reduce times do not grow with size and no TCP bandwidth "
+                             "to fall back on")
+        slope = 1.0 / (tcp_bandwidth_gbps * 1e9)
+    overhead = max(float(np.mean(t - slope * volume)), 0.0)
+    return {"bandwidth_gbps": float(1.0 / slope / 1e9), "latency_s": float(tcp_latency_s),
+            "overhead_s": overhead}
 
 
 def held_out_links(links: dict[str, dict], ranks: int = 2) -> list[dict]:
@@ -178,7 +183,8 @@ def _measure_link(config: ExchangeConfig, link: str, prefixes: list[list[str]],
     for r in allreduce:
         r["algbw_gbps"] = r["bytes"] * 8 / r["median_s"] / 1e9
     return {"rate_limit_gbps": link_rate_gbps(link), "tcp": tcp, "allreduce": allreduce,
-            "network": fit_exchange(allreduce, tcp["latency_s"])}
+            "network": fit_exchange(allreduce, tcp["latency_s"],
+                                    tcp_bandwidth_gbps=tcp["bandwidth_gbps"])}
 
 
 def run_exchange(config: ExchangeConfig, progress: Callable[[str], None] = print) -> dict:
