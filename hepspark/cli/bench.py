@@ -161,6 +161,7 @@ def run_exchange(args: argparse.Namespace) -> int:
                             repeats=args.repeats, bulk_mb=args.bulk_mb, timeout_s=args.timeout_s,
                             overwrite=args.overwrite)
     measure(config, progress=lambda m: print(m, flush=True))
+    link = "veth-10gbit" if "veth-10gbit" in config.links else config.links[-1]
     print(f"[exchange] {args.output}: use it with 'hepspark report scaling --exchange "
-          f"{args.output} --link {config.links[-1]}'", flush=True)
+          f"{args.output} --link {link}'", flush=True)
     return 0

@@ -171,8 +171,8 @@ def _exchange_section(settings: ModelSettings) -> Section | None:
     paragraphs = [
         f"From {settings.exchange_file} ('hepspark bench exchange': 2 Horovod ranks, Gloo "
         "all-reduce, and raw TCP, per link). The prediction uses the link "
-        f"{settings.link!r}; BigDL uses its wire only (its block-manager fetches are not "
-        "measured)."]
+        f"{settings.link!r}; BigDL uses its wire only (its block-manager fetches are not timed "
+        "here)."]
     if held:
         paragraphs.append("Each link's all-reduce predicted from its TCP rate and latency and "
                           "the overhead fitted on the other links (held out):\n" + "\n".join(
@@ -230,7 +230,8 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
             "- the global batch grows with N (each node keeps its batch per step), as in "
             "the sweep's default",
             f"- network between nodes: {link}; BigDL block fetches add "
-            f"{settings.bigdl_fetch_latency_ms:g} ms each (not measured)",
+            f"{settings.bigdl_fetch_latency_ms:g} ms each (assumed: BigDL's own fetches are "
+            "not timed here)",
             "- c is measured on one machine; unless the nodes were pinned to their own cores, "
             "it also holds their contention for the machine's cores, which separate nodes do "
             "not have, so the prediction past one machine is pessimistic ('c=0' curves: "

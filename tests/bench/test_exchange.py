@@ -46,7 +46,7 @@ def test_exchange_over_loopback_and_a_shaped_veth_link(netns_works, tmp_path, ca
     assert set(load_networks(str(out))) == {"loopback", "veth-200mbit"}
     assert "hsx" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                        text=True).stdout
-    assert "report scaling --exchange" in capsys.readouterr().out
+    assert "report scaling --exchange" in capsys.readouterr().out  # the next step
     # a second run does not replace it silently (before any measurement)
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_exchange(ExchangeConfig(output=str(out), links=("loopback",)))
