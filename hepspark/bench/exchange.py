@@ -105,19 +105,22 @@ def _run_pair(specs: list[tuple[list[str], ProcessSpec]], python: str, workdir: 
                 [*prefix, python, "-m", "hepspark.bench.exchange_remote", spec.to_json()],
                 stdout=log, stderr=subprocess.STDOUT, env=env), log))
         deadline = time.monotonic() + timeout_s
-        for proc, _ in procs:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        raise ExchangeError(f"exchange benchmark: {specs[0][1].role} did not finish in "
-                           f"{timeout_s:.0f} s (--timeout)") from None
+        # Poll both: when one fails, its peer would wait for it until a Gloo timeout.
+        while any(p.poll() is None for p, _ in procs):
+            if any(p.poll() not in (None, 0) for p, _ in procs):
+                break
+            if time.monotonic() > deadline:
+                raise ExchangeError(f"exchange benchmark: {specs[0][1].role} did not finish "
+                                    f"in {timeout_s:.0f} s (--timeout)")
+            time.sleep(0.1)
     finally:
         for proc, log in procs:
             if proc.poll() is None:
                 proc.kill()  # only the processes started here, by handle
                 proc.wait()
             log.close()
-    for (proc, log), (_, spec) in zip(procs, specs):
-        if proc.returncode != 0:
+    for (proc, log), (_, spec) in sorted(zip(procs, specs), key=lambda p: p[0][0].returncode < 0):
+        if proc.returncode != 0:  # the one that failed first (a killed peer reads < 0)
             with open(log.name) as handle:
                 tail = handle.read()[-2000:]
             raise ExchangeError(f"exchange benchmark: {spec.role} rank {spec.rank} exited "
