@@ -31,12 +31,11 @@ from hepspark.bench.perfmodel import gain_per_added_node
 from hepspark.report import scaling_plots as plots
 from hepspark.report.document import Document, Section, Table
 from hepspark.report.runs import MeasuredRun, load_runs
-from hepspark.report.scaling_model import ModelSettings, model_sections
+from hepspark.report.scaling_model import SEED_GAIN, ModelSettings, model_sections
 from hepspark.tags import REPORT_TASK, TASK_TAG
 
 REPORT_FILE = "report.md"
 DISTRIBUTED = ("bigdl", "horovod")
-SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking with N
 HIGGS_TRAIN_ROWS = 10_500_000  # the UCI file minus its 500k test rows
 
 

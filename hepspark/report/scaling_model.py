@@ -28,11 +28,11 @@ from hepspark.bench.perfmodel import (
     held_out_check,
     load_networks,
 )
+from hepspark.bench.sweep import DISTRIBUTED
 from hepspark.report import scaling_plots as plots
 from hepspark.report.document import Section, Table
 from hepspark.report.runs import MeasuredRun
 
-DISTRIBUTED = ("bigdl", "horovod")
 SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking with N
 HELD_OUT_TARGET = 0.10    # issue #16: a model extrapolates once held-out runs are within 10 %
 
