@@ -62,6 +62,8 @@ COMMANDS: dict[str, dict[str, tuple[str, Adder]]] = {
                     bench.add_scaling),
         "import-baseline": ("log a GPU baseline measured by benchmarks/gpu_baseline.py",
                             bench.add_import_baseline),
+        "exchange": ("time the per-step exchange (Horovod Gloo all-reduce, TCP) per link",
+                     bench.add_exchange),
     },
     "report": {
         "scaling": ("write the scaling report (Markdown, HTML, PNG) of an MLflow experiment",
@@ -139,6 +141,8 @@ def add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
 # Errors that are the user's to fix: one clear line, no traceback (unless --debug).
 def _user_errors() -> tuple[type[BaseException], ...]:
     from hepspark.backends.horovod_backend import HorovodUnavailableError
+    from hepspark.bench.exchange import ExchangeError
+    from hepspark.bench.netns import NetnsUnavailable
     from hepspark.cluster import ClusterError
     from hepspark.data.readers import EpochRowCountError
     from hepspark.mlflow_server import ServerError
@@ -149,7 +153,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, FileNotFoundError, FileExistsError, PermissionError,
             NotADirectoryError, IsADirectoryError, TrackingUnavailableError,
             EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError,
-            OutOfMemoryStop)
+            OutOfMemoryStop, ExchangeError, NetnsUnavailable)
 
 
 def _terminate_like_interrupt(signum, frame) -> None:
