@@ -87,8 +87,10 @@ class TimeToTarget:
 def time_to_target(epochs: Iterable[Mapping[str, Any]], target: QualityTarget) -> TimeToTarget:
     """Time to ``target`` from epoch records (dicts with ``epoch``, ``epoch_wall_time_s``
     and the target's metric; ``EpochRecord``s via ``dataclasses.asdict``), in epoch order.
-    An epoch without a wall time makes the time unknown from there on (not reached)."""
-    ordered = sorted(epochs, key=lambda e: e["epoch"])
+    An epoch without a wall time makes the time unknown from there on (not reached); records
+    without an ``epoch`` number count in the order given."""
+    ordered = [{"epoch": i, **e} for i, e in enumerate(epochs, start=1)]
+    ordered.sort(key=lambda e: e["epoch"])
     elapsed = 0.0
     for record in ordered:
         wall = record.get("epoch_wall_time_s")
