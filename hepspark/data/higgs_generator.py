@@ -57,7 +57,10 @@ from hepspark.data.higgs_schema import (
     LOW_LEVEL_FEATURES,
 )
 
-__all__ = ["COLUMNS", "FEATURES", "HIGH_LEVEL_FEATURES", "LOW_LEVEL_FEATURES", "generate_events"]
+__all__ = [
+    "COLUMNS", "FEATURES", "HIGH_LEVEL_FEATURES", "LOW_LEVEL_FEATURES", "four_vector",
+    "generate_events", "invariant_mass", "neutrino_from_met",
+]
 
 
 # (mass, width, half window) per resonance, in GeV; Breit-Wigners are truncated to the window.
@@ -269,34 +272,34 @@ def _high_level(low: np.ndarray) -> np.ndarray:
 
     Uses the written-out (detector-level) objects only, as the paper does.
     """
-    lep = _four_vector(low[:, 0], low[:, 1], low[:, 2])
+    lep = four_vector(low[:, 0], low[:, 1], low[:, 2])
     jets = low[:, 5:21].reshape(-1, 4, 4)  # (event, jet, [pt, eta, phi, btag])
     # b candidates: highest b-tag, ties to the higher pT (jets are pT ordered, sort stable).
     order = np.argsort(-jets[:, :, 3], axis=1, kind="stable")
     jets = np.take_along_axis(jets, order[:, :, None], axis=1)
-    b1, b2, j1, j2 = (_four_vector(jets[:, i, 0], jets[:, i, 1], jets[:, i, 2]) for i in range(4))
-    nu = _neutrino(lep, low[:, 3], low[:, 4])
+    b1, b2, j1, j2 = (four_vector(jets[:, i, 0], jets[:, i, 1], jets[:, i, 2]) for i in range(4))
+    nu = neutrino_from_met(lep, low[:, 3], low[:, 4])
 
     w_had = j1 + j2
     w_lep = lep + nu
     bb = b1 + b2
-    m_jjj_1, m_jjj_2 = _mass(w_had + b1), _mass(w_had + b2)
+    m_jjj_1, m_jjj_2 = invariant_mass(w_had + b1), invariant_mass(w_had + b2)
     first = np.abs(m_jjj_1 - M_TOP) <= np.abs(m_jjj_2 - M_TOP)
     return np.stack(
         [
-            _mass(w_had),
+            invariant_mass(w_had),
             np.where(first, m_jjj_1, m_jjj_2),
-            _mass(w_lep),
-            np.where(first, _mass(w_lep + b2), _mass(w_lep + b1)),
-            _mass(bb),
-            _mass(w_had + bb),
-            _mass(w_had + w_lep + bb),
+            invariant_mass(w_lep),
+            np.where(first, invariant_mass(w_lep + b2), invariant_mass(w_lep + b1)),
+            invariant_mass(bb),
+            invariant_mass(w_had + bb),
+            invariant_mass(w_had + w_lep + bb),
         ],
         axis=1,
     ).astype(np.float32)
 
 
-def _neutrino(lep: np.ndarray, met: np.ndarray, met_phi: np.ndarray) -> np.ndarray:
+def neutrino_from_met(lep: np.ndarray, met: np.ndarray, met_phi: np.ndarray) -> np.ndarray:
     """Neutrino four-vector from MET and m(l nu) = m_W: the smaller-|pz| solution."""
     met = met.astype(np.float64)
     px, py = met * np.cos(met_phi), met * np.sin(met_phi)
@@ -372,7 +375,7 @@ def _azimuth(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, 
     return np.cos(phi), np.sin(phi), phi
 
 
-def _four_vector(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+def four_vector(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Massless (E, px, py, pz) of shape (4, n) in float64 from float32 pt, eta, phi."""
     pt = pt.astype(np.float64)
     return np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)])
@@ -390,7 +393,7 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], shape: t
     return _F32(lo) * np.exp(_F32(np.log(hi / lo)) * rng.random(shape, dtype=_F32))
 
 
-def _mass(p: np.ndarray) -> np.ndarray:
+def invariant_mass(p: np.ndarray) -> np.ndarray:
     """Invariant mass of (4, n) four-vectors (0 where rounding makes m^2 slightly negative)."""
     return np.sqrt(np.maximum(p[0] ** 2 - (p[1:] ** 2).sum(axis=0), 0.0))
 
