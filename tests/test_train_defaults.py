@@ -56,6 +56,12 @@ def test_the_cli_chooses_from_the_dataset_size_and_explicit_values_win(small_dat
     assert (given.batch_size, given.epochs, given.early_stopping_patience) == (1000, 5, None)
     assert "as given" in lines[0]
 
+    lines.clear()
+    higgs_config_from_args(parse(["train", "higgs", "--data", small_dataset,
+                                  "--early-stopping-patience", "0"]),
+                           small_dataset, progress=lines.append)
+    assert "batch 64, 100 epochs (" in lines[0]  # all of them: no early stopping
+
     config = tmp_path / "run.yaml"
     config.write_text("batch_size: 64\n")
     lines.clear()

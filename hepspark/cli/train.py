@@ -79,7 +79,7 @@ def higgs_config_from_args(args: argparse.Namespace, data: str,
     config = train_config_from_args(args, data, defaults, run_values,
                                     _model_values(args, DENSE_FLAGS))
     if progress is not None and train_rows is not None:
-        progress(_defaults_line(train_rows, defaults, explicit_fields(args)))
+        progress(_defaults_line(train_rows, config, explicit_fields(args)))
     return config
 
 
@@ -91,25 +91,26 @@ def _train_rows(data: str) -> int | None:
     (yet): the size-independent defaults apply and opening it later names the problem."""
     from hepspark.data import storage
 
+    if not data:
+        return None
     try:
         return int(storage.read_metadata(data)["splits"]["train"]["rows"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _defaults_line(train_rows: int, defaults: dict, explicit: set[str]) -> str:
-    """One line saying which size-based defaults this run uses (given values win)."""
+def _defaults_line(train_rows: int, config, explicit: set[str]) -> str:
+    """One line saying which size-based defaults ``config`` took (given values win)."""
     chosen = [name for name in SIZED_DEFAULTS if name not in explicit]
     if not chosen:
         return f"[train] {train_rows:,} training rows; batch, epochs and early stopping as given"
+    patience = config.early_stopping_patience
     words = {
-        "batch_size": f"batch {defaults['batch_size']}",
-        "epochs": f"{'up to ' if defaults['early_stopping_patience'] else ''}"
-                  f"{defaults['epochs']} epochs",
+        "batch_size": f"batch {config.batch_size}",
+        "epochs": f"{'up to ' if patience else ''}{config.epochs} epochs",
         "early_stopping_patience": (
-            f"early stopping after {defaults['early_stopping_patience']} epochs without "
-            "validation-AUC gain, best weights kept" if defaults["early_stopping_patience"]
-            else "no early stopping"),
+            f"early stopping after {patience} epochs without validation-AUC gain, best "
+            "weights kept" if patience else "no early stopping"),
     }
     return (f"[train] defaults for {train_rows:,} training rows: "
             f"{', '.join(words[name] for name in chosen)} (flags or --config override)")
