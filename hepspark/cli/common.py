@@ -70,7 +70,7 @@ def add_training_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, A
     run.add_argument("--seed", type=int, help="random seed (default 42)")
     run.add_argument(
         "--early-stopping-patience", type=int,
-        help="stop after N epochs without validation-AUC gain (default "
+        help="stop after N epochs without validation-AUC gain, 0: never (default "
         f"{defaults['early_stopping_patience'] or 'off'})",
     )
     run.add_argument(
@@ -137,6 +137,8 @@ def train_config_from_args(args: argparse.Namespace, data: str, defaults: Mappin
     values.update({name: getattr(args, name) for name in RUN_FLAGS
                    if getattr(args, name) is not None})
     values.update(run_values)
+    if values.get("early_stopping_patience") == 0:  # --early-stopping-patience 0: off
+        values["early_stopping_patience"] = None
     if args.resume:
         if args.checkpoint_dir and args.checkpoint_dir != args.resume:
             raise ValueError("give either --resume DIR or --checkpoint-dir DIR, not both")
@@ -147,6 +149,13 @@ def train_config_from_args(args: argparse.Namespace, data: str, defaults: Mappin
         if args.config:
             raise ValueError(f"--config {args.config}: {exc}") from None
         raise
+
+
+def explicit_fields(args: argparse.Namespace) -> set[str]:
+    """The TrainConfig fields the user set: the run flags given and a --config file's keys
+    (what a default must never override)."""
+    given = {name for name in RUN_FLAGS if getattr(args, name) is not None}
+    return given | (set(_read_yaml(args.config)) if args.config else set())
 
 
 def _read_yaml(path: str) -> dict:
