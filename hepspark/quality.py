@@ -25,10 +25,12 @@ _NAMES = {"val_auc": "val AUC", "val_accuracy": "val accuracy"}
 # The targets per kind of data (hepspark.kinds uses them); --target-auc overrides. Chosen
 # below what the generated samples reach in a few epochs with a working optimizer, so
 # "not reached" separates optimizers and batch sizes that learn too slowly: HIGGS toy
-# sample, Adam/Adamax val AUC 0.87-0.90 after 3 epochs of 214k rows, SGD/Adagrad/Adadelta
-# 0.59-0.74 (benchmarks/results/scaling-2core); toy jets, 3,000 images, 3 epochs: test
-# AUC 0.79-0.87 (cnn_engines_2core.txt); toy LArTPC: 5 classes, e/gamma hard to tell apart.
-HIGGS_TARGET_AUC = 0.85
+# sample (as hard as the real one since issue #17; 250k generated events, 3x300 tanh,
+# batch 1000, Keras): Adam val AUC 0.744 / 0.781 / 0.796 after epochs 1 / 2 / 3, SGD
+# 0.633 / 0.646 / 0.649 (the DNN reaches 0.83 on 1M events); toy jets, 3,000 images, 3
+# epochs: test AUC 0.79-0.87 (cnn_engines_2core.txt); toy LArTPC: 5 classes, e/gamma hard
+# to tell apart.
+HIGGS_TARGET_AUC = 0.78
 JETS_TARGET_AUC = 0.80
 LARTPC_TARGET_ACCURACY = 0.70
 

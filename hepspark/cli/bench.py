@@ -130,7 +130,7 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
                         help="assumed extra cost of one BigDL block-manager fetch (default 1)")
     parser.add_argument("--target-auc", type=float,
                         help="validation AUC for the time-to-target plot (default: the target "
-                        "the runs logged, else 0.85)")
+                        "the runs logged, else 0.78)")
     parser.add_argument("--exchange", dest="exchange_file", metavar="FILE",
                         help="links measured by 'hepspark bench exchange' (replaces the assumed "
                         "bandwidth and latency)")

@@ -76,7 +76,7 @@ def add_training_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, A
     run.add_argument(
         "--target-auc", type=float, dest="target_quality",
         help="log the training time until the validation AUC first reaches this (validation "
-        "accuracy for K-class images); default: HIGGS 0.85, jets 0.80, LArTPC accuracy 0.70",
+        "accuracy for K-class images); default: HIGGS 0.78, jets 0.80, LArTPC accuracy 0.70",
     )
     checkpoints = parser.add_argument_group("checkpoints")
     checkpoints.add_argument("--checkpoint-dir",

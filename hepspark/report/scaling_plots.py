@@ -64,7 +64,7 @@ def plot_epoch_time(series: Series, baselines: Mapping[str, float],
 def plot_time_to_target(series: Series, baselines: Mapping[str, float],
                         path: str | os.PathLike[str], target: str) -> str:
     """Training time until the validation quality first reached ``target`` (e.g. "val
-    AUC 0.85") against executors; runs that never reached it are absent."""
+    AUC 0.78") against executors; runs that never reached it are absent."""
     return _seconds_vs_nodes(series, baselines, path, f"Training time to {target} [s]",
                              f"Time to target quality ({target})")
 
