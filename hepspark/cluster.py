@@ -32,8 +32,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+from hepspark.cpusets import CpuSet, format_cpus, pin, thread_env
 
 STATE_FILE = "cluster.json"
 CONF_DIR = "conf"  # SPARK_CONF_DIR of the daemons and of every submit: the shared secret
@@ -66,6 +68,9 @@ class ClusterInfo:
     worker_logs: list[str]
     conf_dir: str = ""  # SPARK_CONF_DIR holding the secret; "" for a record without one
     ui_host: str = "127.0.0.1"  # where the master and worker web UIs listen
+    # each worker's own CPUs ("0", "2-3"), its executors and their Python workers pinned
+    # there too; [] when the workers share the machine's CPUs
+    worker_cpus: list[str] = field(default_factory=list)
 
     @property
     def total_cores(self) -> int:
@@ -90,6 +95,8 @@ class ClusterInfo:
             *([f"  secret   spark.authenticate on; the secret is in {self.conf_dir} (0600): "
                "submits need SPARK_CONF_DIR set to it"] if self.conf_dir else []),
             f"  workers  pids {', '.join(map(str, self.worker_pids))}",
+            *([f"  pinned   worker CPUs {' | '.join(self.worker_cpus)} (executors, Python "
+               "workers and their threads inherit them)"] if self.worker_cpus else []),
             f"  logs     {os.path.dirname(self.master_log)}",
             f"  submit   {submit}",
             f"  stop     hepspark cluster down --state-dir {self.state_dir}",
@@ -311,9 +318,12 @@ def start_cluster(
     host: str = "127.0.0.1",
     timeout_s: float = 120,
     ui_host: str | None = None,
+    worker_cpus: Sequence[CpuSet] = (),
 ) -> ClusterInfo:
     """Start a master and ``workers`` workers and return once all are registered; their
-    web UIs listen on ``ui_host`` (default: ``host``).
+    web UIs listen on ``ui_host`` (default: ``host``). With ``worker_cpus`` (one disjoint
+    set per worker, see :func:`hepspark.cpusets.worker_cpu_sets`) worker i and everything
+    it starts run on its set only, with thread pools sized to it.
 
     >>> info = start_cluster(workers=2, cores_per_worker=1, memory="1g")
     >>> info.master_url
@@ -326,6 +336,10 @@ def start_cluster(
         raise ValueError(f"cores_per_worker must be >= 1, got {cores_per_worker}")
     if not _MEMORY.match(memory):
         raise ValueError(f"memory must look like 512m or 2g, got {memory!r}")
+    if worker_cpus and (len(worker_cpus) != workers
+                        or any(len(cpus) != cores_per_worker for cpus in worker_cpus)):
+        raise ValueError(f"worker_cpus must hold {workers} set(s) of {cores_per_worker} CPU(s), "
+                         f"got {[format_cpus(c) for c in worker_cpus]}")
     state_dir = os.path.dirname(state_path(state_dir))
     running = running_cluster(state_dir)
     if running is not None:
@@ -360,14 +374,18 @@ def start_cluster(
             workers=workers, cores_per_worker=cores_per_worker, memory=memory,
             state_dir=state_dir, master_log=started[0][1],
             worker_logs=[log for _, log in started[1:]], conf_dir=conf_dir, ui_host=ui_host,
+            worker_cpus=[format_cpus(cpus) for cpus in worker_cpus],
         )
 
-    def launch(name: str, args: list[str]) -> subprocess.Popen:
+    def launch(name: str, args: list[str], cpus: CpuSet = ()) -> subprocess.Popen:
         log = os.path.join(logs_dir, f"{name}.log")
+        # a pinned worker's executors inherit its affinity and its environment (the
+        # thread-pool sizes) from the worker process
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 [spark_class, *args], stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                stderr=subprocess.STDOUT, env={**env, **(thread_env(len(cpus)) if cpus else {})},
+                start_new_session=True, preexec_fn=pin(cpus) if cpus else None,
             )
         started.append((proc, log))
         _save(record())  # at once: a `down` after an interrupted `up` finds every daemon
@@ -384,7 +402,7 @@ def start_cluster(
                 WORKER_CLASS, "--host", host, "--cores", str(cores_per_worker),
                 "--memory", memory, "--webui-port", "0",
                 "--work-dir", os.path.join(work_dir, str(i)), master_url,
-            ])
+            ], worker_cpus[i - 1] if worker_cpus else ())
         _wait_for(lambda: alive_workers(web_ui) >= workers,
                   f"{workers} worker(s) to register with the master", started, deadline,
                   started[1:])
@@ -468,10 +486,10 @@ def cluster_status(state_dir: str | None = None) -> dict | None:
 @contextlib.contextmanager
 def standalone_cluster(
     workers: int = 2, cores_per_worker: int = 1, memory: str = "2g",
-    state_dir: str | None = None,
+    state_dir: str | None = None, worker_cpus: Sequence[CpuSet] = (),
 ) -> Iterator[ClusterInfo]:
     """A cluster for the duration of a ``with`` block, stopped on exit, errors included."""
-    info = start_cluster(workers, cores_per_worker, memory, state_dir)
+    info = start_cluster(workers, cores_per_worker, memory, state_dir, worker_cpus=worker_cpus)
     try:
         yield info
     finally:

@@ -20,6 +20,12 @@ from typing import Any
 import numpy as np
 
 from hepspark.config import TrainConfig
+from hepspark.quality import (
+    HIGGS_TARGET_AUC,
+    JETS_TARGET_AUC,
+    LARTPC_TARGET_ACCURACY,
+    QualityTarget,
+)
 from hepspark.tags import TRAIN_CNN_TASK, TRAIN_HIGGS_TASK
 
 # Reference test AUCs of the deep network on the full 10.5M-row training set
@@ -55,6 +61,15 @@ class TaskKind:
     def headline(self, config: TrainConfig, dataset) -> str: ...
     def curve_metric(self, dataset) -> str: ...
     def preprocessing(self, config: TrainConfig, dataset) -> dict[str, Any]: ...
+    def default_target(self, dataset) -> QualityTarget: ...
+
+    def quality_target(self, config: TrainConfig, dataset) -> QualityTarget:
+        """The validation quality whose time to reach a run logs: the kind's default, or
+        ``config.target_quality`` (``--target-auc``) on the same metric."""
+        default = self.default_target(dataset)
+        if config.target_quality is None:
+            return default
+        return QualityTarget(default.metric, config.target_quality)
 
 
 class HiggsKind(TaskKind):
@@ -102,6 +117,9 @@ class HiggsKind(TaskKind):
     def preprocessing(self, config, dataset) -> dict[str, Any]:
         return {"dataset": dataset.uri, "feature_set": config.features,
                 **dataset.standardizer.to_dict(dataset.features)}
+
+    def default_target(self, dataset) -> QualityTarget:
+        return QualityTarget("val_auc", HIGGS_TARGET_AUC)
 
 
 class ImageKind(TaskKind):
@@ -152,6 +170,11 @@ class ImageKind(TaskKind):
         return {"dataset": dataset.uri, "kind": dataset.kind,
                 "image_shape": list(dataset.image_shape), "class_names": dataset.class_names,
                 "pixel_scale": dataset.pixel_scale.tolist()}
+
+    def default_target(self, dataset) -> QualityTarget:
+        if dataset.num_classes == 2:
+            return QualityTarget("val_auc", JETS_TARGET_AUC)
+        return QualityTarget("val_accuracy", LARTPC_TARGET_ACCURACY)
 
 
 HIGGS = HiggsKind()

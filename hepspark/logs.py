@@ -115,6 +115,12 @@ def jvm_log_level() -> str:
         else "WARN"
 
 
+def is_verbose() -> bool:
+    """Whether ``--verbose`` (or a library user) asked for the INFO lines: passed on to the
+    processes a run starts (Horovod ranks), which do not share this process's loggers."""
+    return jvm_log_level() == "INFO"
+
+
 def is_quiet(log_level: str) -> bool:
     """Whether a Spark log level hides INFO lines (then our log4j2 configuration is used)."""
     return log_level.upper() not in _VERBOSE_LEVELS

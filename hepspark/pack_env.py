@@ -34,6 +34,7 @@ import zipfile
 from collections.abc import Callable
 
 from hepspark.data import storage
+from hepspark.progress import Progress
 
 PROJECT = "hepspark"
 
@@ -130,17 +131,13 @@ def pack_env(
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(output) + ".", suffix=".part",
                                    dir=directory)
         try:
-            with os.fdopen(fd, "wb") as handle, archive(handle, fmt) as arc:
+            with os.fdopen(fd, "wb") as handle, archive(handle, fmt) as arc, \
+                    Progress("pack-env", total_bytes / 1e6, "MB", emit=progress) as bar:
                 packer = Packer(env._context, arc, python_prefix)
-                done_bytes, next_report = 0, 0.1
                 for f in files:
                     packer.add(f)
                     if os.path.isfile(f.source) and not os.path.islink(f.source):
-                        done_bytes += os.path.getsize(f.source)
-                    if total_bytes and done_bytes / total_bytes >= next_report:
-                        progress(f"[pack-env] {done_bytes / total_bytes:4.0%} "
-                                 f"({time.perf_counter() - start:.0f} s)")
-                        next_report += 0.1
+                        bar.advance(os.path.getsize(f.source) / 1e6)
                 packer.finish()
             storage.publish_file(tmp, output, "pack-env", overwrite)
         except BaseException:

@@ -30,6 +30,8 @@ from hepspark.config import EngineSettings, TrainConfig
 from hepspark.data.storage import check_writable_dir
 from hepspark.hardware import cpu_count, cpu_model, peak_rss_mb
 from hepspark.models.keras_dense import MODEL_FILE
+from hepspark.progress import predict_with_progress
+from hepspark.quality import TimeToTarget, time_to_target
 from hepspark.records import EpochRecord
 from hepspark.tags import TASK_TAG
 from hepspark.tracking import RUN_RECORD_FILE, Tracker, TrackingSpooledError
@@ -40,7 +42,10 @@ if TYPE_CHECKING:
 PREPROCESSING_FILE = "preprocessing.json"
 # result facts an engine reports that become MLflow params (when it reports them)
 RESULT_PARAMS = ("learning_rate", "parameters", "kept_epoch", "sample_weights", "ranks",
-                 "partitions", "threads_per_rank", "steps_per_epoch", "rank_python")
+                 "partitions", "threads_per_rank", "steps_per_epoch", "rank_python",
+                 "bigdl_cache", "bigdl_cache_mb_needed", "bigdl_cache_mb_available")
+# engine measurements logged as metrics when an engine reports them
+RESULT_METRICS = ("cache_wall_time_s", "cache_rows_per_s")
 
 
 @dataclass
@@ -59,6 +64,7 @@ class RunOutcome:
     summary: Any = None
     model_path: str | None = None
     stopped_early: bool = False
+    to_target: TimeToTarget | None = None
 
     def format(self) -> str:
         cfg, info = self.config, self.info
@@ -86,6 +92,9 @@ class RunOutcome:
             lines.append(f"  final val AUC              {last.val_auc:.4f}")
         elif last.val_accuracy is not None:
             lines.append(f"  final val accuracy         {last.val_accuracy:.4f}")
+        if self.to_target is not None:
+            lines.append(f"  time to {self.to_target.target.describe()}".ljust(29)
+                         + self.to_target.format())
         lines.append(self.report)
         if self.run_id:
             lines.append(f"  MLflow run                 {self.run_id}")
@@ -162,9 +171,13 @@ def _fit_and_log(config, tracker, kind, progress, model_dir, dataset, backend,
     info["train_wall_time_s"] = time.perf_counter() - start
     info["kept_epoch"] = kept_epoch(config, result)
     info.setdefault("peak_rss_mb", peak_rss_mb())  # engines without their own measure
-    tracker.log_params({k: info[k] for k in RESULT_PARAMS if k in info})
+    # MLPerf's rule: the time until the validation quality first reached the target
+    to_target = time_to_target([asdict(e) for e in result.epochs],
+                               kind.quality_target(config, dataset))
+    tracker.log_params({**{k: info[k] for k in RESULT_PARAMS if k in info},
+                        **to_target.target.params()})
     x_test, y_test, w_test = kind.load_test(dataset)
-    scores = result.predict(x_test)
+    scores = predict_with_progress(result.predict, x_test)
     if not np.all(np.isfinite(scores)):
         raise FloatingPointError(
             "the trained model predicts NaN/inf on the test split (training diverged); "
@@ -173,7 +186,10 @@ def _fit_and_log(config, tracker, kind, progress, model_dir, dataset, backend,
     with tempfile.TemporaryDirectory(prefix="hepspark-run-") as tmp:
         evaluation = kind.evaluate(tmp, config, dataset, y_test, scores, w_test)
         metrics = {**evaluation.metrics, "train_wall_time_s": info["train_wall_time_s"],
-                   "peak_rss_mb": info["peak_rss_mb"]}
+                   "peak_rss_mb": info["peak_rss_mb"],
+                   **{k: info[k] for k in RESULT_METRICS if k in info},
+                   # per process (hepspark.resources.peak_rss_metrics)
+                   **info.get("peak_rss_mb_by_process", {}), **to_target.metrics()}
         _write_common(tmp, config, kind, dataset, result, evaluation.report, metrics, info)
         # the model is on disk before the results are uploaded (an upload may fail or hang)
         model_path = save_model_files(tmp, model_dir, (MODEL_FILE, PREPROCESSING_FILE))
@@ -183,7 +199,8 @@ def _fit_and_log(config, tracker, kind, progress, model_dir, dataset, backend,
     return RunOutcome(config=config, kind=kind, dataset=dataset, epochs=result.epochs,
                       test_metrics=metrics, report=evaluation.report, run_id=tracker.run_id,
                       resources=resources, info=info, summary=evaluation.summary,
-                      model_path=model_path, stopped_early=result.stopped_early)
+                      model_path=model_path, stopped_early=result.stopped_early,
+                      to_target=to_target)
 
 
 def kept_epoch(config: TrainConfig, result) -> int:

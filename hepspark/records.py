@@ -55,6 +55,20 @@ class TrainingFailedError(RuntimeError):
     prints it as one line and exits with ``EXIT_TRAINING_FAILED``."""
 
 
+class OutOfMemoryStop(MemoryError):
+    """Training ran out of memory (a JVM OutOfMemoryError, a Python MemoryError, a process
+    the OS killed for memory). Not resumable as it is: the message names the process and
+    the setting to raise; the CLI prints it as one line and exits with status 2."""
+
+
+def out_of_memory(what: str, process: str, setting: str, cause: str) -> OutOfMemoryStop:
+    """``what`` ran out of memory in ``process``: raise ``setting`` (``cause``: the line
+    that said so)."""
+    return OutOfMemoryStop(f"{what}: out of memory in {process} ({cause}); give it more "
+                           f"memory with {setting} and start again (a --resume would run "
+                           "out of memory the same way)")
+
+
 def training_failed(what: str, config: "TrainConfig", exc: BaseException) -> TrainingFailedError:
     """The error for distributed training that stopped part-way: ``what`` failed (e.g.
     "BigDL training failed in epoch 3"), the cause's type and first line, and how the run

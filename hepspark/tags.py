@@ -12,3 +12,7 @@ KEY_TAG = "hepspark.scaling.key"
 NODES_TAG = "hepspark.scaling.nodes"
 MODE_TAG = "hepspark.scaling.mode"  # standalone | local | master | gpu
 CEILING_TAG = "hepspark.flop_ceiling_gflops"  # the FLOP ceiling of the cores the run used
+# where a sweep run's processes ran (issue #16): CPU lists as /proc shows them ("0", "2-3")
+WORKER_CPUS_TAG = "hepspark.scaling.worker_cpus"  # "0; 1": one pinned set per node; "" unpinned
+DRIVER_CPUS_TAG = "hepspark.scaling.driver_cpus"  # the job's own process (driver / Keras)
+JOB_TAG = "hepspark.scaling.job"  # one id per job: the sweep finds its run to add the driver cost

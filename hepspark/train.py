@@ -16,6 +16,7 @@ from hepspark.kinds import HIGGS
 from hepspark.metrics import PhysicsSummary, physics_summary
 from hepspark.models.keras_dense import MODEL_FILE, predict_scores
 from hepspark.pipeline import PREPROCESSING_FILE, RunOutcome, run_training
+from hepspark.progress import predict_with_progress
 from hepspark.tracking import Tracker
 
 
@@ -50,7 +51,7 @@ def evaluate_higgs(model_uri: str, data: str, tracking_uri: str | None = None) -
     x_test, y_test = dataset.load("test", standardize=False)
     x_test = Standardizer.from_dict(prep)(x_test)  # the training set's transform
     model = keras.saving.load_model(local)
-    scores = predict_scores(model, x_test)
+    scores = predict_with_progress(lambda x: predict_scores(model, x), x_test)
     return physics_summary(y_test, scores)
 
 

@@ -63,13 +63,15 @@ def sqlite_tracking_uri(tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def scaling_sweep(higgs_dataset, tmp_path_factory):
-    """A real scaling sweep in local mode: Keras baseline, BigDL and Horovod on 1 and 2
-    executors, one optimizer, 2 epochs of a small network; each job its own process."""
+    """A real scaling sweep in local mode on pinned nodes: Keras baselines on 1 and 2 CPUs,
+    BigDL and Horovod on 1 and 2 executors, one optimizer, 2 epochs of a small network;
+    each job its own process."""
     from types import SimpleNamespace
 
     import mlflow
 
     from hepspark.bench.sweep import SweepConfig, run_sweep
+    from hepspark.cpusets import available_cpus
 
     root = tmp_path_factory.mktemp("scaling")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -78,6 +80,8 @@ def scaling_sweep(higgs_dataset, tmp_path_factory):
         data=higgs_dataset, backends=("bigdl", "horovod"), executors=(1, 2),
         optimizers=("sgd",), epochs=2, batch_sizes=(500,), local=True, experiment="scaling-test",
         tracking_uri=uri, log_dir=str(root / "logs"), train_args=("--width", "16"),
+        # isolated nodes: node i on CPU i; the local[N] jobs and Keras baselines pinned so
+        worker_cpus=tuple((cpu,) for cpu in available_cpus()[:2]),
     )
     lines: list[str] = []
     outcome = run_sweep(config, progress=lines.append)

@@ -368,3 +368,64 @@ def test_down_stops_exactly_the_recorded_daemons(cluster, capsys):
     assert stop_cluster(cluster.state_dir) == []
     assert main(["cluster", "down", "--state-dir", cluster.state_dir]) == 0
     assert "nothing to stop" in capsys.readouterr().out
+
+
+def test_pinned_workers_need_cpus_of_their_own(tmp_path, capsys):
+    # refused before any daemon starts, naming the CPUs there are
+    code = main(["cluster", "up", "--workers", "2", "--cpus-per-worker", "100000",
+                 "--state-dir", str(tmp_path)])
+    assert code == 2 and "needs 200000 CPUs; this process may use" in capsys.readouterr().err
+    code = main(["cluster", "up", "--workers", "2", "--worker-cpus", "0", "0",
+                 "--state-dir", str(tmp_path)])
+    assert code == 2 and "CPU 0 is in the sets of workers 1 and 2" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / STATE_FILE)
+
+
+@pytest.mark.cluster
+def test_pinned_workers_run_everything_they_start_on_their_own_cpus(higgs_dataset, tmp_path):
+    """Isolated nodes: during a real Horovod run on a 2-worker cluster with one CPU per
+    worker, every process of each worker's tree (worker JVM, executor JVM, Python workers,
+    Horovod's rank processes) is allowed its worker's CPU only, with thread pools of 1."""
+    pytest.importorskip("horovod.spark")
+    import psutil
+
+    from hepspark.cpusets import allowed_cpus, available_cpus, format_cpus
+
+    cpus = [(cpu,) for cpu in available_cpus()[:2]]
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    job = os.path.join(os.path.dirname(__file__), "..", "spark_jobs", "train_higgs.py")
+    with standalone_cluster(2, 1, "1g", str(tmp_path / "state"), worker_cpus=cpus) as info:
+        assert info.worker_cpus == [format_cpus(c) for c in cpus]
+        assert "pinned   worker CPUs" in info.format()
+        proc = subprocess.Popen(
+            [os.path.join(VENV_BIN, "spark-submit"), "--master", info.master_url,
+             "--executor-cores", "1", job, "--data", higgs_dataset, "--backend", "horovod",
+             "--executors", "2", "--epochs", "3", "--batch-size", "500", "--width", "16",
+             "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+            env={**ENV, **submit_env(info)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, cwd=tmp_path)
+        seen: dict[int, dict[int, tuple[str, str]]] = {pid: {} for pid in info.worker_pids}
+        try:
+            while proc.poll() is None:
+                for worker in info.worker_pids:
+                    with contextlib.suppress(psutil.Error):
+                        tree = [psutil.Process(worker)]
+                        tree += tree[0].children(recursive=True)
+                    for p in tree:
+                        with contextlib.suppress(psutil.Error, OSError):
+                            seen[worker][p.pid] = (p.name(), allowed_cpus(p.pid),
+                                                   p.environ().get("OMP_NUM_THREADS"))
+                time.sleep(0.5)
+            out = proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, out[-3000:]
+    for worker, cpu in zip(info.worker_pids, cpus):
+        names = [name for name, _, _ in seen[worker].values()]
+        # the worker JVM, its executor JVM and the Python workers running the rank
+        assert names.count("java") >= 2 and any(n.startswith("python") for n in names), names
+        assert {allowed for _, allowed, _ in seen[worker].values()} == {format_cpus(cpu)}, seen
+        assert {omp for _, _, omp in seen[worker].values()} == {"1"}, seen

@@ -24,3 +24,16 @@ def test_bigdl_conf_names_existing_jars_and_a_real_log_file(tmp_path):
     assert any("dllib" in j for j in jars) and any("/core/" in j for j in jars)
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
         assert conf[key] == f"-DlogFilename={tmp_path}/hepspark-bigdl.log"
+
+
+def test_default_driver_heap_is_a_share_of_the_machines_ram():
+    # local mode runs every task in the driver JVM: BigDL's 10M-row HIGGS cache needs more
+    # than the old fixed 4g, so the default follows the machine (at least 4g)
+    import os
+
+    from hepspark.session import default_driver_memory
+
+    value = default_driver_memory()
+    ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    assert value.endswith("g")
+    assert 4 <= int(value[:-1]) <= max(4, ram_gb * 0.4)

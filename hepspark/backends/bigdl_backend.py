@@ -1,7 +1,11 @@
 """BigDL on Spark: synchronous data-parallel training over the executors (seed study 004).
 
-The train split is read from Parquet by the executors, standardized there and cached as an
-RDD of BigDL ``Sample``s, one partition per executor core (the driver never holds it).
+The HIGGS train split is read from Parquet by the executors, standardized in Spark SQL and
+made into BigDL ``Sample``s by BigDL's Scala preprocessing, all in the JVM (issue #17: one
+Python object per row ran at 4-8k rows/s and held a second, pickled copy). BigDL caches the
+samples per executor in memory or, where the split does not fit, on local disk in slices
+(:mod:`hepspark.backends.bigdl_memory` decides, before any data is read; a split that
+cannot fit is refused with the memory it needs).
 BigDL's ``DistriOptimizer`` then runs one Spark job per iteration: every core computes
 gradients on its slice of the batch and the parameters are synchronised through the block
 manager. Training runs one epoch per ``optimize()`` call, so the driver can time, validate,
@@ -16,13 +20,15 @@ CNNs are translated layer by layer from their Keras build (:mod:`hepspark.models
 images decoded on the executors. The trained weights go back into the Keras 3 build for
 prediction and saving.
 
-This module is the driver's side; what the executors run in Python (rows to Samples) is
-:mod:`hepspark.backends.bigdl_remote`. What the engine supports is declared in
+This module is the driver's side; what the executors run in Python (image rows to Samples)
+is :mod:`hepspark.backends.bigdl_remote`. An out-of-memory stop is reported as such (the
+process, the setting to raise), never as a resumable failure. What the engine supports is declared in
 :mod:`hepspark.backends.capabilities` and checked before any work.
 """
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shutil
 import tempfile
@@ -35,9 +41,13 @@ import numpy as np
 from hepspark.backends import bigdl_compat as compat
 from hepspark.backends.base import Engine, EpochRecord, TrainResult, training_failed
 from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
+from hepspark.backends.bigdl_memory import CachePlan
 from hepspark.backends.capabilities import check_supported
 from hepspark.backends.optimizers import bigdl_learning_rate, bigdl_optimizer
 from hepspark.models.keras_dense import PREDICT_BATCH
+from hepspark.progress import Progress
+from hepspark.records import out_of_memory
+from hepspark.session import DRIVER_MEMORY_ENV
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -74,11 +84,12 @@ class BigDLBackend(Engine):
     ) -> TrainResult:
         check_supported(config)  # before BigDL or Spark start
         from bigdl.dllib.nn.layer import Model
-        from bigdl.dllib.optim.optimizer import MaxEpoch, Optimizer, TrainSummary
+        from bigdl.dllib.optim.optimizer import MaxEpoch, TrainSummary
 
         from hepspark.backends.epochs import EpochBook
         from hepspark.backends.tasks import Task
         from hepspark.checkpoint import resume_point
+        from hepspark.resources import peak_rss_metrics, spark_peak_rss_mb
         from hepspark.session import spark_resources
 
         task = Task.of(config, dataset)
@@ -86,6 +97,7 @@ class BigDLBackend(Engine):
         spark = bigdl_session(config.master, config.executor_wait_s)
         executors, cores = spark_resources(spark)
         check_batch_size(config.batch_size, executors * cores)
+        plan = parts.plan_cache(spark, executors)  # refuses a split that cannot fit, unread
         n_parameters = parts.n_parameters
         resumed = resume_point(config)
         optim = bigdl_optimizer(config.optimizer, config.learning_rate)
@@ -99,15 +111,24 @@ class BigDLBackend(Engine):
             compat.set_optim_state(optim.value, saved_arrays, tensors=False)
         else:
             model = parts.build()
-        train = parts.samples(spark, executors * cores)
-        n_train = train.count()  # materialises the cache before the first timed epoch
+        oom = _OutOfMemory(spark)
+        start = time.perf_counter()
+        try:
+            train = parts.training_data(spark, executors * cores, plan)
+            n_train = train.size()  # materialises the cache before the first timed epoch
+            cache_s = time.perf_counter() - start
+            optimizer = parts.optimizer(spark, model, train, optim, MaxEpoch(1),
+                                        config.batch_size)
+        except Exception as exc:
+            # only an out-of-memory stop is re-worded here; anything else is not a failure
+            # of training part-way and propagates as it is
+            stop = oom.or_failure("BigDL could not set up training", config, exc)
+            if isinstance(stop, MemoryError):
+                raise stop from exc
+            raise
         val = task.load_val()
         workdir = tempfile.mkdtemp(prefix="hepspark-bigdl-")
         summary = TrainSummary(workdir, "train")
-        optimizer = Optimizer.create(
-            model=model, training_set=train, criterion=parts.criterion(), optim_method=optim,
-            end_trigger=MaxEpoch(1), batch_size=config.batch_size,
-        )
         optimizer.set_train_summary(summary)
         compat.keep_optimizer_state(optimizer)
         if resumed is not None:
@@ -136,6 +157,8 @@ class BigDLBackend(Engine):
             book.restore(resumed.records)
             first = resumed.epoch + 1
         seen = len(summary.read_scalar("Loss"))
+        # Epochs only: the iterations inside optimize() are BigDL's (two Spark jobs each).
+        progress = Progress("train", config.epochs - first + 1, "epochs")
         try:
             for epoch in range(first, config.epochs + 1):
                 # MaxEpoch counts in the optimizer's own epochs, which a loaded optim method
@@ -145,8 +168,8 @@ class BigDLBackend(Engine):
                 try:
                     compat.optimize(optimizer)
                 except Exception as exc:
-                    raise training_failed(f"BigDL training failed in epoch {epoch}", config,
-                                          exc) from exc
+                    raise oom.or_failure(f"BigDL training failed in epoch {epoch}", config,
+                                         exc) from exc
                 wall = time.perf_counter() - start
                 losses = summary.read_scalar("Loss")
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
@@ -155,8 +178,11 @@ class BigDLBackend(Engine):
                 book.check_loss(epoch, train_loss)
                 record = task.epoch_record(epoch, wall, n_train, train_loss, val,
                                            predict(val[0]))
+                progress.advance()
                 if book.end_epoch(record, write_checkpoint):
                     break
+            peak_rss = spark_peak_rss_mb(spark)
+            progress.close()
         finally:
             train.unpersist()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -178,6 +204,11 @@ class BigDLBackend(Engine):
                 "learning_rate": bigdl_learning_rate(optim),
                 "parameters": int(trained.count_params()),
                 "partitions": executors * cores,
+                "cache_wall_time_s": cache_s,
+                "cache_rows_per_s": n_train / cache_s if cache_s > 0 else float("nan"),
+                "peak_rss_mb": max(v for v in peak_rss.values() if v is not None),
+                "peak_rss_mb_by_process": peak_rss_metrics(peak_rss),
+                **(plan.params() if plan is not None else {}),
                 **parts.notes,
             },
         )
@@ -205,8 +236,23 @@ class _DenseParts:
 
         return BCECriterion()
 
-    def samples(self, spark, partitions: int):
-        return sample_rdd(spark, self.task.dataset, self.task.train_split, partitions)
+    def plan_cache(self, spark, executors: int) -> CachePlan:
+        """Where the split's samples fit (:mod:`hepspark.backends.bigdl_memory`)."""
+        from hepspark.backends.bigdl_memory import plan_cache
+
+        rows = self.task.dataset.rows(self.task.train_split)
+        local = spark.sparkContext.master.startswith("local")
+        flag = (f"{DRIVER_MEMORY_ENV}=<size> or --driver-memory (local mode: the tasks run in "
+                "the driver's JVM)") if local else "--executor-memory"
+        return plan_cache(math.ceil(rows / executors), self.n_inputs + 1,
+                          compat.storage_memory_per_executor(spark), memory_flag=flag)
+
+    def training_data(self, spark, partitions: int, plan: CachePlan):
+        return dense_minibatches(spark, self.task.dataset, self.task.train_split,
+                                 self.task.config.batch_size, plan)
+
+    def optimizer(self, spark, model, data, optim, end_trigger, batch_size: int):
+        return compat.distri_optimizer(spark, model, data, self.criterion(), optim, end_trigger)
 
     def predict(self, model, x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH)).reshape(-1)
@@ -250,8 +296,19 @@ class _ImageParts:
 
         return BCECriterion() if self.task.binary else ClassNLLCriterion()
 
-    def samples(self, spark, partitions: int):
-        return image_sample_rdd(spark, self.task.dataset, self.task.train_split, partitions)
+    def plan_cache(self, spark, executors: int) -> None:
+        return None  # images still go through Python Samples (below), not planned
+
+    def training_data(self, spark, partitions: int, plan: None):
+        return _CachedRDD(image_sample_rdd(spark, self.task.dataset, self.task.train_split,
+                                           partitions))
+
+    def optimizer(self, spark, model, data, optim, end_trigger, batch_size: int):
+        from bigdl.dllib.optim.optimizer import Optimizer
+
+        return Optimizer.create(model=model, training_set=data.rdd,
+                                criterion=self.criterion(), optim_method=optim,
+                                end_trigger=end_trigger, batch_size=batch_size)
 
     def predict(self, model, x: np.ndarray) -> np.ndarray:
         out = np.asarray(model.predict_local(x, batch_size=PREDICT_BATCH))
@@ -299,13 +356,56 @@ def _optimizer_epoch(optim) -> int:
 
 
 # ---------------------------------------------------------------------------------- data
-def sample_rdd(spark, dataset: "HiggsDataset", split: str, partitions: int):
-    """The split as a cached RDD of standardized BigDL Samples, read on the executors."""
-    from hepspark.backends.bigdl_remote import DenseSampleSpec, dense_samples
+def dense_minibatches(spark, dataset: "HiggsDataset", split: str, batch_size: int,
+                      plan: CachePlan):
+    """The split as BigDL's cached MiniBatch DataSet, standardized and made into Samples in
+    the JVM (Spark SQL, then BigDL's Scala preprocessing): no Python object per row, no
+    Python worker at all. ``plan`` says whether the samples stay in memory or on disk."""
+    from pyspark.sql import functions as F
 
-    frame = spark.read.parquet(dataset.split_uri(split)).select(*dataset.features, "label")
-    to_samples = functools.partial(dense_samples, DenseSampleSpec.of(dataset))
-    return frame.rdd.repartition(partitions).mapPartitions(to_samples).cache()
+    frame = spark.read.parquet(dataset.split_uri(split))
+    mean, std = dataset.standardizer.mean, dataset.standardizer.std
+    features = F.array(*[((F.col(name) - float(m)) / float(s)).cast("float")
+                         for name, m, s in zip(dataset.features, mean, std)])
+    frame = frame.select(features.alias("features"), F.col("label").cast("float").alias("label"))
+    return compat.dataframe_minibatches(frame, len(dataset.features), batch_size, plan.level,
+                                        plan.slices)
+
+
+class _CachedRDD:
+    """A cached RDD of Python Samples with the two calls the training loop makes of BigDL's
+    DataSet (``size``, ``unpersist``)."""
+
+    def __init__(self, rdd) -> None:
+        self.rdd = rdd
+
+    def size(self) -> int:
+        return self.rdd.count()
+
+    def unpersist(self) -> None:
+        self.rdd.unpersist()
+
+
+class _OutOfMemory:
+    """Tells an out-of-memory stop from other training failures: the former is one line
+    naming the process and the setting to raise, never a resumable failure."""
+
+    def __init__(self, spark) -> None:
+        self.local = spark.sparkContext.master.startswith("local")
+
+    def or_failure(self, what: str, config: "TrainConfig", exc: BaseException) -> Exception:
+        cause = compat.out_of_memory_cause(exc)
+        if cause is None:
+            return training_failed(what, config, exc)
+        if isinstance(exc, MemoryError):
+            return out_of_memory(what, "the driver's Python process", "a larger machine or a "
+                                 "smaller split", cause)
+        if self.local:
+            return out_of_memory(what, "the driver's JVM (local mode: the executors run in "
+                                 "it)", f"{DRIVER_MEMORY_ENV}=<size> or --driver-memory", cause)
+        return out_of_memory(what, "an executor JVM or its Python workers",
+                             "--executor-memory (and spark.executor.memoryOverhead for the "
+                             "Python workers)", cause)
 
 
 def image_sample_rdd(spark, dataset, split: str, partitions: int):

@@ -154,7 +154,8 @@ def rank_environment(threads: int, stall_timeout_s: float = 600.0) -> dict[str, 
     Horovod's stall inspector set to shut Horovod down after ``stall_timeout_s`` (ranks
     waiting in a collective for a stalled peer then fail instead of waiting forever)."""
     env = {k: v for k, v in os.environ.items() if k.startswith(RANK_ENV_PREFIXES)}
-    env.update(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads))
+    env.update(TF_USE_LEGACY_KERAS="1", OMP_NUM_THREADS=str(threads))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # --verbose (or the user) may have set 0
     env.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, int(min(60, stall_timeout_s / 2)))))
     env.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(max(2, int(stall_timeout_s))))
     return env

@@ -37,6 +37,7 @@ from hepspark.records import EpochRecord
 if TYPE_CHECKING:
     from hepspark.backends.tasks import Task
 
+
 def run_rank(spec: RankSpec) -> RankResult:
     """Body of one Horovod rank (runs in a Spark task, in its own process).
 
@@ -51,7 +52,10 @@ def run_rank(spec: RankSpec) -> RankResult:
 def _rank_main(spec: RankSpec) -> RankResult:
     import socket
 
+    from hepspark.logs import configure_logging
+
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    configure_logging(verbose=spec.verbose)  # before TensorFlow: its import-time lines
     import tensorflow as tf
 
     threads = spec.threads
@@ -88,7 +92,8 @@ def _rank_main(spec: RankSpec) -> RankResult:
     train = read_shard(task, rank, size, spec.resumed_epoch)
     fail_at = epoch_of(spec.fail_rank_at_epoch, rank)
     stall_at = epoch_of(spec.stall_rank_at_epoch, rank)
-    heartbeat_s = max(1.0, min(30.0, config.stall_timeout_s / 4))
+    # A datagram a second: cheap, and the driver's progress bar follows the steps with it.
+    heartbeat_s = min(1.0, config.stall_timeout_s / 4)
     sender = EpochSender(spec.epochs if rank == 0 else None)
 
     def report(record: EpochRecord) -> None:
@@ -106,18 +111,20 @@ def _rank_main(spec: RankSpec) -> RankResult:
 
     class EpochEnd(tf_keras.callbacks.Callback):
         last_beat = 0.0
+        epoch = 0
 
-        def beat(self) -> None:
-            """Rank 0 tells the driver's StallWatchdog that training progresses."""
+        def beat(self, steps_done: int) -> None:
+            """Rank 0 tells the driver's StallWatchdog that training progresses, and how
+            far: "EPOCH STEPS" (steps done in that epoch, 1-based epoch)."""
             if heartbeat is not None and time.monotonic() - self.last_beat >= heartbeat_s:
                 self.last_beat = time.monotonic()
                 try:
-                    heartbeat.sendto(b".", spec.heartbeat)
+                    heartbeat.sendto(f"{self.epoch + 1} {steps_done}".encode(), spec.heartbeat)
                 except OSError:
                     pass  # a lost beat only brings the watchdog closer; it never fails a run
 
         def on_train_batch_end(self, batch, logs=None):
-            self.beat()
+            self.beat(batch + 1)
 
         def on_epoch_begin(self, epoch, logs=None):
             if fail_at == epoch + 1:
@@ -128,6 +135,7 @@ def _rank_main(spec: RankSpec) -> RankResult:
                       f"{stall_at}", flush=True)
                 while True:
                     time.sleep(60)
+            self.epoch = epoch
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -152,7 +160,7 @@ def _rank_main(spec: RankSpec) -> RankResult:
             if hvd_tf.broadcast_object(stop, root_rank=0, name=f"stop_{epoch}"):
                 self.model.stop_training = True
             self.last_beat = 0.0
-            self.beat()  # validation and the checkpoint were progress too
+            self.beat(steps)  # validation and the checkpoint were progress too
 
     model.fit(
         train,

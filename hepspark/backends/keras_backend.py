@@ -24,6 +24,7 @@ from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
 from hepspark.backends.tasks import Task
 from hepspark.checkpoint import resume_point
 from hepspark.hardware import cpu_count, cpu_model, peak_rss_mb
+from hepspark.progress import Progress
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -79,9 +80,10 @@ class KerasBackend(Engine):
             epochs=config.epochs,
             initial_epoch=resumed.epoch if resumed else 0,
             shuffle=False,  # the reader shuffles (row groups + a buffer of rows)
-            verbose=1 if _interactive() else 0,
+            verbose=0,  # hepspark's own progress (a bar, or lines in a log): _EpochTracker
             callbacks=[tracker],
         )
+        tracker.progress.close()
         book = tracker.book
         if book.best_weights is not None:
             model.set_weights(book.best_weights)
@@ -97,16 +99,11 @@ class KerasBackend(Engine):
         )
 
 
-def _interactive() -> bool:
-    import sys
-
-    return sys.stdout.isatty()
-
-
 class _EpochTracker(keras.callbacks.Callback):
     """Times each epoch and validates after it, outside the timed pass; the rest of the
     epoch-end bookkeeping is the shared :class:`EpochBook`. Also follows the process's
-    peak resident memory (``peak_rss_mb``)."""
+    peak resident memory (``peak_rss_mb``) and shows the steps of the run as
+    :class:`~hepspark.progress.Progress`."""
 
     def __init__(self, config, task: Task, predict, on_epoch_end, get_model):
         super().__init__()
@@ -117,6 +114,15 @@ class _EpochTracker(keras.callbacks.Callback):
         self.book = EpochBook(config, on_epoch_end, lambda: get_model().get_weights())
         self.peak_rss_mb = peak_rss_mb()
         self._start = 0.0
+        self.progress = Progress("train", None, "steps")
+
+    def on_train_begin(self, logs=None):
+        steps = self.params.get("steps") or 0
+        epochs_left = self.book.config.epochs - len(self.book.records)  # after a resume
+        self.progress.update(0, steps * epochs_left if steps else None)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress.advance()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()

@@ -46,6 +46,7 @@ class RankSpec:
     # test and drill hooks (EngineSettings): (rank, epoch) that fails / stalls
     fail_rank_at_epoch: tuple[int, int] | None = None
     stall_rank_at_epoch: tuple[int, int] | None = None
+    verbose: bool = False  # the driver's --verbose: TensorFlow's INFO lines in the ranks too
 
 
 @dataclass(frozen=True)

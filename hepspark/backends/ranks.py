@@ -34,6 +34,7 @@ from hepspark.records import EpochRecord
 
 if TYPE_CHECKING:
     from hepspark.config import EngineSettings, TrainConfig
+    from hepspark.progress import Progress
 
 T = TypeVar("T")
 
@@ -58,6 +59,8 @@ def run_ranks(
     names the engine in messages ("Horovod", "torch")."""
     from hepspark.backends.tasks import Task
     from hepspark.checkpoint import resume_point
+    from hepspark.logs import is_verbose
+    from hepspark.progress import Progress
 
     task = Task.of(config, dataset)
     size = config.num_executors
@@ -66,7 +69,10 @@ def run_ranks(
     resumed = resume_point(config)
     if config.checkpoint_dir:  # rank 0 writes there, the driver resumes from there
         check_shared_directory(spark, config.checkpoint_dir, size)
-    watchdog = StallWatchdog(spark, config.stall_timeout_s, start_timeout_s, engine.lower())
+    first_epoch = resumed.epoch if resumed else 0
+    watchdog = StallWatchdog(spark, config.stall_timeout_s, start_timeout_s, engine.lower(),
+                             Progress("train", steps * (config.epochs - first_epoch), "steps"),
+                             steps, first_epoch)
     listener = EpochListener(spark)
     spec = RankSpec(
         config=config,
@@ -82,6 +88,7 @@ def run_ranks(
         resumed_epoch=resumed.epoch if resumed else 0,
         fail_rank_at_epoch=settings.fail_rank_at_epoch,
         stall_rank_at_epoch=settings.stall_rank_at_epoch,
+        verbose=is_verbose(),
     )
     try:
         with watchdog, listener:  # rank 0's epochs reach on_epoch_end as they end
@@ -112,6 +119,7 @@ def _lead(results: list[RankResult]):
 
 def _result(task, spec: RankSpec, results: list[RankResult]) -> TrainResult:
     from hepspark.models.keras_dense import save_keras_model
+    from hepspark.resources import peak_rss_metrics
 
     lead = _lead(results)
     model = task.keras_model_with_weights(list(lead.weights))
@@ -129,7 +137,9 @@ def _result(task, spec: RankSpec, results: list[RankResult]) -> TrainResult:
             "threads_per_rank": spec.threads,
             "selected_epoch": lead.selected_epoch,
             "peak_rss_mb": max(r.peak_rss_mb for r in ranks),  # the largest rank process
-            "rank_peak_rss_mb": ",".join(f"{r.peak_rss_mb:.0f}" for r in ranks),
+            # each rank's own (resource.getrusage in the rank), as MLflow metrics
+            "peak_rss_mb_by_process": peak_rss_metrics({f"rank{r.rank}": r.peak_rss_mb
+                                                        for r in ranks}),
             "rank_python": ",".join(sorted({r.python for r in ranks})),
         },
     )
@@ -278,15 +288,20 @@ class StallWatchdog:
     gradients, so rank 0's progress is every rank's); when none came for ``timeout_s`` (the
     first may take ``start_s`` longer: ranks start, import TensorFlow, build), the watchdog
     cancels the Spark jobs, which kills the rank tasks and ends the engine's run call.
-    (Horovod's forwarded stdout cannot carry the heartbeat: it arrives in 64 KB chunks.)"""
+    (Horovod's forwarded stdout cannot carry the heartbeat: it arrives in 64 KB chunks.)
+    Each datagram says "EPOCH STEPS"; ``progress`` shows the steps of the run so far
+    (``steps`` per epoch, counted from ``first_epoch``, the resumed one)."""
 
     POLL_S = 2.0
 
-    def __init__(self, spark, timeout_s: float, start_s: float, engine: str = "horovod") -> None:
+    def __init__(self, spark, timeout_s: float, start_s: float, engine: str = "horovod",
+                 progress: "Progress | None" = None, steps: int = 0,
+                 first_epoch: int = 0) -> None:
         import socket
         import threading
 
         self.spark, self.timeout_s, self.engine = spark, timeout_s, engine
+        self.progress, self.steps, self.first_epoch = progress, steps, first_epoch
         self.deadline = time.monotonic() + start_s + timeout_s
         self.fired = False
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -301,8 +316,9 @@ class StallWatchdog:
     def _watch(self) -> None:
         while not self._done.is_set():
             try:
-                self._socket.recv(64)
+                beat = self._socket.recv(64)
                 self.deadline = time.monotonic() + self.timeout_s
+                self._show(beat)
             except OSError:  # the poll's timeout (TimeoutError is an OSError)
                 pass
             if not self._done.is_set() and time.monotonic() > self.deadline:
@@ -312,6 +328,14 @@ class StallWatchdog:
                 self.spark.sparkContext.cancelAllJobs()  # interrupts the rank tasks
                 return
 
+    def _show(self, beat: bytes) -> None:
+        try:
+            epoch, steps_done = (int(part) for part in beat.split())
+        except ValueError:
+            return  # not a progress beat; it still counted as one for the watchdog
+        if self.progress is not None:
+            self.progress.update((epoch - 1 - self.first_epoch) * self.steps + steps_done)
+
     def __enter__(self) -> "StallWatchdog":
         self._thread.start()
         return self
@@ -320,6 +344,8 @@ class StallWatchdog:
         self._done.set()
         self._thread.join()
         self._socket.close()
+        if self.progress is not None:
+            self.progress.__exit__(*exc_info)
 
 
 def threads_per_rank(spark, size: int, pinned: int | None = None) -> int:

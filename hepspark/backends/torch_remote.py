@@ -63,7 +63,10 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
     import datetime
     import socket
 
+    from hepspark.logs import configure_logging
+
     os.environ["KERAS_BACKEND"] = "torch"  # before the first import of keras
+    configure_logging(verbose=spec.verbose)
     import torch
     import torch.distributed as dist
 
@@ -127,9 +130,9 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
                 time.sleep(60)
         start = time.perf_counter()
         total = torch.zeros((), dtype=torch.float64)
-        for _ in range(spec.steps):
+        for done in range(1, spec.steps + 1):
             total += step(*next(stream)).double().cpu()
-            heartbeat.beat()
+            heartbeat.beat(epoch, done)
         wall = time.perf_counter() - start
         dist.all_reduce(total)  # the epoch's train loss averaged over ranks and steps
         loss = float(total) / (spec.steps * size)
@@ -144,7 +147,7 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
                                        val, task.predict(model, val[0]))
             stop = [book.end_epoch(record, lambda d: save_payload(model, optimizer, d))]
         dist.broadcast_object_list(stop, src=0)
-        heartbeat.beat(force=True)  # validation and the checkpoint were progress too
+        heartbeat.beat(epoch, spec.steps, force=True)  # validation, checkpoint: progress too
         if stop[0]:
             break
     sender.close()
@@ -165,22 +168,23 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
 
 
 class Heartbeat:
-    """Rank 0 tells the driver's StallWatchdog (UDP) that training progresses, at most every
-    few seconds; a lost beat only brings the watchdog closer, it never fails a run."""
+    """Rank 0 tells the driver's StallWatchdog (UDP) that training progresses and how far,
+    "EPOCH STEPS" (the driver's progress bar follows it), at most once a second; a lost
+    beat only brings the watchdog closer, it never fails a run."""
 
     def __init__(self, address: tuple[str, int] | None, stall_timeout_s: float,
                  socket_module) -> None:
         self.address = address
-        self.every_s = max(1.0, min(30.0, stall_timeout_s / 4))
+        self.every_s = min(1.0, stall_timeout_s / 4)
         self.last = 0.0
         self.socket = (socket_module.socket(socket_module.AF_INET, socket_module.SOCK_DGRAM)
                        if address is not None else None)
 
-    def beat(self, force: bool = False) -> None:
+    def beat(self, epoch: int, steps_done: int, force: bool = False) -> None:
         if self.socket is None or (not force and time.monotonic() - self.last < self.every_s):
             return
         self.last = time.monotonic()
         try:
-            self.socket.sendto(b".", self.address)
+            self.socket.sendto(f"{epoch} {steps_done}".encode(), self.address)
         except OSError:
             pass

@@ -1,26 +1,28 @@
-"""A performance model of a data-parallel epoch, fitted to measured runs and extrapolated.
+"""A performance model of a data-parallel epoch whose terms are measured separately.
 
-For ``N`` nodes, ``R`` training rows and a global batch ``G`` (``S = R / G`` steps)::
+For ``N`` nodes, ``R`` training rows and ``B`` rows per node per step (``S = R / (N B)``
+steps)::
 
     T(N) = a * R / N                   compute: seconds per row on one node
          + S * b                       fixed cost of a step (launch, data feed, Spark tasks)
-         + S * c * (N - 1)             coordination: effective cost per step per extra peer
-         + S * sync(N)                 parameter exchange over the network
+         + S * c * (N - 1)             coordination: cost per step per extra node
+         + S * sync(N)                 parameter exchange over the link
 
-``sync(N)`` is the ring all-reduce of the model's parameter bytes ``P``: every node sends
-and receives ``2 (N-1)/N * P`` bytes in ``2 (N-1)`` messages,
-``sync = 2 (N-1)/N * P * 8 / bandwidth + 2 (N-1) * latency``. Horovod uses exactly this
-(Gloo ring). BigDL's parameter sync has the same volume and message count (each node owns
-``1/N`` of the parameters: the gradients are reduce-scattered and the weights gathered back
-through Spark's block manager), with a per-fetch latency that is larger than the wire's.
+Each term comes from its own measurements (:func:`fit_perf_model`), not from one blend:
 
-``a``, ``b`` and ``c`` are fitted per backend by non-negative least squares on the measured
-epochs after removing the modelled exchange on the network they were measured on (loopback
-by default). ``c`` absorbs what grows with the number of peers and the network model does
-not explain (Gloo/Horovod software per hop, stragglers, Spark scheduling of N tasks, and
-on a single machine the N executors sharing its cores). When every run used the same batch
-per executor, ``R/N`` and ``S`` are proportional and ``a`` and ``b`` cannot be told apart:
-the fit then reports their sum per row (``a + b/B``) and predicts at that batch only.
+1. ``a`` and ``b`` from the single-node runs alone: at one node ``T/S = a·B + b``, a line in
+   the batch size (a tiny batch measures ``b`` almost alone). With one batch size they are
+   one number, ``a + b/B``, and the model predicts at that batch only (said in ``notes``).
+2. ``sync(N)`` from the exchange micro-benchmark (:mod:`hepspark.bench.exchange`) of the
+   link the runs used (or an assumed :class:`Network`): a ring all-reduce of the ``P``
+   parameter bytes, ``overhead + 2(N-1)/N·P·8/bandwidth + 2(N-1)·latency``.
+3. ``c`` from the multi-node runs, after removing 1 and 2: what grows with the number of
+   peers and neither explains (Horovod's negotiation, Spark scheduling of N tasks, and on a
+   single machine the N executors sharing its cores).
+
+:func:`held_out_check` fits on part of the runs and predicts the others (another node
+count, batch size or link), so a model earns its extrapolation before it extrapolates;
+:func:`fit_usl` fits the Universal Scalability Law to the same runs for comparison.
 
 >>> model = fit_perf_model("horovod", [Measurement(1, 100_000, 1000, 2.0),
 ...                                    Measurement(2, 100_000, 2000, 1.2)], param_bytes=758_404)
@@ -29,6 +31,8 @@ the fit then reports their sum per row (``a + b/B``) and predicts at that batch 
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,24 +40,31 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Network:
-    """Bandwidth (Gbit/s, each direction) and per-message latency (s) between nodes."""
+    """A link between nodes: bandwidth (Gbit/s, each direction), per-message latency (s), and
+    the software overhead of one exchange (s; Horovod's negotiation and Gloo set-up)."""
 
     bandwidth_gbps: float = 10.0
     latency_s: float = 50e-6
+    overhead_s: float = 0.0
+    source: str = "assumed"
 
     def __post_init__(self) -> None:
-        if not self.bandwidth_gbps > 0 or self.latency_s < 0:
-            raise ValueError(f"bandwidth must be > 0 and latency >= 0, got {self}")
+        if not self.bandwidth_gbps > 0 or self.latency_s < 0 or self.overhead_s < 0:
+            raise ValueError(f"bandwidth must be > 0, latency and overhead >= 0, got {self}")
 
     def describe(self) -> str:
-        return f"{self.bandwidth_gbps:g} Gbit/s, {self.latency_s * 1e6:g} µs per message"
+        text = f"{self.bandwidth_gbps:.3g} Gbit/s, {self.latency_s * 1e6:.4g} µs per message"
+        if self.overhead_s:
+            text += f", {self.overhead_s * 1e3:.3g} ms per exchange"
+        return f"{text} ({self.source})"
 
 
 LOOPBACK = Network(bandwidth_gbps=40.0, latency_s=20e-6)
-# Assumed target networks (stated in the report): 10 GbE between nodes; BigDL's
-# block-manager fetches cost about a millisecond each on top of the wire.
+# Assumed target networks when no exchange benchmark is given (stated in the report): 10 GbE
+# between nodes; BigDL's block-manager fetches cost about a millisecond each on top of the
+# wire; torch's DDP runs the same ring all-reduce as Horovod.
 DEFAULT_NETWORKS = {"horovod": Network(10.0, 50e-6), "torch": Network(10.0, 50e-6),
-                    "bigdl": Network(10.0, 1e-3)}  # torch: DDP's ring all-reduce, as Horovod
+                    "bigdl": Network(10.0, 1e-3)}
 
 
 def ring_allreduce_s(nodes: int, param_bytes: float, network: Network) -> float:
@@ -61,27 +72,54 @@ def ring_allreduce_s(nodes: int, param_bytes: float, network: Network) -> float:
     if nodes <= 1:
         return 0.0
     volume = 2.0 * (nodes - 1) / nodes * param_bytes
-    return volume * 8.0 / (network.bandwidth_gbps * 1e9) + 2.0 * (nodes - 1) * network.latency_s
+    return (network.overhead_s + volume * 8.0 / (network.bandwidth_gbps * 1e9)
+            + 2.0 * (nodes - 1) * network.latency_s)
+
+
+def load_networks(path: str) -> dict[str, Network]:
+    """The links measured by ``hepspark bench exchange`` (its JSON), by link name."""
+    with open(path) as handle:
+        try:
+            data = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not JSON ({error}); write it with 'hepspark bench "
+                             "exchange --output FILE'") from None
+    if not isinstance(data, dict) or not str(data.get("format", "")).startswith(
+            "hepspark-exchange/"):
+        raise ValueError(f"{path}: not an exchange benchmark file (no 'format': "
+                         "'hepspark-exchange/...'); write it with 'hepspark bench exchange'")
+    out = {}
+    for name, link in data.get("links", {}).items():
+        net = link["network"]
+        out[name] = Network(float(net["bandwidth_gbps"]), float(net["latency_s"]),
+                            float(net.get("overhead_s", 0.0)), source=f"measured: {name}")
+    return out
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One measured epoch configuration: nodes, training rows, global batch, epoch time."""
+    """One measured epoch configuration: nodes, training rows, global batch, epoch time, and
+    the link it ran over (None: the model's ``measured_network``)."""
 
     nodes: int
     rows: int
     global_batch: int
     epoch_time_s: float
     label: str = ""
+    network: Network | None = None
 
     @property
     def steps(self) -> float:
         return self.rows / self.global_batch
 
+    @property
+    def batch_per_node(self) -> int:
+        return round(self.global_batch / self.nodes)
+
 
 @dataclass(frozen=True)
 class PerfModel:
-    """Fitted ``a`` (row_time_s), ``b`` (step_time_s), ``c`` (peer_step_time_s); see module."""
+    """``a`` (row_time_s), ``b`` (step_time_s), ``c`` (peer_step_time_s); see module."""
 
     backend: str
     row_time_s: float
@@ -94,22 +132,27 @@ class PerfModel:
     notes: tuple[str, ...] = field(default=())
     measurements: tuple[Measurement, ...] = field(default=())
 
+    def _time(self, rows: float, nodes: int, batch_per_node: float, network: Network) -> float:
+        steps = rows / (batch_per_node * nodes)
+        sync = ring_allreduce_s(nodes, self.param_bytes, network)
+        return (self.row_time_s * rows / nodes
+                + steps * (self.step_time_s + self.peer_step_time_s * (nodes - 1) + sync))
+
     def epoch_time_s(self, rows: int, nodes: int, batch_per_node: int,
                      network: Network | None = None) -> float:
         """Predicted epoch seconds; the global batch is ``nodes x batch_per_node``."""
         if self.batch_per_node is not None and batch_per_node != self.batch_per_node:
             raise ValueError(f"the {self.backend} model was fitted at {self.batch_per_node} rows "
                              f"per node per step only; cannot predict batch {batch_per_node}")
-        steps = rows / (batch_per_node * nodes)
-        sync = ring_allreduce_s(nodes, self.param_bytes, network or self.network)
-        return (self.row_time_s * rows / nodes
-                + steps * (self.step_time_s + self.peer_step_time_s * (nodes - 1) + sync))
+        return self._time(rows, nodes, batch_per_node, network or self.network)
 
     def fitted_time_s(self, m: Measurement) -> float:
-        """The model's epoch time for a measured configuration, on the measured network."""
-        sync = ring_allreduce_s(m.nodes, self.param_bytes, self.measured_network)
-        return (self.row_time_s * m.rows / m.nodes
-                + m.steps * (self.step_time_s + self.peer_step_time_s * (m.nodes - 1) + sync))
+        """The model's epoch time for a measured configuration, on the link it used."""
+        if self.batch_per_node is not None and m.batch_per_node != self.batch_per_node:
+            raise ValueError(f"the {self.backend} model was fitted at {self.batch_per_node} rows "
+                             f"per node per step only; cannot predict batch {m.batch_per_node}")
+        return self._time(m.rows, m.nodes, m.global_batch / m.nodes,
+                          m.network or self.measured_network)
 
     def efficiency(self, rows: int, nodes: int, batch_per_node: int) -> float:
         """Parallel efficiency T(1) / (N T(N))."""
@@ -127,6 +170,19 @@ class PerfModel:
                 f"+ ring exchange of {self.param_bytes / 1e6:.2f} MB over {self.network.describe()}")
 
 
+def _nnls_relative(columns: dict[str, np.ndarray], target: np.ndarray,
+                   scale: np.ndarray) -> dict[str, float]:
+    """Non-negative least squares of ``target ≈ Σ coef·column``, each row divided by
+    ``scale`` (the epoch time) so a long epoch does not drown a short one."""
+    from scipy.optimize import nnls
+
+    if not columns:
+        return {}
+    x = np.column_stack(list(columns.values())) / scale[:, None]
+    coef, _ = nnls(x, target / scale)
+    return {k: float(v) for k, v in zip(columns, coef)}
+
+
 def fit_perf_model(
     backend: str,
     measurements: list[Measurement],
@@ -134,46 +190,163 @@ def fit_perf_model(
     measured_network: Network = LOOPBACK,
     network: Network | None = None,
 ) -> PerfModel:
-    """Fit ``a``, ``b``, ``c`` to ``measurements`` (non-negative least squares, relative).
-
-    Each point is weighted by 1/T so a long epoch does not drown a short one.
-    """
-    from scipy.optimize import nnls
-
+    """Fit the terms one after another (see module): ``a``, ``b`` on the single-node runs,
+    the exchange from the link, ``c`` on what the multi-node runs leave."""
     if not measurements:
         raise ValueError(f"no measured runs for backend {backend!r}")
     notes: list[str] = []
-    t = np.array([m.epoch_time_s for m in measurements], float)
-    rows_per_node = np.array([m.rows / m.nodes for m in measurements], float)
-    steps = np.array([m.steps for m in measurements], float)
-    peers = np.array([m.nodes - 1 for m in measurements], float)
-    sync = np.array([ring_allreduce_s(m.nodes, param_bytes, measured_network)
-                     for m in measurements])
-    columns = {"a": rows_per_node, "b": steps, "c": steps * peers}
+    ms = list(measurements)
+    t = np.array([m.epoch_time_s for m in ms], float)
+    rows_per_node = np.array([m.rows / m.nodes for m in ms], float)
+    steps = np.array([m.steps for m in ms], float)
+    peers = np.array([m.nodes - 1 for m in ms], float)
+    sync = np.array([ring_allreduce_s(m.nodes, param_bytes, m.network or measured_network)
+                     for m in ms])
+    single = peers == 0
     batch_per_node = None
-    per_node = {round(m.global_batch / m.nodes) for m in measurements}
-    if len(per_node) == 1:  # S = (R/N) / B: a and b are one number
-        batch_per_node = per_node.pop()
-        del columns["b"]
-        notes.append(f"all runs used {batch_per_node} rows per node per step: the per-step cost "
-                     "is folded into the per-row time (measure a second batch size to split them)")
-    if not np.any(peers):
-        del columns["c"]
+    batches = {m.batch_per_node for m in ms}
+    fold = len(batches) == 1 or len({m.batch_per_node for m in ms if m.nodes == 1}) == 1
+    if fold:  # S = (R/N) / B: a and b are one number
+        batch_per_node = (batches if len(batches) == 1 else
+                          {m.batch_per_node for m in ms if m.nodes == 1}).pop()
+        notes.append(f"single-node runs at {batch_per_node} rows per node per step only: the "
+                     "per-step cost is folded into the per-row time (measure a second batch "
+                     "size, or a tiny one, to split them)")
+        keep = np.array([m.batch_per_node == batch_per_node for m in ms])
+        if not keep.all():
+            notes.append(f"runs at other batch sizes not used: "
+                         f"{sorted(batches - {batch_per_node})}")
+            single &= keep
+    compute = {"a": rows_per_node} if fold else {"a": rows_per_node, "b": steps}
+    if single.any():
+        ab = _nnls_relative({k: v[single] for k, v in compute.items()}, t[single], t[single])
+    else:
+        notes.append("no single-node run: the per-row and per-step costs are fitted together "
+                     "with the per-node cost on the multi-node runs")
+        ab = {}
+    multi = ~single & (peers > 0)
+    if fold:
+        multi &= np.array([m.batch_per_node == batch_per_node for m in ms])
+    if not multi.any():
         notes.append("no multi-node run: the coordination cost per extra node is unknown and "
-                     "taken as 0 (only the network term grows with N)")
-    x = np.column_stack(list(columns.values())) / t[:, None]
-    y = (t - steps * sync) / t
-    coef, _ = nnls(x, y)
-    values = dict(zip(columns, coef))
-    a, b, c = values.get("a", 0.0), values.get("b", 0.0), values.get("c", 0.0)
+                     "taken as 0 (only the exchange grows with N)")
+        c = 0.0
+    elif ab:
+        rest = t - rows_per_node * ab["a"] - steps * (ab.get("b", 0.0) + sync)
+        c = _nnls_relative({"c": (steps * peers)[multi]}, rest[multi], t[multi])["c"]
+    else:
+        joint = _nnls_relative({**{k: v[multi] for k, v in compute.items()},
+                                "c": (steps * peers)[multi]}, (t - steps * sync)[multi], t[multi])
+        ab, c = joint, joint["c"]
     return PerfModel(
-        backend=backend, row_time_s=float(a), step_time_s=float(b), peer_step_time_s=float(c),
-        param_bytes=int(param_bytes), measured_network=measured_network,
+        backend=backend, row_time_s=ab.get("a", 0.0), step_time_s=ab.get("b", 0.0),
+        peer_step_time_s=c, param_bytes=int(param_bytes), measured_network=measured_network,
         network=network or DEFAULT_NETWORKS.get(backend, Network()),
         batch_per_node=batch_per_node, notes=tuple(notes), measurements=tuple(measurements),
     )
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """One run predicted by a model fitted without every run sharing its ``dimension``
+    value: ``predicted_s`` is None when the model could not predict it (and ``why``)."""
+
+    dimension: str                   # "nodes", "batch per node" or "link"
+    held_out: str                    # the value held out, e.g. "N=4"
+    measurement: Measurement
+    predicted_s: float | None
+    why: str = ""
+
+    @property
+    def error(self) -> float | None:
+        if self.predicted_s is None:
+            return None
+        return self.predicted_s / self.measurement.epoch_time_s - 1.0
+
+
+def _link_name(m: Measurement, default: Network) -> str:
+    net = m.network or default
+    return f"{net.bandwidth_gbps:g} Gbit/s"
+
+
+def held_out_check(backend: str, measurements: list[Measurement], param_bytes: int,
+                   measured_network: Network = LOOPBACK) -> list[HeldOut]:
+    """For each dimension that varies (nodes, batch per node, link), fit on the runs without
+    its extreme value (the largest N and batch, the slowest link: the direction a prediction
+    extrapolates to) and predict the held-out runs."""
+    dims = {
+        "nodes": (lambda m: m.nodes, max, lambda v: f"N={v}"),
+        "batch per node": (lambda m: m.batch_per_node, max, lambda v: f"B={v}"),
+        "link": (lambda m: (m.network or measured_network).bandwidth_gbps, min,
+                 lambda v: f"{v:g} Gbit/s"),
+    }
+    out = []
+    for dimension, (key, pick, name) in dims.items():
+        values = {key(m) for m in measurements}
+        if len(values) < 2:
+            continue
+        held = pick(values)
+        train = [m for m in measurements if key(m) != held]
+        test = [m for m in measurements if key(m) == held]
+        model = fit_perf_model(backend, train, param_bytes, measured_network)
+        caveat = "; ".join(n for n in model.notes if "no multi-node" in n)
+        for m in test:
+            try:
+                out.append(HeldOut(dimension, name(held), m, model.fitted_time_s(m), caveat))
+            except ValueError as error:
+                out.append(HeldOut(dimension, name(held), m, None, str(error)))
+    return out
+
+
+@dataclass(frozen=True)
+class UslFit:
+    """Universal Scalability Law: X(N) = X(1)·N / (1 + α(N−1) + βN(N−1)), X the rows/s."""
+
+    alpha: float
+    beta: float
+    throughput_1: float
+    notes: tuple[str, ...] = ()
+
+    def speedup(self, nodes: float) -> float:
+        return nodes / (1.0 + self.alpha * (nodes - 1) + self.beta * nodes * (nodes - 1))
+
+    def throughput(self, nodes: float) -> float:
+        return self.throughput_1 * self.speedup(nodes)
+
+    @property
+    def peak_nodes(self) -> float:
+        """The N of maximum throughput, sqrt((1−α)/β) (infinite when β = 0)."""
+        return math.sqrt(max(1.0 - self.alpha, 0.0) / self.beta) if self.beta > 0 else math.inf
+
+
+def fit_usl(points: list[tuple[int, float]]) -> UslFit:
+    """Fit α, β ≥ 0 to (nodes, throughput) points; N = 1 must be among them.
+
+    ``N / C(N) − 1 = α(N−1) + βN(N−1)`` with ``C = X(N)/X(1)`` is linear in α and β. With
+    one multi-node count only, α and β cannot both be known: β is taken as 0 (said in notes).
+    """
+    from scipy.optimize import nnls
+
+    ones = [x for n, x in points if n == 1]
+    if not ones:
+        raise ValueError("the USL needs a single-node throughput (a run at N=1)")
+    x1 = float(np.mean(ones))
+    multi = [(n, x) for n, x in points if n > 1]
+    notes = []
+    if not multi:
+        return UslFit(0.0, 0.0, x1, ("no multi-node run: α = β = 0",))
+    n = np.array([p[0] for p in multi], float)
+    y = n / (np.array([p[1] for p in multi]) / x1) - 1.0
+    if len(set(n)) == 1:
+        notes.append("one multi-node count only: β (crosstalk) taken as 0, α from it")
+        alpha = float(max(np.mean(y / (n - 1)), 0.0))
+        return UslFit(alpha, 0.0, x1, tuple(notes))
+    coef, _ = nnls(np.column_stack([n - 1, n * (n - 1)]), y)
+    return UslFit(float(coef[0]), float(coef[1]), x1, tuple(notes))
+
+
 def gain_per_added_node(times: list[float]) -> list[float]:
     """``T(N-1)/T(N) - 1`` for N = 2.., the seed's "30-40% gain per added node"."""
     return [times[i - 1] / times[i] - 1.0 for i in range(1, len(times))]
+
+

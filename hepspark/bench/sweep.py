@@ -19,6 +19,18 @@ With ``"global"`` the global batch stays ``batch_size`` at every N. Several batc
 (``batch_sizes=(500, 2000)``) let the performance model tell the per-row cost from the
 per-step cost.
 
+Isolated nodes (``worker_cpus``, ``--cpus-per-worker``/``--worker-cpus``): node i of every
+cluster is pinned to its own CPU set (worker, executors, Python workers and their threads,
+thread pools sized to it; :mod:`hepspark.cpusets`), so engine cost is not confused with
+contention for shared cores. The Keras baselines are then pinned the same way: one process
+on node 1's CPUs (the reference for efficiency) and one on the CPUs of all nodes of the
+largest N. With ``local`` the whole ``local[N]`` job is pinned to the CPUs of N nodes. The
+driver runs where ``driver_cpus`` says (default: where the sweep may run); its CPU set and
+its CPU time during the job (the job process and all it waited for, from
+``getrusage(RUSAGE_CHILDREN)``: spark-submit's JVM and the Python driver, never the
+executors of a cluster) are logged with every run (tags ``hepspark.scaling.driver_cpus``,
+metrics ``driver_cpu_time_s``, ``driver_cpu_fraction``).
+
 >>> config = SweepConfig(data="data/higgs", backends=("horovod",), executors=(1, 2),
 ...                      optimizers=("adam",), epochs=2, local=True)
 >>> [c.label for c in plan(config)]
@@ -28,17 +40,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from hepspark.backends.capabilities import CAPABILITIES
 from hepspark.config import OPTIMIZERS
-from hepspark.tags import CEILING_TAG, KEY_TAG, MODE_TAG, NODES_TAG
+from hepspark.cpusets import CpuSet, available_cpus, format_cpus, pin, thread_env, worker_cpu_sets
+from hepspark.progress import Progress
+from hepspark.tags import (
+    CEILING_TAG,
+    DRIVER_CPUS_TAG,
+    JOB_TAG,
+    KEY_TAG,
+    MODE_TAG,
+    NODES_TAG,
+    WORKER_CPUS_TAG,
+)
 
 # the engines a sweep can measure; the default leaves out torch (opt-in install)
 DISTRIBUTED = ("bigdl", "horovod", "torch")
@@ -72,6 +96,9 @@ class SweepConfig:
     job_timeout_s: float = 3600.0
     train_args: tuple[str, ...] = ()  # passed to every job, e.g. ("--width", "64")
     submit_args: tuple[str, ...] = ()  # passed to spark-submit, e.g. ("--driver-memory", "4g")
+    # isolated nodes: node i's own CPUs (one set per node of the largest N); () unpinned
+    worker_cpus: tuple[CpuSet, ...] = ()
+    driver_cpus: CpuSet = ()  # where the job's driver runs; (): where the sweep may run
 
     def __post_init__(self) -> None:
         unknown = set(self.backends) - set(DISTRIBUTED)
@@ -91,6 +118,22 @@ class SweepConfig:
             raise ValueError("epochs and cores_per_executor must be >= 1")
         if self.master and self.local:
             raise ValueError("give either master (an existing cluster) or local, not both")
+        if self.worker_cpus:
+            if self.master:
+                raise ValueError("pinned nodes (--cpus-per-worker/--worker-cpus) need clusters "
+                                 "the sweep starts itself, not --master")
+            sets = worker_cpu_sets(max(self.executors), worker_cpus=self.worker_cpus)
+            if len(sets[0]) != self.cores_per_executor:
+                raise ValueError(f"each node's CPU set must hold cores_per_executor="
+                                 f"{self.cores_per_executor} CPU(s), got {format_cpus(sets[0])}")
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.worker_cpus)
+
+    def node_cpus(self, nodes: int) -> CpuSet:
+        """The CPUs of the first ``nodes`` pinned nodes together; () when unpinned."""
+        return tuple(sorted({c for cpus in self.worker_cpus[:nodes] for c in cpus}))
 
     @property
     def mode(self) -> str:
@@ -123,9 +166,17 @@ class Combination:
         """Identifies a measurement: the same key in the experiment means 'already done'."""
         extra = " ".join(config.train_args)
         name = f"{self.backend}-{self.optimizer}-x{self.nodes}"
+        pinned = "|pinned" if config.pinned else ""  # a pinned node is another measurement
         return (f"{name}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
                 f"|epochs{config.epochs}|{config.features}|{os.path.abspath(config.data)}"
-                f"|{config.mode}" + (f"|{extra}" if extra else ""))
+                f"|{config.mode}{pinned}" + (f"|{extra}" if extra else ""))
+
+    def cpus(self, config: SweepConfig) -> CpuSet:
+        """Where the job's own process runs: a pinned baseline or ``local[N]`` job on the
+        CPUs of its nodes; a cluster's driver on ``driver_cpus``; () where the sweep runs."""
+        if config.pinned and (self.backend == BASELINE or config.local):
+            return config.node_cpus(self.nodes)
+        return config.driver_cpus
 
 
 @dataclass
@@ -158,10 +209,12 @@ class SweepOutcome:
 
 
 def plan(config: SweepConfig) -> list[Combination]:
-    """Every combination, the Keras baselines first, then node count by node count."""
+    """Every combination, the Keras baselines first, then node count by node count. Pinned
+    nodes add a Keras baseline on the CPUs of the largest N's nodes."""
     batches = sorted(set(config.batch_sizes))
-    combos = ([Combination(BASELINE, o, 1, size) for size in batches for o in config.optimizers]
-              if config.baseline else [])
+    baseline_nodes = sorted({1, max(config.executors)} if config.pinned else {1})
+    combos = ([Combination(BASELINE, o, n, size) for n in baseline_nodes for size in batches
+               for o in config.optimizers] if config.baseline else [])
     for nodes in sorted(set(config.executors)):
         combos += [Combination(b, o, nodes, size) for size in batches
                    for b in config.backends for o in config.optimizers]
@@ -236,7 +289,8 @@ def _spark_master(config: SweepConfig, nodes: int,
                  f"{config.cores_per_executor} core(s)")
         state_dir = os.path.join(_log_dir(config), f"cluster-x{nodes}")
         with standalone_cluster(nodes, config.cores_per_executor, config.worker_memory,
-                                state_dir=state_dir) as info:
+                                state_dir=state_dir,
+                                worker_cpus=config.worker_cpus[:nodes]) as info:
             progress(f"[scaling] cluster up: {info.master_url}")
             yield info.master_url, submit_env(info)
         progress(f"[scaling] cluster x{nodes} stopped")
@@ -254,17 +308,25 @@ def _job_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run_job(argv: list[str], log_path: str, timeout_s: float,
              progress: Callable[[str], None], label: str,
-             env: dict[str, str]) -> tuple[int, str]:
-    """Run one job, its output to ``log_path``, epoch lines echoed; (returncode, last lines)."""
+             env: dict[str, str], cpus: CpuSet = ()) -> tuple[int, str, float]:
+    """Run one job (pinned to ``cpus`` when given), its output to ``log_path``, epoch lines
+    echoed; (returncode, last lines, CPU seconds of the job and all it waited for)."""
     tail: list[str] = []
+    cpu_before = _children_cpu_s()
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(argv) + "\n")
         log.flush()
         # own process group: a timeout ends the job and every process it started
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=_job_env(env), start_new_session=True)
+                                text=True, env=_job_env(env), start_new_session=True,
+                                preexec_fn=pin(cpus) if cpus else None)
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -289,7 +351,7 @@ def _run_job(argv: list[str], log_path: str, timeout_s: float,
             watchdog.cancel()
         if timed_out.is_set():
             tail.append(f"killed after the job timeout of {timeout_s:.0f} s")
-    return code, "\n".join(tail)
+    return code, "\n".join(tail), _children_cpu_s() - cpu_before
 
 
 def _stop_job(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
@@ -304,6 +366,35 @@ def _stop_job(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def placement(config: SweepConfig) -> str:
+    """Where the nodes and the driver run, said plainly (shared cores included)."""
+    driver = config.driver_cpus or available_cpus()
+    if not config.pinned:
+        return (f"nodes not pinned: every node, the driver and the baselines share CPUs "
+                f"{format_cpus(available_cpus())}")
+    nodes = ", ".join(f"node {i} on CPU(s) {format_cpus(c)}"
+                      for i, c in enumerate(config.worker_cpus, 1))
+    shared = sorted(set(driver) & set(config.node_cpus(len(config.worker_cpus))))
+    where = (f"; it shares CPU(s) {format_cpus(shared)} with the nodes (its CPU time is "
+             "logged as driver_cpu_time_s)" if shared else ", apart from the nodes")
+    return f"pinned nodes: {nodes}; driver on CPU(s) {format_cpus(driver)}{where}"
+
+
+def log_driver_cost(tracking_uri: str, experiment: str, job_id: str, cpu_s: float,
+                    wall_s: float) -> None:
+    """Add the driver's CPU time during the job to the run the job logged (found by its
+    job tag): ``driver_cpu_time_s`` and ``driver_cpu_fraction`` (CPU seconds per second)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], f"tags.`{JOB_TAG}` = '{job_id}'",
+                              max_results=1) if found else []
+    if runs:
+        client.log_metric(runs[0].info.run_id, "driver_cpu_time_s", cpu_s)
+        client.log_metric(runs[0].info.run_id, "driver_cpu_fraction", cpu_s / max(wall_s, 1e-9))
 
 
 def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> SweepOutcome:
@@ -326,23 +417,34 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
         return outcome
     gflops_per_core = matmul_gflops(threads=1)
     progress(f"[scaling] FLOP ceiling: {gflops_per_core:.1f} GFLOP/s per core (fp32 matmul)")
+    progress(f"[scaling] {placement(config)}")
     log_dir = _log_dir(config)
     os.makedirs(log_dir, exist_ok=True)
 
     def run(combo: Combination, master: str | None, env: dict[str, str]) -> None:
-        cores = cpu_count() if combo.backend == BASELINE else combo.nodes * config.cores_per_executor
+        cpus = combo.cpus(config)
+        cores = (cpu_count() if combo.backend == BASELINE and not config.pinned
+                 else combo.nodes * config.cores_per_executor)
+        job_id = uuid.uuid4().hex
         tags = {KEY_TAG: combo.key(config), NODES_TAG: str(combo.nodes),
                 MODE_TAG: "local" if combo.backend == BASELINE else config.mode,
-                CEILING_TAG: f"{gflops_per_core * cores:.1f}"}
+                CEILING_TAG: f"{gflops_per_core * cores:.1f}", JOB_TAG: job_id,
+                DRIVER_CPUS_TAG: format_cpus(cpus or available_cpus()),
+                WORKER_CPUS_TAG: "; ".join(format_cpus(c)
+                                            for c in config.worker_cpus[:combo.nodes])}
+        if cpus:  # a pinned job's own thread pools are sized to its CPUs
+            env = {**env, **thread_env(len(cpus))}
         log = os.path.join(log_dir, combo.label + ".log")
         index = combos.index(combo) + 1
         progress(f"[scaling] ({index}/{len(combos)}) {combo.label}: batch "
-                 f"{combo.batch_size(config)}, {config.epochs} epoch(s) on {master or 'local'}")
+                 f"{combo.batch_size(config)}, {config.epochs} epoch(s) on {master or 'local'}"
+                 + (f", job on CPUs {format_cpus(cpus)}" if cpus else ""))
         start = time.perf_counter()
-        code, tail = _run_job(job_command(config, combo, master, tags, tracking_uri), log,
-                              config.job_timeout_s, progress, combo.label, env)
+        code, tail, cpu_s = _run_job(job_command(config, combo, master, tags, tracking_uri),
+                                     log, config.job_timeout_s, progress, combo.label, env, cpus)
         seconds = time.perf_counter() - start
         if code == 0:
+            log_driver_cost(tracking_uri, config.experiment, job_id, cpu_s, seconds)
             outcome.results.append(JobResult(combo, "measured", seconds, log))
             progress(f"[scaling] {combo.label} done in {seconds:.0f} s")
         else:
@@ -352,10 +454,13 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
             progress(f"[scaling] {combo.label} FAILED (exit {code}): {error[-300:]}\n"
                      f"  full output: {log}")
 
-    for combo in (c for c in todo if c.backend == BASELINE):
-        run(combo, None, {})
-    for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
-        with _spark_master(config, nodes, progress) as (master, env):
-            for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
-                run(combo, master, env)
+    with Progress("scaling", len(todo), "runs", emit=progress) as bar:
+        for combo in (c for c in todo if c.backend == BASELINE):
+            run(combo, None, {})
+            bar.advance()
+        for nodes in sorted({c.nodes for c in todo if c.backend != BASELINE}):
+            with _spark_master(config, nodes, progress) as (master, env):
+                for combo in (c for c in todo if c.backend != BASELINE and c.nodes == nodes):
+                    run(combo, master, env)
+                    bar.advance()
     return outcome

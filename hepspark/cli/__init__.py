@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from hepspark import progress
 from hepspark.cli import bench, cluster, data, pack_env, tracking, train
 from hepspark.cli.common import say
 from hepspark.logs import configure_logging
@@ -61,6 +62,8 @@ COMMANDS: dict[str, dict[str, tuple[str, Adder]]] = {
                     bench.add_scaling),
         "import-baseline": ("log a GPU baseline measured by benchmarks/gpu_baseline.py",
                             bench.add_import_baseline),
+        "exchange": ("time the per-step exchange (Horovod Gloo all-reduce, TCP) per link",
+                     bench.add_exchange),
     },
     "report": {
         "scaling": ("write the scaling report (Markdown, HTML, PNG) of an MLflow experiment",
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distributed deep-learning training and scaling benchmarks on Apache "
         "Spark for physics datasets.",
     )
-    add_global_flags(parser, default=False)
+    add_global_flags(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, datasets in COMMANDS.items():
         if command in COMMAND_HELP:
@@ -128,20 +131,29 @@ def add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
     group.add_argument("--verbose", action="store_true", default=default,
                        help="show the INFO lines of Spark, BigDL, TensorFlow and MLflow "
                        "(default: their warnings and errors only)")
+    group.add_argument("--progress-interval-s", type=float, default=default, metavar="S",
+                       help="when stderr is not a terminal, one progress line every S "
+                       "seconds per long step (default 15; 0: at every update)")
+    group.add_argument("--no-progress", action="store_true", default=default,
+                       help="no progress bars or lines")
 
 
 # Errors that are the user's to fix: one clear line, no traceback (unless --debug).
 def _user_errors() -> tuple[type[BaseException], ...]:
     from hepspark.backends.base import EngineUnavailableError
+    from hepspark.bench.exchange import ExchangeError
+    from hepspark.bench.netns import NetnsUnavailable
     from hepspark.cluster import ClusterError
     from hepspark.data.readers import EpochRowCountError
     from hepspark.mlflow_server import ServerError
+    from hepspark.records import OutOfMemoryStop
     from hepspark.tracking import TrackingUnavailableError
 
     # PermissionError & co.: a path the user gave that cannot be written or read
     return (ValueError, FileNotFoundError, FileExistsError, PermissionError,
             NotADirectoryError, IsADirectoryError, TrackingUnavailableError,
-            EpochRowCountError, ClusterError, EngineUnavailableError, ServerError)
+            EpochRowCountError, ClusterError, EngineUnavailableError, ServerError,
+            OutOfMemoryStop, ExchangeError, NetnsUnavailable)
 
 
 def _terminate_like_interrupt(signum, frame) -> None:
@@ -161,6 +173,7 @@ def install_signal_handlers() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(verbose=args.verbose)
+    progress.configure(interval_s=args.progress_interval_s, enabled=not args.no_progress)
     if not args.verbose and running_under_spark_submit():
         quiet_submitted_driver()
     install_signal_handlers()

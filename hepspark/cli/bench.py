@@ -7,6 +7,7 @@ import argparse
 import os
 
 from hepspark.bench.sweep import BATCH_SCALINGS, DEFAULT_BACKENDS, SweepConfig, run_sweep
+from hepspark.cpusets import parse_cpus, worker_cpu_sets
 from hepspark.report.scaling import HIGGS_TRAIN_ROWS, write_scaling_report
 
 
@@ -40,6 +41,17 @@ def add_scaling(parser: argparse.ArgumentParser) -> None:
                         help="per-executor: each executor takes --batch-size rows per step "
                         "(global batch grows with N); global: the global batch is fixed")
     parser.add_argument("--cores-per-executor", type=int, default=1)
+    pinning = parser.add_mutually_exclusive_group()
+    pinning.add_argument(
+        "--cpus-per-worker", type=int,
+        help="isolated nodes: pin each node (worker, executors, Python workers, threads) to "
+        "this many CPUs of its own, and the Keras baselines to 1 node's and all nodes' CPUs; "
+        "sets --cores-per-executor")
+    pinning.add_argument(
+        "--worker-cpus", nargs="+", type=parse_cpus, metavar="CPUS",
+        help="isolated nodes on these CPU lists, node i on the i-th (e.g. --worker-cpus 0 1)")
+    parser.add_argument("--driver-cpus", type=parse_cpus, default=(),
+                        help="pin the jobs' driver here (default: where the sweep may run)")
     parser.add_argument("--features", choices=("all", "low", "high"), default="all")
     parser.add_argument("--no-baseline", action="store_false", dest="baseline",
                         help="skip the Keras single-process baseline runs")
@@ -72,6 +84,11 @@ def run_scaling(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in names}
     for name in ("train_args", "submit_args"):
         values[name] = tuple(values[name])
+    if args.cpus_per_worker is not None or args.worker_cpus:
+        sets = worker_cpu_sets(max(args.executors), args.cpus_per_worker, args.worker_cpus or ())
+        values.update(worker_cpus=tuple(sets), cores_per_executor=len(sets[0]))
+    else:
+        values["worker_cpus"] = ()
     config = SweepConfig(**values)
     outcome = run_sweep(config, progress=lambda m: print(m, flush=True))
     print(outcome.format(), flush=True)
@@ -112,6 +129,14 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
                         help="assumed network latency per message (default 50)")
     parser.add_argument("--bigdl-fetch-latency-ms", type=float, default=1.0,
                         help="assumed extra cost of one BigDL block-manager fetch (default 1)")
+    parser.add_argument("--target-auc", type=float,
+                        help="validation AUC for the time-to-target plot (default: the target "
+                        "the runs logged, else 0.78)")
+    parser.add_argument("--exchange", dest="exchange_file", metavar="FILE",
+                        help="links measured by 'hepspark bench exchange' (replaces the assumed "
+                        "bandwidth and latency)")
+    parser.add_argument("--link", default="veth-10gbit",
+                        help="the measured link of --exchange to predict over (veth-10gbit)")
     parser.add_argument("--no-mlflow-artifacts", action="store_false", dest="log_to_mlflow",
                         help="do not log the report back to MLflow")
     parser.set_defaults(handler=run_report_scaling)
@@ -120,9 +145,45 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
 def run_report_scaling(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in ("epoch_rows", "max_nodes", "bandwidth_gbps",
                                              "latency_us", "bigdl_fetch_latency_ms",
-                                             "log_to_mlflow")}
+                                             "log_to_mlflow", "target_auc", "exchange_file",
+                                             "link")}
     if args.max_nodes < 1 or args.epoch_rows < 1:
         raise ValueError("--max-nodes and --epoch-rows must be >= 1")
     path = write_scaling_report(args.experiment, args.output, args.tracking_uri, **options)
     print(f"[report] {path}\n[report] {os.path.join(os.path.dirname(path), 'report.html')}")
+    return 0
+
+
+def add_exchange(parser: argparse.ArgumentParser) -> None:
+    from hepspark.bench.exchange import CNN_PARAMS, DEFAULT_LINKS, HIGGS_DNN_PARAMS
+
+    parser.add_argument("--output", default="exchange.json", help="JSON for 'report scaling "
+                        "--exchange' (default exchange.json)")
+    parser.add_argument("--links", type=_names, default=DEFAULT_LINKS,
+                        help="comma-separated among loopback, veth, veth-<R>gbit, veth-<R>mbit "
+                        "(veth links need root: ip netns) (default " + ",".join(DEFAULT_LINKS)
+                        + ")")
+    parser.add_argument("--sizes", type=_ints, default=(HIGGS_DNN_PARAMS, CNN_PARAMS),
+                        dest="sizes_floats", help="float32 tensor sizes to all-reduce (default: "
+                        f"the HIGGS DNN's {HIGGS_DNN_PARAMS} and VGG16-on-jets' {CNN_PARAMS})")
+    parser.add_argument("--repeats", type=int, default=50, help="all-reduces per size (50)")
+    parser.add_argument("--bulk-mb", type=int, default=32, help="MiB per TCP bulk send (32)")
+    parser.add_argument("--timeout", type=float, default=300.0, dest="timeout_s",
+                        help="seconds per process pair before it is stopped (300)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --output this command wrote before")
+    parser.set_defaults(handler=run_exchange)
+
+
+def run_exchange(args: argparse.Namespace) -> int:
+    from hepspark.bench.exchange import ExchangeConfig
+    from hepspark.bench.exchange import run_exchange as measure
+
+    config = ExchangeConfig(output=args.output, links=args.links, sizes_floats=args.sizes_floats,
+                            repeats=args.repeats, bulk_mb=args.bulk_mb, timeout_s=args.timeout_s,
+                            overwrite=args.overwrite)
+    measure(config, progress=lambda m: print(m, flush=True))
+    link = "veth-10gbit" if "veth-10gbit" in config.links else config.links[-1]
+    print(f"[exchange] {args.output}: use it with 'hepspark report scaling --exchange "
+          f"{args.output} --link {link}'", flush=True)
     return 0

@@ -13,6 +13,7 @@ from hepspark.cluster import (
     state_path,
     stop_cluster,
 )
+from hepspark.cpusets import format_cpus, parse_cpus, worker_cpu_sets
 
 
 def _add_state_dir(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,16 @@ def add_up(parser: argparse.ArgumentParser) -> None:
         "--cores-per-worker", type=int, default=1, help="cores each worker offers (default 1)"
     )
     parser.add_argument("--memory", default="2g", help="memory each worker offers (default 2g)")
+    pinning = parser.add_mutually_exclusive_group()
+    pinning.add_argument(
+        "--cpus-per-worker", type=int,
+        help="pin each worker (its executors, Python workers and their threads) to this "
+        "many CPUs of its own, consecutive; sets --cores-per-worker",
+    )
+    pinning.add_argument(
+        "--worker-cpus", nargs="+", type=parse_cpus, metavar="CPUS",
+        help="pin worker i to the i-th CPU list, e.g. --worker-cpus 0 1 or 0-1 2-3",
+    )
     parser.add_argument(
         "--timeout", type=float, default=120,
         help="seconds to wait for every worker to register (default 120)",
@@ -46,11 +57,23 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"[cluster] starting a master and {args.workers} worker(s) on 127.0.0.1 ...",
           flush=True)
     start = time.perf_counter()
-    info = start_cluster(args.workers, args.cores_per_worker, args.memory, args.state_dir,
-                         timeout_s=args.timeout, ui_host=args.ui_host)
+    cpus, cores = pinned_workers(args)
+    if cpus:
+        print(f"[cluster] worker CPUs: {' | '.join(format_cpus(c) for c in cpus)}", flush=True)
+    info = start_cluster(args.workers, cores, args.memory, args.state_dir,
+                         timeout_s=args.timeout, ui_host=args.ui_host, worker_cpus=cpus)
     print(info.format())
     print(f"[cluster] up in {time.perf_counter() - start:.1f} s, all workers registered")
     return 0
+
+
+def pinned_workers(args: argparse.Namespace) -> tuple[list[tuple[int, ...]], int]:
+    """(CPU set per worker, cores per worker) from --cpus-per-worker / --worker-cpus;
+    ([], --cores-per-worker) when the workers are not pinned."""
+    if args.cpus_per_worker is None and not args.worker_cpus:
+        return [], args.cores_per_worker
+    cpus = worker_cpu_sets(args.workers, args.cpus_per_worker, args.worker_cpus or ())
+    return cpus, len(cpus[0])
 
 
 def add_down(parser: argparse.ArgumentParser) -> None:

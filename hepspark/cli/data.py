@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from hepspark.cli.common import add_master, say
+from hepspark.progress import SparkProgress
 
 OVERWRITE_HELP = "replace an output hepspark wrote (never anything else)"
 
@@ -155,7 +156,8 @@ def run_convert_higgs(args: argparse.Namespace) -> int:
         seed=args.seed, row_group_size_mb=args.row_group_size_mb, checksum=not args.no_checksum,
     )
     spark = get_spark("hepspark-convert-higgs", master=args.master)
-    summary = convert_higgs(spark, config, progress=say)
+    with SparkProgress(spark, "convert", emit=say):
+        summary = convert_higgs(spark, config, progress=say)
     say(summary.format())
     return 0
 
@@ -193,5 +195,7 @@ def run_convert_images(args: argparse.Namespace) -> int:
         row_group_size_mb=args.row_group_size_mb, checksum=not args.no_checksum,
     )
     spark = get_spark("hepspark-convert-images", master=args.master)
-    say(convert_images(spark, config, progress=say).format())
+    with SparkProgress(spark, "convert", emit=say):
+        summary = convert_images(spark, config, progress=say)
+    say(summary.format())
     return 0

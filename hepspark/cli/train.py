@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
 from hepspark.cli.common import (
     add_training_flags,
     cache_dir,
+    explicit_fields,
     run_and_report,
     say,
     train_config_from_args,
 )
-from hepspark.config import train_defaults
+from hepspark.config import (
+    SMALL_SAMPLE_EPOCHS,
+    SMALL_SAMPLE_PATIENCE,
+    SMALL_SAMPLE_ROWS,
+    train_defaults,
+)
 from hepspark.data.demo import DEFAULT_DEMO_ROWS
 
 DENSE_FLAGS = ("depth", "width", "activation", "dropout", "init")
@@ -42,7 +49,13 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
         "--features", choices=("all", "low", "high"),
         help="train on all 28, the 21 low-level or the 7 high-level features (default all)",
     )
-    add_training_flags(parser, train_defaults("higgs"), "higgs-<dataset name>")
+    small = f"below {SMALL_SAMPLE_ROWS:,} training rows"
+    add_training_flags(parser, {
+        **train_defaults("higgs"),
+        "batch_size": f"1000; {small}: ~1%% of them, a power of 2 in 32..512",
+        "epochs": f"5; {small}: {SMALL_SAMPLE_EPOCHS} with early stopping",
+        "early_stopping_patience": f"off; {small}: {SMALL_SAMPLE_PATIENCE}, best weights kept",
+    }, "higgs-<dataset name>")
     model = parser.add_argument_group("model (the dense network)")
     model.add_argument("--depth", type=int, help="hidden layers (default 3)")
     model.add_argument("--width", type=int, help="units per hidden layer (default 300)")
@@ -56,26 +69,67 @@ def add_train_higgs(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_train_higgs)
 
 
-def higgs_config_from_args(args: argparse.Namespace, data: str):
-    """TrainConfig for ``train higgs``: the HIGGS defaults, a --config file, the flags."""
+def higgs_config_from_args(args: argparse.Namespace, data: str,
+                           progress: Callable[[str], None] | None = None):
+    """TrainConfig for ``train higgs``: the HIGGS defaults for the dataset's size (printed
+    through ``progress`` as one line), a --config file, the flags."""
     run_values = {"features": args.features} if args.features else {}
-    return train_config_from_args(args, data, train_defaults("higgs"), run_values,
-                                  _model_values(args, DENSE_FLAGS))
+    train_rows = _train_rows(data)
+    defaults = train_defaults("higgs", train_rows=train_rows)
+    config = train_config_from_args(args, data, defaults, run_values,
+                                    _model_values(args, DENSE_FLAGS))
+    if progress is not None and train_rows is not None:
+        progress(_defaults_line(train_rows, config, explicit_fields(args)))
+    return config
+
+
+SIZED_DEFAULTS = ("batch_size", "epochs", "early_stopping_patience")
+
+
+def _train_rows(data: str) -> int | None:
+    """Rows of the train split, from the dataset's metadata; None when there is no dataset
+    (yet): the size-independent defaults apply and opening it later names the problem."""
+    from hepspark.data import storage
+
+    if not data:
+        return None
+    try:
+        return int(storage.read_metadata(data)["splits"]["train"]["rows"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _defaults_line(train_rows: int, config, explicit: set[str]) -> str:
+    """One line saying which size-based defaults ``config`` took (given values win)."""
+    chosen = [name for name in SIZED_DEFAULTS if name not in explicit]
+    if not chosen:
+        return f"[train] {train_rows:,} training rows; batch, epochs and early stopping as given"
+    patience = config.early_stopping_patience
+    words = {
+        "batch_size": f"batch {config.batch_size}",
+        "epochs": f"{'up to ' if patience else ''}{config.epochs} epochs",
+        "early_stopping_patience": (
+            f"early stopping after {patience} epochs without validation-AUC gain, best "
+            "weights kept" if patience else "no early stopping"),
+    }
+    return (f"[train] defaults for {train_rows:,} training rows: "
+            f"{', '.join(words[name] for name in chosen)} (flags or --config override)")
 
 
 def run_train_higgs(args: argparse.Namespace) -> int:
     from hepspark.backends.capabilities import check_installed
     from hepspark.train import train_higgs
 
-    config = higgs_config_from_args(args, args.data or "")
-    check_installed(config.backend)  # before the demo sample is made
-    if args.data is None:
+    data = args.data
+    if data is None:
         from hepspark.data.demo import ensure_demo_dataset
 
-        data = ensure_demo_dataset(args.cache_dir or cache_dir(), args.demo_rows, config.master,
-                                   bigdl=config.backend == "bigdl", progress=say)
-        config = config.with_(data=data)
-    return run_and_report(args, config, train_higgs)
+        # the embedded default: master and backend (flags or --config) say how to make it
+        first = higgs_config_from_args(args, "")
+        check_installed(first.backend)  # before the demo sample is made
+        data = ensure_demo_dataset(args.cache_dir or cache_dir(), args.demo_rows, first.master,
+                                   bigdl=first.backend == "bigdl", progress=say)
+    return run_and_report(args, higgs_config_from_args(args, data, progress=say), train_higgs)
 
 
 # -------------------------------------------------------------------------- train cnn

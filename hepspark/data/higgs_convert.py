@@ -1,9 +1,19 @@
 """HIGGS CSV (UCI layout) → Petastorm Parquet dataset with train / val / test splits.
 
-Everything heavy runs in the JVM (text scan, split, cast, validation, statistics), so the
-11M-row file converts at Spark speed. Row order is recovered exactly — it defines the UCI
-test split (the last 500,000 rows) and the line numbers in error messages — from each
-row's file, its file block and ``monotonically_increasing_id`` (sequential within a task).
+Two Spark jobs, every core busy (issue #17):
+
+1. *plan*: plain ``.csv`` files are cut into byte ranges moved to line boundaries and
+   their lines counted; each compressed file (``.csv.gz``: not splittable) is streamed
+   once by one task into line-aligned plain chunks (under the output's temporary
+   directory), counting lines on the way. The driver then knows every chunk's first line
+   number and row index, and the total (the UCI test split is the last 500,000 rows);
+2. *parse and write*: one task per chunk parses it with Arrow's CSV reader (falling back
+   to an exact line-by-line check where a chunk holds anything odd, see
+   :mod:`hepspark.data.higgs_rows`), splits its rows, writes one Parquet file per split
+   and returns its row counts, bad lines and the training-set moments, which the driver
+   merges into the standardization - no extra pass over the data.
+
+The executor side lives in :mod:`hepspark.data.higgs_convert_remote`.
 
 Layout written::
 
@@ -18,32 +28,52 @@ Layout written::
 from __future__ import annotations
 
 import glob
+import math
 import os
+import shutil
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hepspark.data import convert, storage
-from hepspark.data.higgs_schema import COLUMNS, LABEL, UCI_TEST_ROWS, feature_set
+from hepspark.data.higgs_convert_remote import (
+    COMPRESSED_SUFFIXES,
+    DAMAGED_INPUT,
+    Chunk,
+    ChunkResult,
+    DecompressJob,
+    SplitRule,
+    chunk_verdicts,
+    count_range,
+    decompress,
+    parse_and_write,
+)
+from hepspark.data.higgs_schema import LABEL, UCI_TEST_ROWS, feature_set
+from hepspark.data.moments import Moments
 from hepspark.data.petastorm_compat import quiet_petastorm
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 SPLITS = ("train", "val", "test")
 # Files with fewer rows than this get a test *fraction* by default instead of the UCI
 # 500,000 rows (which would leave nothing to train on).
 UCI_TEST_MIN_ROWS = 5_000_000
 DEFAULT_SMALL_TEST_FRACTION = 0.1
-# Spark's string -> double cast follows Java's Double.parseDouble: it also accepts "1.0d",
-# "2f", hex floats ("0x1p3") and strips control characters such as NUL. A good line holds
-# only the characters of plain decimal numbers; one regex per line keeps that cheap.
-GOOD_LINE_CHARS = r"^[0-9eE.+\-, \t\r]*$"
-PLAIN_NUMBER = r"^[ \t\r]*[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?[ \t\r]*$"
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Chunk sizes: about four chunks per core (so a slow chunk does not hold the job up),
+# at least MIN (a task's start-up costs ~10 ms), at most MAX (a task's memory: the text,
+# Arrow's float64 columns, the float32 rows - about 2x the chunk).
+MIN_CHUNK_BYTES = 1 << 20
+MAX_CHUNK_BYTES = 64 << 20
+CHUNKS_PER_CORE = 4
+# Decompressed HIGGS text is about 5x its gzip size (for sizing the chunks of a .gz).
+EXPANSION_ESTIMATE = 5
+CHUNKS_DIR = "_chunks"  # decompressed chunks, inside the temporary output directory
 
 
 class BadInputError(ValueError):
@@ -117,149 +147,120 @@ def resolve_inputs(pattern: str) -> list[str]:
     return ["file://" + os.path.abspath(f) for f in files]
 
 
-def _read_lines_with_position(spark: "SparkSession", paths: list[str]) -> "DataFrame":
-    """Text lines with ``line`` (1-based, per file) and ``row_index`` (0-based, global).
-
-    Files are ordered as given (sorted by name); inside a file, lines are ordered by the
-    block they come from and by ``monotonically_increasing_id``, which counts up within a
-    task. Per-block counts are collected (a handful of rows) to turn that into positions.
-    """
-    from pyspark.sql import functions as F
-
-    raw = spark.read.text(paths).select(
-        "value",
-        F.col("_metadata.file_path").alias("file"),
-        F.col("_metadata.file_block_start").alias("block"),
-        F.monotonically_increasing_id().alias("mid"),
-    )
-    blocks = (
-        raw.groupBy("file", "block")
-        .agg(F.min("mid").alias("first_mid"), F.count(F.lit(1)).alias("n"))
-        .collect()
-    )
-    file_order = {_norm(p): i for i, p in enumerate(paths)}
-    blocks.sort(key=lambda r: (file_order.get(_norm(r["file"]), len(paths)), r["file"], r["block"]))
-    offsets, global_offset, line_offset, current_file = [], 0, 0, None
-    for b in blocks:
-        if b["file"] != current_file:
-            current_file, line_offset = b["file"], 0
-        offsets.append((b["file"], b["block"], b["first_mid"], line_offset, global_offset))
-        line_offset += b["n"]
-        global_offset += b["n"]
-    offset_df = spark.createDataFrame(
-        offsets, "file string, block long, first_mid long, line_offset long, row_offset long"
-    )
-    within = F.col("mid") - F.col("first_mid")
-    return raw.join(F.broadcast(offset_df), ["file", "block"]).select(
-        "value",
-        "file",
-        (F.col("line_offset") + within + 1).alias("line"),
-        (F.col("row_offset") + within).alias("row_index"),
-    )
+def _chunk_bytes(input_bytes: int, parallelism: int) -> int:
+    wanted = math.ceil(input_bytes / max(1, CHUNKS_PER_CORE * parallelism))
+    return int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, wanted)))
 
 
-def _norm(uri: str) -> str:
-    # Spark reports file:/a/b or file:///a/b depending on version; compare paths only.
-    return storage.local_path(uri) if uri.startswith("file:") else uri
+def _is_compressed(uri: str) -> bool:
+    return uri.lower().endswith(COMPRESSED_SUFFIXES)
 
 
-def _fields():
-    """Column expressions of a text line: its comma-split parts, each field trimmed, and
-    each field cast to double (NULL where it is not a number)."""
-    from pyspark.sql import functions as F
+def _file_size(uri: str) -> int:
+    import pyarrow.fs
 
-    parts = F.split(F.col("value"), ",")
-    raw = [F.trim(parts.getItem(i)) for i in range(len(COLUMNS))]
-    return parts, raw, [r.cast("double") for r in raw]
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    return fs.get_file_info(path).size
 
 
-def _parse(lines: "DataFrame") -> "DataFrame":
-    """Split and cast in the JVM, with one cheap ``bad`` flag per row.
+def plan_chunks(spark: "SparkSession", paths: list[str],
+                scratch_uri: str) -> tuple[list[Chunk], int]:
+    """Line-aligned chunks of all inputs, in input order, each with its first line (per
+    file, 1-based) and first row (global, 0-based), and the total line count. One Spark job: plain files are counted
+    by byte range, compressed files decompressed into ``scratch_uri``, all in parallel."""
+    sizes = [_file_size(p) for p in paths]
+    parallelism = spark.sparkContext.defaultParallelism
+    plain_bytes = sum(s for p, s in zip(paths, sizes) if not _is_compressed(p))
+    packed_bytes = sum(s for p, s in zip(paths, sizes) if _is_compressed(p))
+    plain_chunk = _chunk_bytes(plain_bytes, parallelism)
+    stream_chunk = _chunk_bytes(packed_bytes * EXPANSION_ESTIMATE, parallelism)
+    jobs: list[Chunk | DecompressJob] = []
+    for index, (uri, size) in enumerate(zip(paths, sizes)):
+        if _is_compressed(uri):
+            jobs.append(DecompressJob(uri, storage.join(scratch_uri, CHUNKS_DIR), index,
+                                      stream_chunk))
+            continue
+        for start in range(0, max(size, 1), plain_chunk):
+            jobs.append(Chunk(uri, start, min(start + plain_chunk, size), uri,
+                              name=f"f{index:05d}-c{start // plain_chunk:06d}"))
+    counted = run_tasks(spark, _plan_task, jobs)
+    chunks, row = [], 0
+    for source in paths:
+        line = 1
+        for part in (c for group in counted for c in group if c.source == source):
+            lines = part.first_line  # the planning tasks return the count there
+            if part.end > part.start:
+                chunks.append(Chunk(part.uri, part.start, part.end, part.source,
+                                    first_line=line, first_row=row, name=part.name))
+            line += lines
+            row += lines
+    return chunks, row
 
-    The sum of all 29 values (as stored, float32) is NULL if any field is missing or not a
-    number, and NaN or infinite if any is, or overflows float32: one expression instead of
-    29 per-field checks (which cost 4x the parse itself). One regex per line refuses what
-    only Java's number syntax accepts. Messages are built later, by
-    :func:`_explain_bad_rows`, for bad rows only.
-    """
-    from pyspark.sql import functions as F
 
-    parts, _, nums = _fields()
-    stored = [num.cast("float") for num in nums]
-    total = stored[0].cast("double")
-    for value in stored[1:]:
-        total = total + value.cast("double")
-    bad = (
-        (F.size(parts) != len(COLUMNS))
-        | total.isNull()
-        | F.isnan(total)
-        | (F.abs(total) == float("inf"))
-        | ~nums[0].isin(0.0, 1.0)
-        | ~F.col("value").rlike(GOOD_LINE_CHARS)
-    )
-    return lines.select(
-        "value",
-        "file",
-        "line",
-        "row_index",
-        bad.alias("bad"),
-        *[value.alias(name) for value, name in zip(stored, COLUMNS)],
-    )
+def _plan_task(job: "Chunk | DecompressJob") -> list[Chunk]:
+    return decompress(job) if isinstance(job, DecompressJob) else [count_range(job)]
 
 
-def _explain_bad_rows(bad_rows: "DataFrame") -> "DataFrame":
-    """``file``, ``line`` and an ``error`` naming the first offending field, per bad row."""
-    from pyspark.sql import functions as F
+def run_tasks(
+    spark: "SparkSession",
+    task: Callable[[Any], Any],
+    items: Sequence[Any],
+    on_done: Callable[[int, int], None] | None = None,
+    weight: Callable[[Any], int] = lambda _: 1,
+) -> list:
+    """``[task(item) for item in items]``, one Spark task per item, results in order.
 
-    n_expected = len(COLUMNS)
-    parts, raw, num = _fields()
-    error = F.when(
-        F.size(parts) != n_expected,
-        F.format_string(f"expected {n_expected} comma-separated fields, found %d", F.size(parts)),
-    )
-    for i, name in enumerate(COLUMNS):
-        error = error.when(
-            num[i].isNull(), F.format_string(f"field {i + 1} ({name}): not a number: '%s'", raw[i])
-        )
-    for i, name in enumerate(COLUMNS):
-        error = error.when(
-            F.isnan(num[i]) | (F.abs(num[i]) == float("inf")),
-            F.format_string(f"field {i + 1} ({name}): %s is not finite", raw[i]),
-        )
-    for i, name in enumerate(COLUMNS):
-        error = error.when(
-            F.abs(num[i]) > FLOAT32_MAX,
-            F.format_string(f"field {i + 1} ({name}): %s is beyond the float32 range", raw[i]),
-        )
-    for i, name in enumerate(COLUMNS):
-        error = error.when(
-            ~parts.getItem(i).rlike(PLAIN_NUMBER),
-            F.format_string(f"field {i + 1} ({name}): not a plain decimal number: '%s'", raw[i]),
-        )
-    error = error.otherwise(
-        F.format_string("field 1 (label): must be 0 or 1, found %s", raw[0])
-    )
-    return bad_rows.select("file", "line", "row_index", error.alias("error"))
+    ``on_done(done, total)`` is the progress hook: called with the summed ``weight`` of
+    the finished items (e.g. input bytes) about twice a second while the job runs."""
+    sc = spark.sparkContext
+    rdd = sc.parallelize(list(items), max(1, len(items)))
+    if on_done is None:
+        return rdd.map(task).collect()
+    finished = sc.accumulator(0)
+
+    def counted(item):
+        result = task(item)
+        finished.add(weight(item))
+        return result
+
+    outcome: dict[str, Any] = {}
+
+    def collect() -> None:
+        try:
+            outcome["results"] = rdd.map(counted).collect()
+        except BaseException as exc:  # re-raised on the calling thread
+            outcome["error"] = exc
+
+    total = sum(weight(item) for item in items)
+    worker = threading.Thread(target=collect, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.5)
+        on_done(finished.value, total)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["results"]
 
 
 def row_verdicts(spark: "SparkSession", input: str) -> list[dict]:
     """Every line of the (small) input as the converter judges it, in order: ``file``,
-    ``line``, ``row_index``, ``bad``, the stored values and, for bad lines, the ``error``
-    that ``hepspark convert higgs`` reports - the conversion's own expressions (for tests
-    and for checking a file)."""
-    from pyspark.sql import functions as F
+    ``line``, ``row_index``, ``bad``, the stored values (None for bad lines) and, for bad
+    lines, the ``error`` that ``hepspark convert higgs`` reports - the conversion's own
+    code (for tests and for checking a file). Compressed inputs are decompressed into a
+    local temporary directory (so: local Spark)."""
+    scratch = tempfile.mkdtemp(prefix="hepspark-verdicts-")
+    try:
+        chunks, _ = plan_chunks(spark, resolve_inputs(input), storage.to_uri(scratch))
+        verdicts = [v for part in run_tasks(spark, chunk_verdicts, chunks) for v in part]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for verdict in verdicts:
+        verdict["file"] = _norm(verdict["file"])
+    return verdicts
 
-    lines = _read_lines_with_position(spark, resolve_inputs(input))
-    rows = [r.asDict() for r in _parse(lines).drop("value").orderBy("row_index").collect()]
-    # Messages for the bad rows only, as in convert_higgs. (Joined here, not in Spark: a
-    # join of these two plans makes Catalyst's constraint propagation exhaust the heap.)
-    errors = dict(
-        _explain_bad_rows(_parse(lines).filter(F.col("bad"))).select("row_index", "error")
-        .collect()
-    )
-    for row in rows:
-        row["error"] = errors.get(row["row_index"])
-    return rows
+
+def _norm(uri: str) -> str:
+    return storage.local_path(uri) if uri.startswith("file:") else uri
 
 
 def _unischema(features: tuple[str, ...]):
@@ -275,30 +276,25 @@ def _unischema(features: tuple[str, ...]):
     return Unischema("HiggsSchema", fields)
 
 
-# How a truncated or corrupt compressed input shows in the executor's Java error (Hadoop's
-# codecs: gzip, bzip2, zstd ...); it reaches the driver as a Py4JJavaError.
-_DAMAGED_INPUT_MARKERS = ("java.io.EOFException", "Unexpected end of input stream",
-                          "java.util.zip.ZipException", "Not in GZIP format",
-                          "incorrect header check", "invalid block type",
-                          "invalid distance", "Corrupt GZIP trailer")
-
-
 def convert_higgs(
     spark: "SparkSession",
     config: ConvertConfig,
     progress: Callable[[str], None] = print,
+    on_bytes: Callable[[int, int], None] | None = None,
 ) -> ConvertSummary:
-    """Convert HIGGS CSV file(s) into a Petastorm dataset; see the module docstring. A
+    """Convert HIGGS CSV file(s) into a Petastorm dataset; see the module docstring.
+
+    ``progress`` gets one line per stage; ``on_bytes(parsed, total)``, if given, the input
+    bytes parsed so far while the parse-and-write job runs (for a progress bar). A
     compressed input that ends early or is corrupt is a :class:`BadInputError`."""
     try:
-        return _convert_higgs(spark, config, progress)
+        return _convert_higgs(spark, config, progress, on_bytes)
     except Exception as exc:
         text = str(exc)
-        marker = next((m for m in _DAMAGED_INPUT_MARKERS if m in text), None)
-        if marker is None:
+        if DAMAGED_INPUT not in text:
             raise
-        detail = next(line.strip() for line in text.splitlines() if marker in line)
-        detail = detail.split("): ", 1)[-1][:200]  # drop Spark's "Lost task ... (TID n)"
+        detail = next(line for line in text.splitlines() if DAMAGED_INPUT in line)
+        detail = detail.split(DAMAGED_INPUT, 1)[1].strip()[:200]
         raise BadInputError(
             f"input {config.input}: truncated or corrupt compressed file ({detail}); "
             "re-copy or re-download it (check it with 'gzip -t FILE')"
@@ -309,10 +305,9 @@ def _convert_higgs(
     spark: "SparkSession",
     config: ConvertConfig,
     progress: Callable[[str], None],
+    on_bytes: Callable[[int, int], None] | None,
 ) -> ConvertSummary:
     from petastorm.etl.dataset_metadata import materialize_dataset
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     start = time.perf_counter()
     features = feature_set(config.features)
@@ -321,21 +316,12 @@ def _convert_higgs(
                                    progress=progress)
     input_bytes = convert.local_input_bytes(paths)
     progress(f"[convert] reading {len(paths)} file(s), {input_bytes / 1e6:,.1f} MB")
-
-    lines = _read_lines_with_position(spark, paths)
-    parallelism = spark.sparkContext.defaultParallelism
-    if lines.rdd.getNumPartitions() < parallelism:
-        # A .gz file is one partition: spread the lines so that parsing and writing use
-        # every core (row_index keeps the order that the splits depend on).
-        lines = lines.repartition(parallelism)
-    # One cached, parsed copy (numbers only, not the text) feeds the statistics pass and
-    # the three writers.
-    parsed = _parse(lines).drop("value").persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        total_lines = parsed.count()
+    with output.build() as tmp_uri:
+        chunks, total_lines = plan_chunks(spark, paths, tmp_uri)
         if total_lines == 0:
             raise BadInputError(f"input {config.input!r} has no rows")
-        progress(f"[convert] {total_lines:,d} lines parsed ({time.perf_counter() - start:.1f} s)")
+        progress(f"[convert] {total_lines:,d} lines in {len(chunks)} chunk(s) "
+                 f"({time.perf_counter() - start:.1f} s)")
         test_rows = _test_rows(config, total_lines)
         if test_rows >= total_lines:
             raise ValueError(
@@ -343,96 +329,64 @@ def _convert_higgs(
                 "use a smaller --test-rows or --test-fraction"
             )
         val_threshold = int(round(config.val_fraction * 1_000_000))
-        split = (
-            F.when(F.col("bad"), F.lit("bad"))
-            .when(F.col("row_index") >= total_lines - test_rows, F.lit("test"))
-            .when(
-                F.pmod(F.xxhash64(F.col("row_index"), F.lit(config.seed)), F.lit(1_000_000))
-                < val_threshold,
-                F.lit("val"),
-            )
-            .otherwise(F.lit("train"))
+        rule = SplitRule(
+            output_uri=tmp_uri, features=tuple(features),
+            test_start_row=total_lines - test_rows, val_threshold=val_threshold,
+            seed=config.seed, rows_per_group=_rows_per_group(config, len(features)),
+            max_examples=convert.MAX_REPORTED_BAD_ROWS,
         )
-        labelled = parsed.withColumn("split", split)
-
-        stats = (
-            labelled.groupBy("split")
-            .agg(
-                F.count(F.lit(1)).alias("rows"),
-                *[F.avg(f).alias(f"mean_{i}") for i, f in enumerate(features)],
-                *[F.stddev_pop(f).alias(f"std_{i}") for i, f in enumerate(features)],
-            )
-            .collect()
-        )
-        by_split = {r["split"]: r for r in stats}
-        bad_rows = by_split["bad"]["rows"] if "bad" in by_split else 0
-        examples = []
-        if bad_rows:
-            first_bad = (
-                # Rare path: re-read the text of the bad rows only to say what is wrong.
-                _explain_bad_rows(_parse(lines).filter(F.col("bad")))
-                .orderBy("row_index")
-                .limit(convert.MAX_REPORTED_BAD_ROWS)
-                .collect()
-            )
-            examples = [f"{_norm(r['file'])}:{r['line']}: {r['error']}" for r in first_bad]
-            convert.apply_bad_row_policy(bad_rows, examples, config.on_bad_row, BadInputError,
-                                         "malformed row(s) in the input", progress)
-        if "train" not in by_split:
+        results: list[ChunkResult] = run_tasks(
+            spark, lambda chunk: parse_and_write(chunk, rule), chunks, on_bytes,
+            weight=lambda chunk: chunk.end - chunk.start)
+        output.fs.delete(storage.join(tmp_uri, CHUNKS_DIR))
+        rows = {s: sum(r.rows[s] for r in results) for s in SPLITS}
+        bad_rows = sum(r.bad_count for r in results)
+        examples = [text for _, text in sorted(e for r in results for e in r.bad_examples)]
+        examples = examples[: convert.MAX_REPORTED_BAD_ROWS]
+        convert.apply_bad_row_policy(bad_rows, examples, config.on_bad_row, BadInputError,
+                                     "malformed row(s) in the input", progress)
+        if rows["train"] == 0:
             raise BadInputError("no valid training rows left after the test/val split")
-        train = by_split["train"]
-        mean = [float(train[f"mean_{i}"]) for i in range(len(features))]
-        std = [float(train[f"std_{i}"]) for i in range(len(features))]
+        train = Moments.empty(len(features))
+        for result in results:
+            train = train.merge(result.train)
+        mean, std = train.mean.tolist(), train.std.tolist()
         constant = [f for f, s in zip(features, std) if not s > 0]
         if constant:
             progress(f"[convert] warning: constant feature(s) {constant}; using std = 1")
         std = [s if s > 0 else 1.0 for s in std]
-        rows = {s: int(by_split[s]["rows"]) if s in by_split else 0 for s in SPLITS}
 
         schema = _unischema(features)
-        columns = ["row_index", LABEL, *features]
-        with output.build() as tmp_uri:
-            for name in SPLITS:
-                if rows[name] == 0:
-                    continue
-                t0 = time.perf_counter()
-                # One file per cached partition, sorted by row_index; readers
-                # shard by row group (row_group_size_mb), so the file count does not matter.
-                part = (
-                    labelled.filter(F.col("split") == name)
-                    .select(*columns)
-                    .sortWithinPartitions("row_index")
-                )
-                split_uri = storage.join(tmp_uri, name)
-                with quiet_petastorm(), materialize_dataset(
-                    spark, split_uri, schema, config.row_group_size_mb
-                ):
-                    part.write.mode("overwrite").parquet(split_uri)
-                progress(
-                    f"[convert] wrote {name}: {rows[name]:,d} rows "
-                    f"({time.perf_counter() - t0:.1f} s)"
-                )
-            higgs_fields = {
-                "label": LABEL,
-                "feature_set": config.features,
-                "features": list(features),
-                "splits": {s: {"rows": rows[s], "path": s} for s in SPLITS},
-                "standardize": {"mean": mean, "std": std, "computed_on": "train"},
-            }
-            split_rule = {
-                "test": f"last {test_rows} lines",
-                "val": f"xxhash64(row_index, seed={config.seed}) mod 1e6 < {val_threshold}",
-            }
-            # Written last: its presence marks the dataset complete.
-            output.write_metadata(
-                tmp_uri, "hepspark-higgs", higgs_fields,
-                source=convert.source_metadata(paths, input_bytes, config.checksum,
-                                               lines=total_lines),
-                bad_rows=bad_rows, bad_row_examples=examples, split_rule=split_rule,
-                config=config,
-            )
-    finally:
-        parsed.unpersist()
+        for name in SPLITS:
+            if rows[name] == 0:
+                continue
+            # The tasks wrote the Parquet files; petastorm adds its schema and row-group
+            # index to each split.
+            with quiet_petastorm(), materialize_dataset(
+                spark, storage.join(tmp_uri, name), schema, config.row_group_size_mb
+            ):
+                pass
+            progress(f"[convert] wrote {name}: {rows[name]:,d} rows "
+                     f"({time.perf_counter() - start:.1f} s)")
+        higgs_fields = {
+            "label": LABEL,
+            "feature_set": config.features,
+            "features": list(features),
+            "splits": {s: {"rows": rows[s], "path": s} for s in SPLITS},
+            "standardize": {"mean": mean, "std": std, "computed_on": "train"},
+        }
+        split_rule = {
+            "test": f"last {test_rows} lines",
+            "val": f"xxhash64(row_index, seed={config.seed}) mod 1e6 < {val_threshold}",
+        }
+        # Written last: its presence marks the dataset complete.
+        output.write_metadata(
+            tmp_uri, "hepspark-higgs", higgs_fields,
+            source=convert.source_metadata(paths, input_bytes, config.checksum,
+                                           lines=total_lines),
+            bad_rows=bad_rows, bad_row_examples=examples, split_rule=split_rule,
+            config=config,
+        )
     return ConvertSummary(
         output=output.uri,
         rows=rows,
@@ -442,6 +396,11 @@ def _convert_higgs(
         seconds=time.perf_counter() - start,
         features=list(features),
     )
+
+
+def _rows_per_group(config: ConvertConfig, n_features: int) -> int:
+    """Parquet rows per row group for ``row_group_size_mb`` (row_index + label + features)."""
+    return max(1, config.row_group_size_mb * (1 << 20) // (8 + 4 * (1 + n_features)))
 
 
 def _test_rows(config: ConvertConfig, total_lines: int) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 
 from hepspark.data import storage
 from hepspark.data.higgs_schema import COLUMNS
+from hepspark.progress import Progress
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -81,19 +82,12 @@ def write_higgs_csv(
     tmp = f"{output}.tmp-{os.getpid()}"
     written = 0
     try:
-        with open(tmp, "wb") as handle:
-            for done, blob in enumerate(
-                _chunks(sizes, seed, signal_fraction, compress, spark), start=1
-            ):
+        with open(tmp, "wb") as handle, \
+                Progress("generate", rows, "rows", emit=progress) as bar:
+            for size, blob in zip(sizes, _chunks(sizes, seed, signal_fraction, compress, spark)):
                 handle.write(blob)
                 written += len(blob)
-                if done % 10 == 0 or done == len(sizes):
-                    rows_done = sum(sizes[:done])
-                    elapsed = time.perf_counter() - start
-                    progress(
-                        f"[generate] {rows_done:,d}/{rows:,d} rows "
-                        f"({rows_done / elapsed:,.0f} rows/s, {written / 1e6:,.1f} MB)"
-                    )
+                bar.advance(size)
         storage.publish_file(tmp, output, "generate higgs", overwrite)
     except BaseException:
         if os.path.exists(tmp):

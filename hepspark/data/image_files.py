@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hepspark.data import storage
+from hepspark.progress import Progress
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -119,7 +120,7 @@ def write_generated(
     tmp = os.path.join(parent, f".{os.path.basename(output)}.tmp-{os.getpid()}")
     blobs = _blobs(kind, sizes, seed, options, names, spark)
     try:
-        written = _write_blobs(output, tmp, blobs, sizes, rows, start, progress)
+        written = _write_blobs(output, tmp, blobs, sizes, rows, progress)
         if os.path.isdir(tmp):
             _publish_directory(tmp, output, kind, overwrite)
         else:
@@ -150,24 +151,24 @@ def _publish_directory(tmp: str, output: str, kind: str, overwrite: bool) -> Non
     storage.LocalFileSystem().delete(aside)
 
 
-def _write_blobs(output, tmp, blobs, sizes, rows, start, progress) -> int:
-    written = 0
-    done_rows = 0
+def _write_blobs(output, tmp, blobs, sizes, rows, progress) -> int:
+    with Progress("generate", rows, "images", emit=progress) as bar:
+        return _write_chunks(output, tmp, _advancing(blobs, sizes, bar))
 
-    def report(done: int) -> None:
-        if done % 10 == 0 or done == len(sizes):
-            elapsed = time.perf_counter() - start
-            progress(f"[generate] {done_rows:,d}/{rows:,d} images "
-                     f"({done_rows / elapsed:,.0f} images/s, {written / 1e6:,.1f} MB)")
 
+def _advancing(blobs, sizes, bar: Progress) -> Iterator[bytes]:
+    """The chunks, each counted on ``bar`` once it has been written (the next is asked for)."""
+    for size, blob in zip(sizes, blobs):
+        yield blob
+        bar.advance(size)
+
+
+def _write_chunks(output, tmp, blobs) -> int:
     if output.endswith(".npz"):  # one file: the chunks are joined in memory
         parts = []
-        for done, blob in enumerate(blobs, start=1):
+        for blob in blobs:
             with np.load(io.BytesIO(blob)) as data:
                 parts.append({k: data[k] for k in data.files})
-            done_rows += len(parts[-1]["labels"])
-            written += len(blob)
-            report(done)
         joined = {k: np.concatenate([p[k] for p in parts]) for k in ("images", "labels",
                                                                        "weights")}
         with open(tmp, "wb") as handle:
@@ -177,20 +178,16 @@ def _write_blobs(output, tmp, blobs, sizes, rows, start, progress) -> int:
         import h5py
 
         with h5py.File(tmp, "w") as h5:
-            for done, blob in enumerate(blobs, start=1):
+            for blob in blobs:
                 with np.load(io.BytesIO(blob)) as data:
                     _append_h5(h5, data)
-                done_rows += sizes[done - 1]
-                written += len(blob)
-                report(done)
         return os.path.getsize(tmp)
     os.makedirs(tmp)
-    for done, blob in enumerate(blobs, start=1):
-        with open(os.path.join(tmp, f"part-{done - 1:05d}.npz"), "wb") as handle:
+    written = 0
+    for index, blob in enumerate(blobs):
+        with open(os.path.join(tmp, f"part-{index:05d}.npz"), "wb") as handle:
             handle.write(blob)
-        done_rows += sizes[done - 1]
         written += len(blob)
-        report(done)
     return written
 
 

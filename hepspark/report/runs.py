@@ -22,17 +22,21 @@ import numpy as np
 
 from hepspark.backends.capabilities import CAPABILITIES
 from hepspark.hardware import FLOPS_PER_WEIGHT_PER_ROW
+from hepspark.quality import QualityTarget, TimeToTarget, time_to_target
 from hepspark.tags import (
     BASELINE_TASK,
     CEILING_TAG,
+    DRIVER_CPUS_TAG,
     KEY_TAG,
     MODE_TAG,
     NODES_TAG,
     TASK_TAG,
     TRAIN_HIGGS_TASK,
+    WORKER_CPUS_TAG,
 )
 
-EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "val_auc", "train_loss", "val_loss")
+EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "val_auc", "val_accuracy", "train_loss",
+                 "val_loss")
 TRAINING_TASKS = (TRAIN_HIGGS_TASK, BASELINE_TASK)
 
 
@@ -54,6 +58,16 @@ class MeasuredRun:
     flop_ceiling_gflops: float | None = None
     start_time_ms: int = 0
     sweep_key: str | None = None  # the sweep's combination, when a sweep made the run
+    # where it ran (issue #16): the nodes' pinned CPU sets ("0; 1"; "" unpinned), the
+    # driver's CPUs and its CPU time during the job; None when not recorded
+    worker_cpus: str | None = None
+    driver_cpus: str | None = None
+    driver_cpu_time_s: float | None = None
+    target_value: float | None = None  # the quality target the run logged
+
+    def to_target(self, target: QualityTarget) -> TimeToTarget:
+        """Training time until ``target``, from the run's own epochs."""
+        return time_to_target(self.epochs, target)
 
     @property
     def global_batch(self) -> int:
@@ -175,5 +189,9 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> list[Measured
             flop_ceiling_gflops=float(ceiling) if ceiling else None,
             start_time_ms=run.info.start_time or 0,
             sweep_key=tags.get(KEY_TAG),
+            worker_cpus=tags.get(WORKER_CPUS_TAG),
+            driver_cpus=tags.get(DRIVER_CPUS_TAG),
+            driver_cpu_time_s=metrics.get("driver_cpu_time_s"),
+            target_value=float(params["target_value"]) if "target_value" in params else None,
         ))
     return measured

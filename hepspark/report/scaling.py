@@ -23,21 +23,17 @@ import math
 import os
 import shutil
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from hepspark.bench.perfmodel import (
-    LOOPBACK,
-    Measurement,
-    Network,
-    PerfModel,
-    fit_perf_model,
-    gain_per_added_node,
-)
+from hepspark.bench.perfmodel import gain_per_added_node
+from hepspark.cpusets import parse_cpus
+from hepspark.quality import HIGGS_TARGET_AUC, QualityTarget
 from hepspark.report import scaling_plots as plots
 from hepspark.report.document import Document, Section, Table
 from hepspark.report.runs import MeasuredRun, load_runs
+from hepspark.report.scaling_model import SEED_GAIN, ModelSettings, model_sections
 from hepspark.tags import REPORT_TASK, TASK_TAG
 
 REPORT_FILE = "report.md"
@@ -45,7 +41,6 @@ DISTRIBUTED = ("bigdl", "horovod", "torch")
 # the seed study's engines: the report says when they are missing (torch is opt-in: it is
 # reported when the experiment has its runs)
 EXPECTED = ("bigdl", "horovod")
-SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking with N
 HIGGS_TRAIN_ROWS = 10_500_000  # the UCI file minus its 500k test rows
 
 
@@ -60,10 +55,14 @@ class ReportConfig:
     latency_us: float = 50.0
     bigdl_fetch_latency_ms: float = 1.0
     log_to_mlflow: bool = True
+    target_auc: float | None = None  # None: the target the runs logged, else HIGGS's default
+    exchange_file: str | None = None  # 'hepspark bench exchange' JSON: measured links
+    link: str = "veth-10gbit"         # the measured link the prediction runs over
 
-    def network(self, backend: str) -> Network:
-        latency = self.bigdl_fetch_latency_ms * 1e-3 if backend == "bigdl" else 0.0
-        return Network(self.bandwidth_gbps, self.latency_us * 1e-6 + latency)
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings(self.epoch_rows, self.max_nodes, self.bandwidth_gbps,
+                             self.latency_us, self.bigdl_fetch_latency_ms, self.exchange_file,
+                             self.link)
 
 
 def _fmt(value: float | None, spec: str = ".2f", missing: str = "–") -> str:
@@ -114,29 +113,88 @@ def _node_table(series, fmt: str) -> Table:
 def _baseline_rates(runs: list[MeasuredRun]) -> dict[str, float]:
     """{label: rows/s} of the single-process baselines (Keras CPU, GPU)."""
     out: dict[str, float] = {}
-    cpu = [r for r in runs if r.backend == "keras"]
-    if cpu:
-        cores = max(r.cores_per_executor for r in cpu)
-        out[f"Keras CPU, 1 process ({cores} cores)"] = float(np.median([r.rows_per_s for r in cpu]))
+    for label, cpu in _keras_baselines(runs).items():
+        out[label] = float(np.median([r.rows_per_s for r in cpu]))
     for r in runs:
         if r.backend not in ("keras", *DISTRIBUTED):
             out[f"Keras {r.device.removeprefix('GPU: ')}, batch {r.batch_size}"] = r.rows_per_s
     return out
 
 
-def _fit_models(runs: list[MeasuredRun], config: ReportConfig) -> dict[str, PerfModel]:
-    models = {}
-    for backend in DISTRIBUTED:
-        mine = [r for r in runs if r.backend == backend and math.isfinite(r.epoch_time_s)]
-        if not mine:
+def _keras_baselines(runs: list[MeasuredRun]) -> dict[str, list[MeasuredRun]]:
+    """The Keras CPU runs by the cores they had: with pinned nodes, one process on one
+    node's CPUs (the reference for efficiency) and one on all nodes' CPUs."""
+    groups: dict[str, list[MeasuredRun]] = defaultdict(list)
+    for r in sorted((r for r in runs if r.backend == "keras"), key=lambda r: r.cores_per_executor):
+        pinned = f", pinned to CPUs {r.driver_cpus}" if r.worker_cpus else ""
+        groups[f"Keras CPU, 1 process ({r.cores_per_executor} cores{pinned})"].append(r)
+    return dict(groups)
+
+
+def report_target(runs: list[MeasuredRun], config: ReportConfig) -> QualityTarget:
+    """The validation AUC every run is judged against: ``--target-auc``, else the target
+    most runs logged, else the HIGGS default."""
+    logged = Counter(r.target_value for r in runs if r.target_value is not None)
+    value = config.target_auc or (logged.most_common(1)[0][0] if logged else HIGGS_TARGET_AUC)
+    return QualityTarget("val_auc", value)
+
+
+def _time_to_target_section(runs: list[MeasuredRun], config: ReportConfig,
+                            path: str) -> Section:
+    """MLPerf's rule: training time to the target, per engine and optimizer against N, for
+    a fixed batch per node (weak scaling) and a fixed global batch (strong scaling)."""
+    target = report_target(runs, config)
+    title = f"Time to target quality ({target.describe()})"
+    dist = [r for r in runs if r.backend in DISTRIBUTED]
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    cells: dict[tuple[str, str], dict[int, str]] = {}
+    for anchor in sorted(dist, key=lambda r: (r.backend, r.optimizer, r.nodes)):
+        first = min(r.nodes for r in dist if (r.backend, r.optimizer) == (anchor.backend,
+                                                                          anchor.optimizer))
+        if anchor.nodes != first:
             continue
-        measurements = [Measurement(r.nodes, r.train_rows, r.global_batch, r.epoch_time_s,
-                                    r.label) for r in mine]
-        params = Counter(r.parameters for r in mine).most_common(1)[0][0]
-        models[backend] = fit_perf_model(backend, measurements, param_bytes=4 * params,
-                                         measured_network=LOOPBACK,
-                                         network=config.network(backend))
-    return models
+        mine = [r for r in dist if (r.backend, r.optimizer) == (anchor.backend, anchor.optimizer)]
+        weak = [r for r in mine if r.batch_per_node == anchor.batch_per_node]
+        strong = [r for r in mine if r.global_batch == anchor.global_batch]
+        curves = {f"{anchor.optimizer} b{anchor.batch_per_node}/node (weak)": weak}
+        if {r.run_id for r in strong} != {r.run_id for r in weak}:
+            curves[f"{anchor.optimizer} b{anchor.global_batch} global (strong)"] = strong
+        for name, members in curves.items():
+            key = (anchor.backend, name)
+            results = {r.nodes: r.to_target(target) for r in members}
+            series[key] = sorted((n, t.time_s) for n, t in results.items() if t.reached)
+            cells[key] = {n: t.format() for n, t in results.items()}
+    baselines = {}
+    lines = []
+    for label, cpu in _keras_baselines(runs).items():
+        result = cpu[-1].to_target(target)
+        lines.append(f"- {label}: {result.format()}")
+        if result.reached:
+            baselines[label] = result.time_s
+    if not series:
+        return Section(title, ["Not measured: no BigDL or Horovod run in this experiment."])
+    paragraphs = [
+        f"Training time (the epochs' wall times, validation excluded) until the validation "
+        f"AUC first reached {target.value:g} (MLPerf's time-to-train rule; --target-auc "
+        "chooses it), per engine and optimizer. 'weak': every node keeps the batch it had "
+        "at the smallest N, so the global batch grows with N (hepspark bench scaling "
+        "--batch-scaling per-executor); 'strong': the global batch stays fixed (--batch-"
+        "scaling global). A larger global batch has shorter epochs but may need more of "
+        "them: only this time says whether it paid. Runs that never reached the target are "
+        "not drawn; the table says after how many epochs they stopped."]
+    if lines:
+        paragraphs.append("Single-process Keras baselines (horizontal lines):\n"
+                          + "\n".join(lines))
+    drawn = {k: v for k, v in series.items() if v}
+    if drawn:
+        plots.plot_time_to_target(drawn, baselines, path, target.describe())
+    else:
+        paragraphs.append(f"No distributed run reached {target.describe()}: nothing to draw.")
+    nodes = sorted({n for c in cells.values() for n in c})
+    table = Table(["backend optimizer batch", *(f"N={n}" for n in nodes)],
+                  [[f"{b} {name}", *(c.get(n, "–") for n in nodes)]
+                   for (b, name), c in sorted(cells.items())])
+    return Section(title, paragraphs, "plots/time_to_target.png" if drawn else None, table)
 
 
 def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
@@ -204,7 +262,8 @@ def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
 
     sections.append(_flop_section(runs, png("flop_fraction.png")))
     sections.append(_quality_section(runs, png("auc.png")))
-    sections += _model_sections(runs, dist, rates, config, png)
+    sections.append(_time_to_target_section(runs, config, png("time_to_target.png")))
+    sections += model_sections(dist, rates, config.model_settings(), png)
     return Document(f"Scaling report: {config.experiment}", sections)
 
 
@@ -217,6 +276,9 @@ def _summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config) 
         "costs (graph tracing, JVM warm-up, BigDL's sample caching); a run with one epoch "
         "only is marked * and includes them.",
     ]
+    placement = sorted({(r.worker_cpus, r.driver_cpus) for r in dist if r.driver_cpus})
+    if placement:
+        paragraphs.append("Placement:\n" + "\n".join(_placement(w, d) for w, d in placement))
     devices = sorted({r.device for r in runs})
     if devices:
         paragraphs.append("Hardware:\n" + "\n".join(f"- {d}" for d in devices))
@@ -250,20 +312,37 @@ def _summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config) 
     return Section("Summary", paragraphs)
 
 
+def _placement(worker_cpus: str | None, driver_cpus: str) -> str:
+    if not worker_cpus:
+        return (f"- nodes not pinned: the executors, their threads and the driver shared CPUs "
+                f"{driver_cpus}; engine cost and contention are one number")
+    nodes = [parse_cpus(c) for c in worker_cpus.split(";")]
+    shared = sorted(set(parse_cpus(driver_cpus)) & {c for n in nodes for c in n})
+    note = (f"; the driver shares CPU(s) {','.join(map(str, shared))} with the nodes (its CPU "
+            "time is in the runs table)" if shared else "; the driver has CPUs of its own")
+    return (f"- {len(nodes)} pinned node(s), CPUs {worker_cpus}; driver on CPUs "
+            f"{driver_cpus}{note}")
+
+
 def _runs_section(runs: list[MeasuredRun]) -> Section:
     table = Table(
         ["run", "backend", "optimizer", "N", "cores/exec", "global batch", "train rows",
          "rows/epoch", "epochs", "epoch s", "rows/s", "FLOP ceiling", "val AUC", "test AUC",
-         "device"],
+         "node CPUs", "driver CPUs", "driver CPU s", "device"],
         [[r.run_id[:8], r.backend, r.optimizer, str(r.nodes), str(r.cores_per_executor),
           str(r.global_batch), f"{r.train_rows:,d}", _fmt(r.epoch_fraction, ".0%"),
           str(len(r.epochs)),
           _fmt(r.epoch_time_s) + ("*" if r.includes_warmup else ""),
           _fmt(r.rows_per_s, ",.0f"), _fmt(r.flop_fraction, ".1%"), _fmt(r.val_auc, ".4f"),
-          _fmt(r.test_auc, ".4f"), r.device] for r in runs],
+          _fmt(r.test_auc, ".4f"), r.worker_cpus or "–", r.driver_cpus or "–",
+          _fmt(r.driver_cpu_time_s, ".1f"), r.device] for r in runs],
     )
     paragraphs = ["Every run the report uses, newest per configuration. rows/epoch: the rows "
-                  "an epoch trained (logged rows/s × epoch time) over the training rows."]
+                  "an epoch trained (logged rows/s × epoch time) over the training rows. "
+                  "node CPUs: each node's pinned CPUs ('–': not pinned, shared); driver CPUs "
+                  "and driver CPU s: where the job's own process ran and the CPU time it and "
+                  "its children used (spark-submit's JVM, the Python driver; in local mode "
+                  "and for Keras it includes the training)."]
     partial = [r for r in runs if r.epoch_fraction < 0.95]
     if partial:
         paragraphs.append("Epochs that trained under 95 % of the rows (their epoch times are not "
@@ -305,107 +384,6 @@ def _quality_section(runs: list[MeasuredRun], path: str) -> Section:
     return Section(title, ["Runs with fewer epochs or another global batch reach a different "
                            "AUC in the same number of epochs; compare speed at equal quality."],
                    "plots/auc.png", table)
-
-
-def _model_sections(runs, dist, rates, config: ReportConfig, png) -> list[Section]:
-    title = "Performance model and prediction past one machine"
-    models = _fit_models(dist, config)
-    if not models:
-        return [Section(title, ["Not fitted: no BigDL or Horovod runs."])]
-    fit_rows, fit_points = [], {}
-    for backend, model in models.items():
-        pts = []
-        for m in model.measurements:
-            predicted = model.fitted_time_s(m)
-            pts.append((m.epoch_time_s, predicted))
-            fit_rows.append([backend, m.label, str(m.global_batch), _fmt(m.epoch_time_s),
-                             _fmt(predicted), _fmt(100 * (predicted / m.epoch_time_s - 1), "+.1f")])
-        fit_points[backend] = pts
-    plots.plot_fit(fit_points, png("model_fit.png"))
-    params = Table(["backend", "a: µs/row", "b: ms/step", "c: ms/step/extra node", "P MB",
-                    "target network", "notes"],
-                   [[b, _fmt(m.row_time_s * 1e6), _fmt(m.step_time_s * 1e3, ".3f"),
-                     _fmt(m.peer_step_time_s * 1e3, ".3f"), _fmt(m.param_bytes / 1e6),
-                     m.network.describe(), "; ".join(m.notes) or "–"]
-                    for b, m in models.items()])
-    sections = [Section(title, [
-        "T(N) = a·R/N + S·(b + c·(N−1) + sync(N)), with R rows, S steps per epoch and "
-        "sync(N) = 2(N−1)/N·P·8/bandwidth + 2(N−1)·latency the ring all-reduce of the P "
-        "parameter bytes (BigDL's block-manager sync moves the same volume in as many "
-        "fetches). a, b, c are fitted per backend (non-negative least squares, relative "
-        "errors) after removing the exchange on the loopback network the runs were measured "
-        f"on ({LOOPBACK.describe()}).", "Assumptions:\n" + "\n".join([
-            "- a node is one executor with the measured cores; nodes are identical and "
-            "compute scales linearly with 1/N at a fixed batch per node",
-            "- the global batch grows with N (each node keeps its batch per step), as in "
-            "the sweep's default; a fixed global batch would add steps' fixed cost per node",
-            f"- network between nodes: {config.bandwidth_gbps:g} Gbit/s, "
-            f"{config.latency_us:g} µs per message; BigDL block fetches add "
-            f"{config.bigdl_fetch_latency_ms:g} ms each (not measurable on one machine)",
-            "- c is measured on one machine, where N executors share its cores and memory "
-            "bandwidth; it then also holds that contention, which separate nodes do not "
-            "have, so the prediction past one machine is pessimistic",
-            "- no stragglers, failures or input-pipeline limits beyond those measured"])],
-        "plots/model_fit.png",
-        Table(["backend", "run", "global batch", "measured s", "model s", "error %"], fit_rows)),
-        Section("Fitted parameters", [], table=params, level=3)]
-
-    nodes = sorted({1, 2, 3, 4, 5, *(2 ** k for k in range(int(math.log2(config.max_nodes)) + 1)),
-                    config.max_nodes})
-    predicted, measured_scaled, table_rows = {}, {}, []
-    batch_of = {}
-    for backend, model in models.items():
-        mine = [r for r in dist if r.backend == backend]
-        batch = model.batch_per_node or Counter(
-            r.batch_per_node for r in mine).most_common(1)[0][0]
-        batch_of[backend] = batch
-        predicted[backend] = [(n, model.epoch_time_s(config.epoch_rows, n, batch),
-                               model.efficiency(config.epoch_rows, n, batch)) for n in nodes]
-        if model.peer_step_time_s > 0:  # the bound without single-machine contention
-            free = replace(model, peer_step_time_s=0.0)
-            predicted[f"{backend}, c=0"] = [
-                (n, free.epoch_time_s(config.epoch_rows, n, batch),
-                 free.efficiency(config.epoch_rows, n, batch)) for n in nodes]
-        measured_scaled[backend] = [(r.nodes, r.epoch_time_s * config.epoch_rows / r.train_rows)
-                                    for r in mine if r.batch_per_node == batch]
-    for n in nodes:
-        row = [str(n)]
-        for curve in predicted:
-            t, eff = next((t, e) for m, t, e in predicted[curve] if m == n)
-            row += [_fmt(t, ".1f"), _fmt(eff, ".2f")]
-        table_rows.append(row)
-    baselines = {label: config.epoch_rows / rate for label, rate in rates.items() if rate > 0}
-    plots.plot_prediction(predicted, measured_scaled, baselines, png("prediction.png"),
-                          config.epoch_rows)
-    headers = ["nodes"] + [h for b in predicted for h in (f"{b}: epoch s", f"{b}: efficiency")]
-    paragraphs = [f"Predicted epoch time and parallel efficiency for {config.epoch_rows:,d} "
-                  f"rows (the HIGGS training set) up to {config.max_nodes} nodes, at "
-                  + ", ".join(f"{b}: {batch_of[b]} rows per node per step" for b in models)
-                  + ". Circles: the measured runs scaled to the same rows. Curves marked "
-                  "'c=0' drop the coordination cost measured on this one machine (where it also "
-                  "holds the executors' contention for its cores): the network-only bound. "
-                  "Separate nodes should land between the two."]
-    if baselines:
-        paragraphs.append("Single-process baselines for the same epoch:\n" + "\n".join(
-            f"- {label}: {t:,.0f} s" for label, t in baselines.items()))
-    comparison = []
-    for backend in predicted:
-        first5 = [t for n, t, _ in predicted[backend] if n <= 5]
-        gains = gain_per_added_node(first5)
-        comparison.append(f"- {backend}: predicted gain per added node for N=2..5: "
-                          + ", ".join(f"{g:.0%}" for g in gains)
-                          + f" (seed 004 observed {SEED_GAIN[0]:.0%}–{SEED_GAIN[1]:.0%}, "
-                          "shrinking with N)")
-        for label, t in baselines.items():
-            match = next((n for n, tn, _ in predicted[backend] if tn <= t), None)
-            comparison.append(
-                f"- {backend} needs {match} node(s) to match {label}" if match else
-                f"- {backend} does not match {label} within {config.max_nodes} nodes")
-    paragraphs.append("Against the seed study:\n" + "\n".join(comparison))
-    sections.append(Section(f"Prediction: the {config.epoch_rows:,d}-row epoch on up to "
-                            f"{config.max_nodes} nodes", paragraphs, "plots/prediction.png",
-                            Table(headers, table_rows)))
-    return sections
 
 
 def _swap_in(tmp: str, output: str) -> None:

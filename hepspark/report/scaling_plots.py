@@ -57,13 +57,28 @@ def _baselines(ax, baselines: Mapping[str, float]) -> None:
 def plot_epoch_time(series: Series, baselines: Mapping[str, float],
                     path: str | os.PathLike[str], rows: int | None = None) -> str:
     """Epoch wall time against executors; Keras CPU/GPU baselines as horizontal lines."""
+    return _seconds_vs_nodes(series, baselines, path, "Epoch wall time [s]",
+                             "Epoch wall time vs executors"
+                             + (f" ({rows:,d} training rows)" if rows else ""))
+
+
+def plot_time_to_target(series: Series, baselines: Mapping[str, float],
+                        path: str | os.PathLike[str], target: str) -> str:
+    """Training time until the validation quality first reached ``target`` (e.g. "val
+    AUC 0.78") against executors; runs that never reached it are absent."""
+    return _seconds_vs_nodes(series, baselines, path, f"Training time to {target} [s]",
+                             f"Time to target quality ({target})")
+
+
+def _seconds_vs_nodes(series: Series, baselines: Mapping[str, float],
+                      path: str | os.PathLike[str], ylabel: str, title: str) -> str:
     fig, (ax,) = _figure()
     _draw(ax, series)
     _baselines(ax, baselines)
     _nodes_axis(ax, series)
     ax.set_ylim(bottom=0)
-    ax.set_ylabel("Epoch wall time [s]")
-    ax.set_title("Epoch wall time vs executors" + (f" ({rows:,d} training rows)" if rows else ""))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     _legend(ax, fontsize="small", ncol=2)
     return _save(fig, path)
 

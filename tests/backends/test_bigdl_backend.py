@@ -40,7 +40,7 @@ def test_bigdl_and_keras_builds_have_the_same_parameters(spark, config):
 def test_training_over_executors_learns_and_exports_to_keras(spark, higgs_dataset, tmp_path):
     config, records, result = fit(higgs_dataset, epochs=3, optimizer="adam", model=SMALL)
     assert [r.epoch for r in records] == [1, 2, 3]
-    assert records[-1].val_auc > 0.65, records
+    assert records[-1].val_auc > 0.6, records  # chance 0.5 (see test_keras_backend)
     assert records[-1].train_loss < records[0].train_loss
     assert all(r.rows == HiggsDataset(higgs_dataset).rows("train") and r.rows_per_s > 0
                for r in records)

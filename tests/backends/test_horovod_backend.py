@@ -31,7 +31,7 @@ def test_two_ranks_learn_and_end_with_identical_weights(spark, higgs_dataset):
     # identical weights on every rank are checked inside fit (it raises otherwise); the
     # digests it compared are what each rank computed from its own final weights
     assert [r.epoch for r in records] == [1, 2, 3]
-    assert records[-1].val_auc > 0.65, records
+    assert records[-1].val_auc > 0.6, records  # chance 0.5 (see test_keras_backend)
     assert records[-1].train_loss < records[0].train_loss
     ds = HiggsDataset(higgs_dataset)
     # an epoch is a pass's worth of rows, however the row groups fall to the two ranks

@@ -23,9 +23,10 @@ def fit(higgs_dataset, **overrides):
 def test_training_raises_validation_auc_well_above_chance(higgs_dataset):
     config, records, result = fit(higgs_dataset, optimizer="adam")
     assert [r.epoch for r in records] == [1, 2, 3]
-    # Chance is 0.5; three epochs on 22k rows reach ~0.70-0.72 depending on the CPU's
-    # floating-point path (oneDNN), so the bar is set where it still proves learning.
-    assert records[-1].val_auc > 0.65, records
+    # Chance is 0.5; three epochs on 22k rows of the (issue #17) realistic toy reach
+    # ~0.665 in memory (0.70-0.72 on the easier old toy), varying with the CPU's
+    # floating-point path (oneDNN): the bar is set where it still proves learning.
+    assert records[-1].val_auc > 0.6, records
     assert records[-1].train_loss < records[0].train_loss
     assert all(r.rows == HiggsDataset(higgs_dataset).rows("train") for r in records)
     assert all(r.epoch_wall_time_s > 0 and r.rows_per_s > 0 for r in records)

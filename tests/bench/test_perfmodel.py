@@ -1,5 +1,8 @@
 """The performance model recovers known parameters from synthetic epochs, and says what it
 cannot know."""
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -8,8 +11,12 @@ from hepspark.bench.perfmodel import (
     Measurement,
     Network,
     PerfModel,
+    UslFit,
     fit_perf_model,
+    fit_usl,
     gain_per_added_node,
+    held_out_check,
+    load_networks,
     ring_allreduce_s,
 )
 
@@ -89,3 +96,99 @@ def test_efficiency_and_gain_per_added_node():
 def test_fit_needs_measurements():
     with pytest.raises(ValueError, match="no measured runs"):
         fit_perf_model("bigdl", [], PARAM_BYTES)
+
+
+# --- terms measured separately, held-out prediction, USL (issue #16 part 5) ---------------
+
+FAST = Network(40.0, 5e-6, 2e-3, source="loopback")
+SLOW = Network(1.0, 30e-6, 2e-3, source="1 Gbit/s")
+
+
+def linked(known: PerfModel, nodes, batches, links, rows=500_000, noise=0.002, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for net in links:
+        for n in nodes:
+            for b in batches:
+                m = Measurement(n, rows, b * n, 0.0, f"x{n} b{b} {net.source}", net)
+                exact = known.fitted_time_s(m)
+                out.append(replace(m, epoch_time_s=exact * (1 + noise * rng.standard_normal())))
+    return out
+
+
+def test_staged_fit_recovers_each_term_and_predicts_held_out_runs():
+    known = truth(a=15e-6, b=6e-3, c=2e-3)
+    runs = linked(known, (1, 2, 4, 8), (64, 1000, 4000), (FAST, SLOW))
+    fitted = fit_perf_model("horovod", runs, PARAM_BYTES)
+    assert fitted.row_time_s == pytest.approx(known.row_time_s, rel=0.02)
+    assert fitted.step_time_s == pytest.approx(known.step_time_s, rel=0.05)
+    assert fitted.peer_step_time_s == pytest.approx(known.peer_step_time_s, rel=0.05)
+    checks = held_out_check("horovod", runs, PARAM_BYTES)
+    assert {c.dimension for c in checks} == {"nodes", "batch per node", "link"}
+    assert {c.held_out for c in checks} == {"N=8", "B=4000", "1 Gbit/s"}
+    assert all(c.predicted_s is not None for c in checks)
+    assert max(abs(c.error) for c in checks) < 0.02
+
+
+def test_held_out_error_exposes_a_cost_the_model_does_not_have():
+    # contention that grows as N^2 per step: fitted on N <= 4, the N=8 prediction is off
+    known = truth()
+    runs = linked(known, (1, 2, 4, 8), (500, 2000), (FAST,), noise=0.0)
+    bent = [replace(m, epoch_time_s=m.epoch_time_s + m.steps * 1e-3 * (m.nodes - 1) ** 2)
+            for m in runs]
+    errors = [abs(c.error) for c in held_out_check("horovod", bent, PARAM_BYTES)
+              if c.dimension == "nodes"]
+    assert min(errors) > 0.10
+
+
+def test_held_out_without_a_multi_node_training_run_says_so():
+    runs = linked(truth(), (1, 2), (1000,), (FAST,))
+    (check, ) = [c for c in held_out_check("bigdl", runs, PARAM_BYTES) if c.dimension == "nodes"]
+    assert check.held_out == "N=2" and "no multi-node run" in check.why
+
+
+def test_a_folded_model_cannot_predict_another_batch_and_says_why():
+    runs = linked(truth(), (2,), (500, 1000), (FAST,))  # no single-node run
+    checks = held_out_check("horovod", runs, PARAM_BYTES)
+    assert [c.held_out for c in checks] == ["B=1000"]
+    assert checks[0].predicted_s is None and "cannot predict batch 1000" in checks[0].why
+
+
+def test_usl_fit_recovers_known_alpha_and_beta():
+    usl = UslFit(alpha=0.04, beta=0.0015, throughput_1=50_000.0)
+    points = [(n, usl.throughput(n)) for n in (1, 2, 4, 8, 16)]
+    fitted = fit_usl(points)
+    assert fitted.alpha == pytest.approx(0.04, rel=1e-6)
+    assert fitted.beta == pytest.approx(0.0015, rel=1e-6)
+    assert fitted.peak_nodes == pytest.approx(((1 - 0.04) / 0.0015) ** 0.5)
+    assert fitted.notes == ()
+
+
+def test_usl_with_one_multi_node_count_takes_beta_zero_and_says_so():
+    fitted = fit_usl([(1, 100.0), (2, 150.0)])
+    assert fitted.beta == 0.0 and fitted.alpha == pytest.approx(2 / 1.5 - 1)
+    assert "β" in fitted.notes[0]
+    with pytest.raises(ValueError, match="N=1"):
+        fit_usl([(2, 150.0)])
+
+
+def test_measured_networks_come_from_the_exchange_json(tmp_path):
+    from hepspark.bench.exchange import FORMAT, fit_exchange
+
+    # all-reduce times made from 2 ms overhead + 8 Gbit/s + 20 µs per message, 2 ranks
+    allreduce = [{"bytes": b, "median_s": 2e-3 + b * 8 / 8e9 + 2 * 20e-6}
+                 for b in (4_000, 758_404, 4_472_068)]
+    net = fit_exchange(allreduce, tcp_latency_s=20e-6)
+    assert net["bandwidth_gbps"] == pytest.approx(8.0, rel=1e-6)
+    assert net["overhead_s"] == pytest.approx(2e-3, rel=1e-6)
+    # times that do not grow with the size (a busy machine): the TCP bandwidth stands in
+    noisy = [{"bytes": 1_000, "median_s": 5e-3}, {"bytes": 1_000_000, "median_s": 4e-3}]
+    assert fit_exchange(noisy, 1e-5, tcp_bandwidth_gbps=2.0)["bandwidth_gbps"] == pytest.approx(2.0)
+    path = tmp_path / "exchange.json"
+    path.write_text(json.dumps({"format": FORMAT, "links": {"veth-1gbit": {"network": net}}}))
+    (name, loaded), = load_networks(str(path)).items()
+    assert name == "veth-1gbit" and loaded.source == "measured: veth-1gbit"
+    assert ring_allreduce_s(2, 758_404, loaded) == pytest.approx(allreduce[1]["median_s"])
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match="not an exchange benchmark file"):
+        load_networks(str(tmp_path / "other.json"))

@@ -15,6 +15,8 @@ from hepspark.bench.sweep import (
     run_sweep,
 )
 from hepspark.cli import main
+from hepspark.cpusets import format_cpus
+from hepspark.tags import DRIVER_CPUS_TAG, WORKER_CPUS_TAG
 
 
 def config(**overrides) -> SweepConfig:
@@ -84,13 +86,13 @@ def test_bad_sweep_settings_are_named(bad, match):
 
 def test_sweep_measures_every_combination_once(scaling_sweep):
     outcome = scaling_sweep.outcome
-    assert [r.status for r in outcome.results] == ["measured"] * 5, outcome.format()
+    assert [r.status for r in outcome.results] == ["measured"] * 6, outcome.format()
     client = mlflow.MlflowClient(scaling_sweep.uri)
     exp = client.get_experiment_by_name("scaling-test")
     runs = {r.data.tags[KEY_TAG].split("|")[0]: r for r in client.search_runs([exp.experiment_id])}
     logs = sorted(os.listdir(scaling_sweep.root / "logs"))
     assert sorted(runs) == ["bigdl-sgd-x1", "bigdl-sgd-x2", "horovod-sgd-x1", "horovod-sgd-x2",
-                            "keras-sgd-x1"]
+                            "keras-sgd-x1", "keras-sgd-x2"]
     for label, run in runs.items():
         assert run.info.status == "FINISHED"
         assert run.data.tags[NODES_TAG] == label[-1]
@@ -102,6 +104,18 @@ def test_sweep_measures_every_combination_once(scaling_sweep):
     assert runs["bigdl-sgd-x2"].data.params["batch_size"] == "1000"  # global
     assert runs["bigdl-sgd-x2"].data.params["spark_master"] == "local[2]"
     assert runs["keras-sgd-x1"].data.params["model_width"] == "16"
+    # pinned nodes: each job ran on its nodes' CPUs only (the backends count the cores
+    # they may use from the affinity mask), its driver's CPU set and CPU time are logged
+    cpus = scaling_sweep.config.worker_cpus
+    for label, run in runs.items():
+        nodes = int(label[-1])
+        assert run.data.params["host_cores"] == str(nodes), label
+        assert run.data.tags[DRIVER_CPUS_TAG] == format_cpus([c for s in cpus[:nodes] for c in s])
+        assert run.data.tags[WORKER_CPUS_TAG] == "; ".join(map(format_cpus, cpus[:nodes]))
+        assert 0 < run.data.metrics["driver_cpu_time_s"]
+        assert 0 < run.data.metrics["driver_cpu_fraction"] <= nodes + 0.5  # CPU s per s
+    assert runs["keras-sgd-x1"].data.params["cores_per_executor"] == "1"
+    assert any("pinned nodes: node 1 on CPU(s)" in line for line in scaling_sweep.lines)
     # the jobs' epochs were shown as they ended, and their output kept
     assert any("[horovod-sgd-x2-b500] epoch 2/2" in line for line in scaling_sweep.lines)
     assert logs == sorted(f"{k}-b500.log" for k in runs)
@@ -110,11 +124,11 @@ def test_sweep_measures_every_combination_once(scaling_sweep):
 def test_a_second_sweep_skips_what_is_measured(scaling_sweep):
     lines: list[str] = []
     again = run_sweep(scaling_sweep.config, progress=lines.append)
-    assert [r.status for r in again.results] == ["skipped"] * 5
-    assert "5 already measured" in lines[0]
+    assert [r.status for r in again.results] == ["skipped"] * 6
+    assert "6 already measured" in lines[0]
     client = mlflow.MlflowClient(scaling_sweep.uri)
     exp = client.get_experiment_by_name("scaling-test")
-    assert len(client.search_runs([exp.experiment_id])) == 5
+    assert len(client.search_runs([exp.experiment_id])) == 6
 
 
 def test_a_failing_job_is_reported_and_the_sweep_fails(scaling_sweep, capsys):
@@ -130,6 +144,24 @@ def test_a_failing_job_is_reported_and_the_sweep_fails(scaling_sweep, capsys):
     label = "bigdl-nadam-x1-b1000"
     assert f"FAILED {label}" in out and "nadam" in out.split(f"FAILED {label}")[1]
     assert os.path.exists(scaling_sweep.root / "failure-logs" / f"{label}.log")
+
+
+def test_pinned_nodes_plan_pinned_baselines_and_keep_their_own_keys():
+    pinned = config(worker_cpus=((0,), (1,)), backends=("horovod",), optimizers=("adam",))
+    assert [c.label for c in plan(pinned)] == ["keras-adam-x1-b1000", "keras-adam-x2-b1000",
+                                               "horovod-adam-x1-b1000", "horovod-adam-x2-b1000"]
+    keras1, keras2, _, horovod2 = plan(pinned)
+    assert (keras1.cpus(pinned), keras2.cpus(pinned)) == ((0,), (0, 1))
+    assert horovod2.cpus(pinned) == (0, 1)  # local[2] on the CPUs of its 2 nodes
+    standalone = config(worker_cpus=((0,), (1,)), local=False, driver_cpus=(1,))
+    assert Combination("horovod", "adam", 2).cpus(standalone) == (1,)  # the driver's
+    assert horovod2.key(pinned) != horovod2.key(config())  # pinned: another measurement
+    with pytest.raises(ValueError, match="not --master"):
+        config(worker_cpus=((0,), (1,)), local=False, master="spark://h:7077")
+    with pytest.raises(ValueError, match="cores_per_executor=2"):
+        config(worker_cpus=((0,), (1,)), cores_per_executor=2)
+    with pytest.raises(ValueError, match="one set per worker"):
+        config(worker_cpus=((0,),))  # executors go up to 2
 
 
 def test_missing_dataset_fails_before_any_job(tmp_path):

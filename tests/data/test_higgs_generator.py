@@ -1,5 +1,5 @@
 """Physics tests of the toy HIGGS Monte Carlo: layout, determinism, selection, mass peaks
-and the paper's claim that a classifier gains from the low-level features."""
+and the paper's boosted-tree AUCs (low-level < high-level < all features)."""
 
 from __future__ import annotations
 
@@ -146,34 +146,47 @@ def test_mass_peaks(
 def test_background_has_no_higgs_peaks(events: np.ndarray) -> None:
     background = events[events[:, 0] == 0]
     signal = events[events[:, 0] == 1]
-    # The window around m_h holds most of the signal but a minority of the background.
-    assert (np.abs(col(signal, "m_bb") - 125) < 25).mean() > 0.6
-    assert (np.abs(col(background, "m_bb") - 125) < 25).mean() < 0.35
+    # The window around m_h holds over half the signal (jet resolution and wrong b
+    # candidates take the rest out) but less than a third of the background.
+    assert (np.abs(col(signal, "m_bb") - 125) < 25).mean() > 0.5
+    assert (np.abs(col(background, "m_bb") - 125) < 25).mean() < 0.33
     # t t has no 425 GeV resonance: its m_wwbb is broad and reaches much further up.
     assert (
         np.percentile(col(background, "m_wwbb"), 90) > np.percentile(col(signal, "m_wwbb"), 90) + 50
     )
 
 
-def test_classifier_gains_from_all_features_over_high_level(events: np.ndarray) -> None:
-    """The paper's claim: the high-level features separate well, all 28 do better."""
+# Boosted trees in Baldi, Sadowski, Whiteson (2014), Table 1: AUC on the real sample.
+PAPER_TREES = {"low": 0.73, "high": 0.78, "all": 0.81}
+TREE_EVENTS = 150_000
+
+
+def test_trees_reproduce_the_papers_ordering_and_values() -> None:
+    """Realistic reconstruction makes the masses as weak as on the real sample: boosted
+    trees gain ~0.05 from the 7 masses over the 21 low-level features, and a little more
+    from all 28, each within a few hundredths of the paper (the old generator, whose
+    masses used truth-like jet assignments, gave 0.77 / 0.89 / 0.90)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from threadpoolctl import threadpool_limits
 
+    events = generate_events(TREE_EVENTS, seed=SEED + 1)
     labels, features = events[:, 0], events[:, 1:]
     n_train = int(0.7 * len(events))
+    columns = {"low": slice(0, 21), "high": slice(21, 28), "all": slice(0, 28)}
 
-    def auc(columns: slice) -> float:
+    def auc(name: str) -> float:
         model = HistGradientBoostingClassifier(random_state=0)
         # One thread: on a small shared machine OpenMP threads fight and run ~10x slower.
         with threadpool_limits(1):
-            model.fit(features[:n_train, columns], labels[:n_train])
-        scores = model.predict_proba(features[n_train:, columns])[:, 1]
+            model.fit(features[:n_train, columns[name]], labels[:n_train])
+        scores = model.predict_proba(features[n_train:, columns[name]])[:, 1]
         return roc_auc_score(labels[n_train:], scores)
 
-    auc_high = auc(slice(21, 28))
-    auc_all = auc(slice(0, 28))
-    assert auc_high > 0.7
-    # AUC errors at 30k test events are ~0.002; the gain is a few times that.
-    assert auc_all > auc_high + 0.004
+    ours = {name: auc(name) for name in columns}
+    # 45k test events: each AUC has a standard error of ~0.0025 and the differences of
+    # the same events less; the margins below are several of those.
+    assert ours["low"] < ours["high"] - 0.04, ours
+    assert ours["all"] > ours["high"] + 0.007, ours
+    for name, paper in PAPER_TREES.items():
+        assert abs(ours[name] - paper) < 0.04, (name, ours, PAPER_TREES)

@@ -14,7 +14,7 @@ from hepspark.report.scaling import write_scaling_report
 GPU_JSON = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results",
                         "gpu_baseline_adam_b1000.json")
 PLOTS = ["auc.png", "efficiency.png", "epoch_time.png", "flop_fraction.png", "model_fit.png",
-         "prediction.png", "relative_time.png"]
+         "prediction.png", "relative_time.png", "time_to_target.png"]
 
 
 def assert_png(path):
@@ -32,7 +32,8 @@ def store(scaling_sweep, tmp_path):
 
 def test_report_of_a_sweep_with_a_gpu_baseline(store, scaling_sweep, tmp_path):
     import_baseline(GPU_JSON, "scaling-test", store)
-    path = write_scaling_report("scaling-test", str(tmp_path / "report"), store)
+    # a target every run reaches, so that the time-to-target plot has points
+    path = write_scaling_report("scaling-test", str(tmp_path / "report"), store, target_auc=0.5)
     out = tmp_path / "report"
     assert sorted(os.listdir(out / "plots")) == PLOTS
     for name in PLOTS:
@@ -41,7 +42,8 @@ def test_report_of_a_sweep_with_a_gpu_baseline(store, scaling_sweep, tmp_path):
     html = open(out / "report.html").read()
     for title in ("Epoch wall time vs executors", "Epoch time relative to one executor",
                   "Parallel efficiency", "Fraction of the FLOP ceiling", "Quality of every run",
-                  "Performance model", "Prediction: the 10,500,000-row epoch"):
+                  "Performance model", "Prediction: the 10,500,000-row epoch",
+                  "Time to target quality (val AUC 0.5)"):
         assert f"## {title}" in md and title in html
     assert "not measured" not in md  # both baselines and both backends at N=1,2 are there
     assert "Keras NVIDIA H100 80GB HBM3, batch 1000" in md
@@ -51,7 +53,8 @@ def test_report_of_a_sweep_with_a_gpu_baseline(store, scaling_sweep, tmp_path):
     client = mlflow.MlflowClient(store)
     runs = load_runs("scaling-test", store)
     assert {(r.backend, r.nodes) for r in runs} == {
-        ("keras", 1), ("keras-gpu", 1), ("bigdl", 1), ("bigdl", 2), ("horovod", 1), ("horovod", 2)}
+        ("keras", 1), ("keras", 2), ("keras-gpu", 1), ("bigdl", 1), ("bigdl", 2), ("horovod", 1),
+        ("horovod", 2)}
     for run in runs:
         history = client.get_metric_history(run.run_id, "epoch_wall_time_s")
         expected = np.median([m.value for m in sorted(history, key=lambda m: m.step)][1:])
@@ -59,6 +62,17 @@ def test_report_of_a_sweep_with_a_gpu_baseline(store, scaling_sweep, tmp_path):
         assert run.run_id[:8] in md
     horovod2 = next(r for r in runs if (r.backend, r.nodes) == ("horovod", 2))
     assert f"| {horovod2.run_id[:8]} | horovod | sgd | 2 | " in md
+    # isolated nodes: where each run ran, and the pinned Keras baselines on 1 and 2 CPUs
+    cpus = "; ".join(map(str, range(2)))
+    assert horovod2.worker_cpus == cpus and horovod2.driver_cpus == "0-1"
+    assert f"| {cpus} | 0-1 | {horovod2.driver_cpu_time_s:.1f} |" in md
+    assert "Keras CPU, 1 process (1 cores, pinned to CPUs 0)" in md
+    assert "Keras CPU, 1 process (2 cores, pinned to CPUs 0-1)" in md
+    assert "2 pinned node(s), CPUs 0; 1; driver on CPUs 0-1; the driver shares CPU(s) 0,1" in md
+    # time to target from the runs' own epochs: the first epoch above AUC 0.5
+    first = sorted(client.get_metric_history(horovod2.run_id, "epoch_wall_time_s"),
+                   key=lambda m: m.step)[0].value
+    assert f"{first:.1f} s (epoch 1)" in md
     assert "under 95 % of the rows" not in md  # every backend's epoch is a full pass
     assert all(0.95 < r.epoch_fraction < 1.0 + 1e-9 for r in runs), [r.epoch_fraction for r in runs]
     assert f"{horovod2.epoch_time_s:.2f}" in md
@@ -75,6 +89,7 @@ def test_report_of_a_sweep_with_a_gpu_baseline(store, scaling_sweep, tmp_path):
     # a second report replaces the first whole, and reuses the same MLflow run
     write_scaling_report("scaling-test", str(out), store, max_nodes=16)
     assert "up to 16 nodes" in open(path).read()
+    assert "Time to target quality (val AUC 0.78)" in open(path).read()  # the runs' target
     assert len(client.search_runs([exp.experiment_id],
                                   "tags.`hepspark.task` = 'scaling-report'")) == 1
 
@@ -143,3 +158,29 @@ def test_full_passes_of_unequal_length_count_as_one_pass():
     half = [{"epoch_wall_time_s": t, "rows_per_s": 50_000 / t} for t in (9.0, 2.6, 7.0)]
     assert MeasuredRun("r", "n", "horovod", "adam", 2, 1, 1000, 100_000, 10, "CPU", "local",
                        epochs=half).epoch_fraction == pytest.approx(0.5)
+
+
+def test_time_to_target_compares_weak_and_strong_scaling(tmp_path):
+    from hepspark.report.runs import MeasuredRun
+    from hepspark.report.scaling import ReportConfig, build_report
+
+    def run(backend, nodes, batch, aucs, times, cores=1):
+        epochs = [{"epoch": i, "epoch_wall_time_s": t, "rows_per_s": 1e5 / t, "val_auc": a}
+                  for i, (a, t) in enumerate(zip(aucs, times), 1)]
+        return MeasuredRun(f"{backend}{nodes}{batch}", "n", backend, "adam", nodes, cores, batch,
+                           100_000, 1000, "CPU", "local", epochs=epochs, target_value=0.85,
+                           worker_cpus="0" if nodes == 1 else "0; 1", driver_cpus="0-1")
+
+    runs = [run("horovod", 1, 1000, [0.80, 0.86, 0.87], [10, 9, 9]),
+            # weak: 2 x 1000 per rank, shorter epochs but one more epoch to the target
+            run("horovod", 2, 1000, [0.78, 0.84, 0.86], [6, 5, 5]),
+            # strong: 2 x 500 = the global 1000 of N=1
+            run("horovod", 2, 500, [0.81, 0.85, 0.87], [7, 6, 6]),
+            run("keras", 1, 1000, [0.82, 0.83, 0.84], [8, 8, 8])]
+    doc = build_report(runs, ReportConfig("t", str(tmp_path)), str(tmp_path))
+    md = doc.to_markdown()
+    assert "## Time to target quality (val AUC 0.85)" in md
+    assert "| horovod adam b1000/node (weak) | 19.0 s (epoch 2) | 16.0 s (epoch 3) |" in md
+    assert "| horovod adam b1000 global (strong) | 19.0 s (epoch 2) | 13.0 s (epoch 2) |" in md
+    assert "Keras CPU, 1 process (1 cores, pinned to CPUs 0-1): not reached in 3 epoch(s)" in md
+    assert os.path.getsize(tmp_path / "time_to_target.png") > 5000

@@ -1,0 +1,224 @@
+"""What each Spark task of ``hepspark convert higgs`` runs, over small frozen specs.
+
+Three kinds of task (the driver, :mod:`hepspark.data.higgs_convert`, plans and merges):
+
+- :func:`count_range`: a byte range of a plain ``.csv``, moved to line boundaries, and the
+  lines it holds (so every chunk knows its first line number before anything is parsed);
+- :func:`decompress`: one ``.csv.gz`` (or other compressed file: not splittable) streamed
+  once, cut into
+  line-aligned plain-text chunk files under the output's temporary directory, counting
+  lines on the way;
+- :func:`parse_and_write`: one chunk parsed (:func:`~hepspark.data.higgs_rows.parse_chunk`),
+  split into train / val / test, written as one Parquet file per split, and summarised
+  (rows, training-set moments, bad lines) for the driver.
+
+Files are opened through pyarrow's filesystems (``file://``, ``hdfs://``, ``s3://``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hepspark.data.higgs_rows import ParsedChunk, count_lines, parse_chunk
+from hepspark.data.higgs_schema import COLUMNS, LABEL
+from hepspark.data.moments import Moments
+from hepspark.data.spark_hash import pmod_xxhash64
+
+# Extensions pyarrow decompresses (compression="detect"); such a file is one stream.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4", ".br")
+# Raised by a task for a damaged compressed input; the driver turns it into one clear line.
+DAMAGED_INPUT = "hepspark: truncated or corrupt compressed input:"
+_ALIGN_READ = 1 << 16
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes ``[start, end)`` of ``uri``, line-aligned; its first line is line
+    ``first_line`` (1-based) of ``source`` and row ``first_row`` of the whole input."""
+
+    uri: str
+    start: int
+    end: int
+    source: str
+    first_line: int = 1
+    first_row: int = 0
+    name: str = "part"
+
+
+@dataclass(frozen=True)
+class DecompressJob:
+    uri: str
+    chunks_uri: str  # directory for the decompressed chunk files
+    file_index: int
+    chunk_bytes: int
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Which split each row goes to, and how the files are written."""
+
+    output_uri: str
+    features: tuple[str, ...]
+    test_start_row: int  # rows from here on are the test split (the UCI tail)
+    val_threshold: int  # xxhash64(row_index, seed) mod 1e6 below this: validation
+    seed: int
+    rows_per_group: int
+    max_examples: int
+
+
+@dataclass
+class ChunkResult:
+    rows: dict[str, int]
+    train: Moments
+    bad_count: int
+    bad_examples: list[tuple[int, str]] = field(default_factory=list)  # (row, "file:line: ...")
+    input_bytes: int = 0
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def _read(uri: str, start: int, end: int) -> bytes:
+    fs, path = _filesystem(uri)
+    with fs.open_input_file(path) as handle:
+        return handle.read_at(end - start, start) if end > start else b""
+
+
+def _line_start(handle, pos: int, size: int) -> int:
+    """The first line start at or after ``pos``: just after the next ``\\n`` at or after
+    ``pos - 1`` (a ``\\r\\n`` is never cut; a lone ``\\r`` never cuts a chunk)."""
+    if pos <= 0 or pos >= size:
+        return min(max(pos, 0), size)
+    at = pos - 1
+    while at < size:
+        block = handle.read_at(min(_ALIGN_READ, size - at), at)
+        found = block.find(b"\n")
+        if found >= 0:
+            return at + found + 1
+        at += len(block)
+    return size
+
+
+def count_range(chunk: Chunk) -> Chunk:
+    """``chunk`` moved to line boundaries, with its line count in ``first_line``."""
+    fs, path = _filesystem(chunk.uri)
+    with fs.open_input_file(path) as handle:
+        size = handle.size()
+        start = _line_start(handle, chunk.start, size)
+        end = _line_start(handle, chunk.end, size)
+        data = handle.read_at(end - start, start) if end > start else b""
+    return Chunk(chunk.uri, start, end, chunk.source, first_line=count_lines(data),
+                 name=chunk.name)
+
+
+def decompress(job: DecompressJob) -> list[Chunk]:
+    """Stream ``job.uri`` once into line-aligned chunk files; returns them (line counts in
+    ``first_line``, as :func:`count_range`)."""
+    fs, path = _filesystem(job.uri)
+    out_fs, out_dir = _filesystem(job.chunks_uri)
+    out_fs.create_dir(out_dir, recursive=True)
+    chunks: list[Chunk] = []
+    pending = b""
+
+    def flush(data: bytes) -> None:
+        name = f"f{job.file_index:05d}-c{len(chunks):06d}"
+        with out_fs.open_output_stream(f"{out_dir}/{name}.csv") as out:
+            out.write(data)
+        chunks.append(Chunk(f"{job.chunks_uri}/{name}.csv", 0, len(data), job.uri,
+                            first_line=count_lines(data), name=name))
+
+    try:
+        with fs.open_input_stream(path, compression="detect") as stream:
+            while True:
+                block = stream.read(job.chunk_bytes)
+                if not block:
+                    break
+                pending += block
+                cut = pending.rfind(b"\n") + 1
+                if cut and len(pending) >= job.chunk_bytes:
+                    flush(pending[:cut])
+                    pending = pending[cut:]
+    except OSError as exc:  # pyarrow: "Truncated compressed stream", "zlib inflate failed"
+        raise OSError(f"{DAMAGED_INPUT} {exc}") from exc
+    if pending or not chunks:
+        flush(pending)
+    return chunks
+
+
+def parse_and_write(chunk: Chunk, rule: SplitRule) -> ChunkResult:
+    """Parse one chunk, write its rows per split, summarise it for the driver."""
+    parsed = parse_chunk(_read(chunk.uri, chunk.start, chunk.end), chunk.first_row)
+    bad = [(row, _where(chunk, row, message)) for row, message in parsed.bad]
+    split = _split_of(parsed.row_index, rule)
+    keep = [0, *(COLUMNS.index(f) for f in rule.features)]
+    rows, train = {}, Moments.empty(len(rule.features))
+    for name in ("train", "val", "test"):
+        mask = split == name
+        rows[name] = int(mask.sum())
+        if not rows[name]:
+            continue
+        values = parsed.values[mask][:, keep]
+        if name == "train":
+            train = Moments.of(values[:, 1:])
+        _write_parquet(rule, name, chunk.name, parsed.row_index[mask], values)
+    return ChunkResult(rows, train, len(bad), bad[: rule.max_examples],
+                       input_bytes=chunk.end - chunk.start)
+
+
+def _split_of(row_index: np.ndarray, rule: SplitRule) -> np.ndarray:
+    """The same rule as always: test tail first, then the hashed validation rows."""
+    split = np.full(row_index.shape, "train", dtype=object)
+    val = pmod_xxhash64(row_index, rule.seed, 1_000_000) < rule.val_threshold
+    split[val] = "val"
+    split[row_index >= rule.test_start_row] = "test"
+    return split
+
+
+def _write_parquet(rule: SplitRule, split: str, name: str, row_index: np.ndarray,
+                   values: np.ndarray) -> None:
+    """One file per chunk and split, written under a temporary name then moved, so a
+    retried or speculative task never leaves half a file under the final name."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [pa.array(row_index)] + [pa.array(values[:, j]) for j in range(values.shape[1])]
+    table = pa.Table.from_arrays(columns, names=["row_index", LABEL, *rule.features])
+    fs, directory = _filesystem(f"{rule.output_uri}/{split}")
+    fs.create_dir(directory, recursive=True)
+    final = f"{directory}/{name}.parquet"
+    tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as out:
+        pq.write_table(table, out, row_group_size=rule.rows_per_group)
+    fs.move(tmp, final)
+
+
+def _where(chunk: Chunk, row: int, message: str) -> str:
+    """``file:line: message`` (the line counted from the chunk's first line)."""
+    from hepspark.data import storage
+
+    source = storage.local_path(chunk.source) if chunk.source.startswith("file:") else chunk.source
+    return f"{source}:{chunk.first_line + row - chunk.first_row}: {message}"
+
+
+def chunk_verdicts(chunk: Chunk) -> list[dict]:
+    """Every line of the chunk as the converter judges it (for ``row_verdicts``)."""
+    data = _read(chunk.uri, chunk.start, chunk.end)
+    parsed: ParsedChunk = parse_chunk(data, chunk.first_row)
+    errors = dict(parsed.bad)
+    good = dict(zip(parsed.row_index.tolist(), parsed.values.tolist()))
+    verdicts = []
+    for row in range(chunk.first_row, chunk.first_row + parsed.lines):
+        values = good.get(row)
+        verdicts.append({
+            "file": chunk.source, "line": chunk.first_line + row - chunk.first_row,
+            "row_index": row, "bad": values is None, "error": errors.get(row),
+            **{name: (None if values is None else values[i]) for i, name in enumerate(COLUMNS)},
+        })
+    return verdicts
+

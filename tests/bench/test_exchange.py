@@ -1,0 +1,58 @@
+"""The exchange benchmark, for real: two Horovod ranks (Gloo) and a TCP pair over loopback
+and over a veth link between two network namespaces shaped with tbf (needs root)."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from hepspark.bench.exchange import FORMAT, ExchangeConfig, link_rate_gbps, run_exchange
+from hepspark.bench.netns import NetnsUnavailable, veth_link
+from hepspark.bench.perfmodel import load_networks
+from hepspark.cli import main
+
+
+@pytest.fixture(scope="module")
+def netns_works():
+    try:
+        with veth_link(f"hsxp{os.getpid() % 10**6}"):
+            pass
+    except (NetnsUnavailable, FileNotFoundError, PermissionError) as error:
+        pytest.skip(f"cannot create network namespaces here: {error}")
+
+
+def test_exchange_over_loopback_and_a_shaped_veth_link(netns_works, tmp_path, capsys):
+    out = tmp_path / "exchange.json"
+    code = main(["bench", "exchange", "--links", "loopback,veth-200mbit", "--sizes", "1000,50000",
+                 "--repeats", "5", "--bulk-mb", "4", "--output", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["format"] == FORMAT and data["ranks"] == 2
+    assert list(data["links"]) == ["loopback", "veth-200mbit"]
+    for link in data["links"].values():
+        assert link["tcp"]["latency_s"] > 0 and link["tcp"]["bandwidth_gbps"] > 0
+        assert [r["floats"] for r in link["allreduce"]] == [1000, 50000]
+        assert all(r["median_s"] > 0 and len(r["times_s"]) == 5 for r in link["allreduce"])
+        assert set(link["network"]) == {"bandwidth_gbps", "latency_s", "overhead_s"}
+    # each link's all-reduce predicted from its TCP rate + the other link's overhead
+    assert [(h["link"], h["floats"]) for h in data["held_out"]] == [
+        ("loopback", 1000), ("loopback", 50000), ("veth-200mbit", 1000), ("veth-200mbit", 50000)]
+    assert all(h["predicted_s"] > 0 for h in data["held_out"])
+    loop, shaped = data["links"]["loopback"], data["links"]["veth-200mbit"]
+    assert loop["rate_limit_gbps"] is None and shaped["rate_limit_gbps"] == 0.2
+    # tbf holds the veth link at 200 Mbit/s, far below what loopback carries
+    assert shaped["tcp"]["bandwidth_gbps"] < 0.3 < loop["tcp"]["bandwidth_gbps"]
+    # the model reads it, and the namespaces are gone
+    assert set(load_networks(str(out))) == {"loopback", "veth-200mbit"}
+    assert "hsx" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                       text=True).stdout
+    assert "report scaling --exchange" in capsys.readouterr().out  # the next step
+    # a second run does not replace it silently (before any measurement)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_exchange(ExchangeConfig(output=str(out), links=("loopback",)))
+
+
+def test_link_names_are_checked_before_any_work():
+    assert link_rate_gbps("veth-500mbit") == 0.5 and link_rate_gbps("veth") is None
+    with pytest.raises(ValueError, match="unknown link 'eth0'"):
+        ExchangeConfig(output="x.json", links=("eth0",))

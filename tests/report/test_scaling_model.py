@@ -1,0 +1,74 @@
+"""The report's model sections, rendered from runs made by known terms and a measured-link
+file: the held-out check, the USL and the prediction over the measured link."""
+import json
+
+import pytest
+
+from hepspark.bench.exchange import FORMAT
+from hepspark.bench.perfmodel import Measurement, Network, PerfModel
+from hepspark.report.runs import MeasuredRun
+from hepspark.report.scaling import ReportConfig, build_report
+
+PARAMS = 189_601
+LOOP = {"bandwidth_gbps": 20.0, "latency_s": 5e-6, "overhead_s": 1e-3}
+TEN = {"bandwidth_gbps": 9.5, "latency_s": 30e-6, "overhead_s": 1e-3}
+
+
+def exchange_file(tmp_path) -> str:
+    path = tmp_path / "exchange.json"
+    path.write_text(json.dumps({"format": FORMAT, "links": {
+        "loopback": {"network": LOOP}, "veth-10gbit": {"network": TEN}},
+        "held_out": [{"link": "veth-10gbit", "floats": PARAMS, "measured_s": 2.0e-3,
+                      "predicted_s": 2.2e-3, "error": 0.1}]}))
+    return str(path)
+
+
+def run(backend, nodes, batch_per_node, seconds, optimizer="adam") -> MeasuredRun:
+    batch = batch_per_node if backend == "horovod" else batch_per_node * nodes
+    return MeasuredRun(
+        run_id=f"{backend}{nodes}{batch_per_node}{optimizer}".ljust(32, "0"), name="r",
+        backend=backend, optimizer=optimizer, nodes=nodes, cores_per_executor=1,
+        batch_size=batch, train_rows=200_000, parameters=PARAMS, device="CPU: test",
+        mode="local", epochs=[{"epoch_wall_time_s": seconds * 1.5},
+                              {"epoch_wall_time_s": seconds}, {"epoch_wall_time_s": seconds}])
+
+
+def runs_from_known_terms() -> list[MeasuredRun]:
+    horovod = PerfModel("horovod", 15e-6, 4e-3, 2e-3, 4 * PARAMS, Network(**LOOP),
+                        Network(**TEN), None)
+    out = [run("horovod", n, b, horovod.fitted_time_s(Measurement(n, 200_000, n * b, 0.0)))
+           for n in (1, 2, 4) for b in (64, 250, 1000)]
+    out += [run("bigdl", 1, 1000, 30.0), run("bigdl", 2, 1000, 19.0),
+            run("bigdl", 1, 1000, 32.0, "sgd"), run("bigdl", 2, 1000, 18.0, "sgd"),
+            run("keras", 1, 1000, 4.0)]
+    return out
+
+
+def test_model_sections_render_with_a_measured_link(tmp_path):
+    config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(tmp_path),
+                          link="veth-10gbit")
+    (tmp_path / "plots").mkdir()
+    md = build_report(runs_from_known_terms(), config, str(tmp_path / "plots")).to_markdown()
+    for title in ("## Performance model and prediction past one machine",
+                  "### Measured exchange", "### Held-out check of the performance model",
+                  "### Universal Scalability Law beside the model",
+                  "## Prediction: the 10,500,000-row epoch on up to 64 nodes"):
+        assert title in md
+    # Horovod's runs come from the model's own terms: every held-out run is predicted
+    assert "- horovod: largest held-out error 0% (within the 10% target) over 6 run(s)" in md
+    assert "| horovod | nodes | N=4 |" in md and "| horovod | batch per node | B=1000 |" in md
+    # BigDL has N=1,2 at one batch: holding out N=2 leaves no multi-node run, and it says so
+    assert "- bigdl: largest held-out error" in md and "had no multi-node run" in md
+    assert "bigdl: one multi-node count only: β (crosstalk) taken as 0" in md
+    # the prediction runs over the measured link, not an assumed one
+    assert "horovod: 9.5 Gbit/s, 30 µs per message, 1 ms per exchange (measured: veth-10gbit)" in md
+    assert "+ 1 ms per fetch, assumed" in md
+    assert "- veth-10gbit, 189,601 floats: measured 2.00 ms, predicted 2.20 ms (+10%)" in md
+    assert (tmp_path / "plots" / "prediction.png").stat().st_size > 5000
+
+
+def test_a_link_the_file_does_not_have_is_refused_naming_the_ones_it_has(tmp_path):
+    config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(tmp_path),
+                          link="veth-1gbit")
+    with pytest.raises(ValueError, match="'veth-1gbit' is not in .* loopback, veth-10gbit"):
+        build_report(runs_from_known_terms(), config, str(tmp_path))
