@@ -140,8 +140,8 @@ class SweepConfig:
                 parse_model_name(model)
         if self.dataset is not None and (self.task != "cnn" or self.dataset not in
                                          IMAGE_DATASETS):
-            raise ValueError(f"dataset (a generated image dataset) must be one of "
-                             f"{IMAGE_DATASETS} with task cnn, got {self.dataset!r}")
+            raise ValueError(f"dataset {self.dataset!r}: the generated image dataset of "
+                             f"task cnn (--task cnn) must be one of {IMAGE_DATASETS}")
         if self.demo_rows is not None and self.demo_rows < 100:
             raise ValueError(f"demo_rows must be >= 100, got {self.demo_rows}")
         if not self.executors or min(self.executors) < 1:

@@ -95,6 +95,10 @@ def check_dataset(task: str, data: str, dataset: str | None = None,
         return
     from hepspark.data.image_dataset import ImageDataset
 
+    if "://" not in data and not os.path.exists(data):  # storage's message names HIGGS
+        raise FileNotFoundError(f"--data {data} does not exist: convert images with "
+                                "'hepspark convert images', or drop --data and the sweep "
+                                "generates jets (--dataset, --demo-rows)")
     found = ImageDataset(data)
     if dataset is not None and found.kind != dataset:
         raise ValueError(f"--data {data} holds {found.kind} images, not {dataset}: drop "

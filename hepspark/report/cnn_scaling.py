@@ -150,7 +150,7 @@ def _family_sections(family: str, kind: str, runs: list[MeasuredRun], gpu: list[
                            "two node counts or more")
     if not cpu:
         missing.append("- Keras CPU baseline: not measured")
-    if not gpu:
+    if not any(r.backend == "keras-gpu" for r in gpu):
         missing.append(f"- single-GPU baseline: not measured (run benchmarks/cnn_zoo.py "
                        f"--families {family} where there is a GPU and 'hepspark bench "
                        "import-baseline FILE')")

@@ -94,6 +94,7 @@ def test_bad_model_names_are_refused_naming_them(bad):
 @pytest.mark.parametrize("bad, match", [
     (dict(models=()), "needs models"),
     (dict(dataset="mnist"), "jets"),
+    (dict(task="higgs", dataset="jets"), "--task cnn"),
     (dict(task="bert"), "task"),
     (dict(demo_rows=10), "demo_rows"),
 ])
