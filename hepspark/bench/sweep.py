@@ -100,7 +100,8 @@ class SweepConfig:
     executors: tuple[int, ...] = (1, 2)
     optimizers: tuple[str, ...] | None = None  # None: the task's seed protocol
     epochs: int = 3
-    batch_sizes: tuple[int, ...] | None = None  # None: the task's (HIGGS 1000, CNN 128)
+    # None: the dataset's protocol (HIGGS 1000, jets 128, LArTPC 20)
+    batch_sizes: tuple[int, ...] | None = None
     batch_scaling: str = "per-executor"
     cores_per_executor: int = 1
     features: str = "all"
@@ -487,8 +488,8 @@ def with_dataset(config: SweepConfig, progress: Callable[[str], None] = print) -
         config = replace(config, data=ensure_sweep_data(config.task, kind, rows, cache,
                                                         progress))
     # a missing or wrong dataset fails here, before any job
-    check_dataset(config.task, config.data, config.dataset, config.features)
-    return config
+    batch = check_dataset(config.task, config.data, config.dataset, config.features)
+    return config if config.batch_sizes else replace(config, batch_sizes=(batch,))
 
 
 def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> SweepOutcome:

@@ -132,3 +132,19 @@ def test_cnn_sweep_generates_jets_and_tags_runs_with_the_model_family(cnn_scalin
     assert runs["horovod-basic_cnn-nadam-x2"].data.params["num_executors"] == "2"
     assert runs["horovod-basic_cnn-nadam-x2"].data.params["batch_size"] == "32"  # per rank
     assert runs["bigdl-basic_cnn-adam-x1"].data.params["optimizer"] == "adam"
+
+
+def test_a_given_dataset_sets_the_protocol_batch_and_must_be_the_kind_asked_for(
+        spark, tmp_path):
+    from conftest import make_image_dataset
+
+    from hepspark.bench.sweep import with_dataset
+
+    lartpc = make_image_dataset(spark, tmp_path, "lartpc", 150, seed=3, image_size=16)
+    config = with_dataset(cnn(data=lartpc), progress=lambda _: None)
+    assert config.batch_sizes == (20,)  # seed 001's batch, from the training defaults
+    assert with_dataset(cnn(data=lartpc, batch_sizes=(8,))).batch_sizes == (8,)
+    with pytest.raises(ValueError, match="holds lartpc images, not jets"):
+        with_dataset(cnn(data=lartpc, dataset="jets"))
+    with pytest.raises(FileNotFoundError, match="does not exist: convert images"):
+        with_dataset(cnn(data=str(tmp_path / "nothing")))
