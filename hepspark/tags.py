@@ -15,4 +15,8 @@ CEILING_TAG = "hepspark.flop_ceiling_gflops"  # the FLOP ceiling of the cores th
 # where a sweep run's processes ran (issue #16): CPU lists as /proc shows them ("0", "2-3")
 WORKER_CPUS_TAG = "hepspark.scaling.worker_cpus"  # "0; 1": one pinned set per node; "" unpinned
 DRIVER_CPUS_TAG = "hepspark.scaling.driver_cpus"  # the job's own process (driver / Keras)
+# a CNN sweep's zoo model as given (vgg16, resnet29b) and its family (vgg, resnet): the
+# report's sections per family (issue #16)
+MODEL_TAG = "hepspark.scaling.model"
+FAMILY_TAG = "hepspark.scaling.family"
 JOB_TAG = "hepspark.scaling.job"  # one id per job: the sweep finds its run to add the driver cost

@@ -88,6 +88,39 @@ def scaling_sweep(higgs_dataset, tmp_path_factory):
     return SimpleNamespace(config=config, outcome=outcome, uri=uri, root=root, lines=lines)
 
 
+@pytest.fixture(scope="session")
+def cnn_scaling_sweep(tmp_path_factory):
+    """A real CNN scaling sweep, tiny: the sweep generates 400 jet images itself (no
+    --data), basic_cnn with 8 filters, 1 epoch, batch 32 per executor, local mode: the Keras
+    baseline and Horovod on 1 and 2 executors (Nadam, the seed protocol), then BigDL on 1
+    executor through the CLI (no Nadam there: Adam, the stated fallback)."""
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from hepspark.bench.sweep import SweepConfig, run_sweep
+    from hepspark.cli import main
+
+    root = tmp_path_factory.mktemp("cnn_scaling")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).create_experiment("cnn-test", str(root / "artifacts"))
+    config = SweepConfig(
+        data=None, task="cnn", models=("basic_cnn",), demo_rows=400,
+        cache_dir=str(root / "cache"), backends=("horovod",), executors=(1, 2), epochs=1,
+        batch_sizes=(32,), local=True, experiment="cnn-test", tracking_uri=uri,
+        log_dir=str(root / "logs"), train_args=("--filters", "8"))
+    lines: list[str] = []
+    outcome = run_sweep(config, progress=lines.append)
+    data = str(root / "cache" / "jets-sweep-400")
+    code = main(["bench", "scaling", "--task", "cnn", "--data", data, "--models", "basic_cnn",
+                 "--backends", "bigdl", "--executors", "1", "--no-baseline", "--local",
+                 "--epochs", "1", "--batch-size", "32", "--experiment", "cnn-test",
+                 "--tracking-uri", uri, "--log-dir", str(root / "logs"),
+                 "--train-arg=--filters", "--train-arg=8"])
+    return SimpleNamespace(config=config, outcome=outcome, uri=uri, root=root, lines=lines,
+                           data=data, bigdl_code=code)
+
+
 def make_image_dataset(spark, root, kind: str, rows: int, seed: int,
                        image_size: int | None = None, **convert) -> str:
     """A generated image sample (``kind`` jets or lartpc) converted under ``root/ds``;

@@ -6,31 +6,70 @@ benchmark writes a JSON file and this module logs it: params as a training run h
 (backend ``keras-gpu``, optimizer, batch size, rows, device), per-epoch metrics with
 ``step = epoch`` and the GPU's measured fp32 matmul rate as the FLOP ceiling.
 
->>> run_id = import_baseline("benchmarks/results/gpu_baseline_adam_b1000.json",
-...                          experiment="higgs-scaling")
+The CNN zoo benchmark's JSON (``benchmarks/cnn_zoo.py --output``: images/s per zoo model
+on a lent GPU, or in memory on a CPU) is imported the same way, one run per model, tagged
+with the model and its family so the report's CNN sections find their baseline.
+
+>>> run_ids = import_baselines("benchmarks/results/gpu_baseline_adam_b1000.json",
+...                            experiment="higgs-scaling")
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 
-from hepspark.tags import BASELINE_TASK, CEILING_TAG, MODE_TAG, NODES_TAG, TASK_TAG
+from hepspark.tags import (
+    BASELINE_TASK,
+    CEILING_TAG,
+    FAMILY_TAG,
+    MODE_TAG,
+    MODEL_TAG,
+    NODES_TAG,
+    TASK_TAG,
+)
 
 KIND = "hepspark-gpu-baseline"
+ZOO_KIND = "hepspark-cnn-zoo"  # benchmarks/cnn_zoo.py
+_ZOO_REQUIRED = ("device", "batch_size", "steps", "models")
+_ZOO_MODEL = ("model", "family", "parameters", "images_per_s")
 _REQUIRED = ("backend", "device", "optimizer", "batch_size", "train_rows", "parameters", "epochs")
 
 
-def read_baseline(path: str) -> dict:
-    """The benchmark's JSON, checked; errors name the file and what is wrong."""
+def _read_json(path: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such baseline file (made by "
-                                "benchmarks/gpu_baseline.py --output FILE)")
+                                "benchmarks/gpu_baseline.py or cnn_zoo.py --output FILE)")
     try:
         with open(path) as handle:
             data = json.load(handle)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("kind") != KIND:
+    if not isinstance(data, dict) or data.get("kind") not in (KIND, ZOO_KIND):
+        raise ValueError(f"{path}: not a result of benchmarks/gpu_baseline.py or "
+                         f"cnn_zoo.py (kind is neither {KIND!r} nor {ZOO_KIND!r})")
+    return data
+
+
+def read_zoo_baseline(path: str) -> dict:
+    """benchmarks/cnn_zoo.py's JSON, checked; errors name the file and what is wrong."""
+    data = _read_json(path)
+    if data["kind"] != ZOO_KIND:
+        raise ValueError(f"{path}: not a result of benchmarks/cnn_zoo.py (kind != {ZOO_KIND!r})")
+    missing = [k for k in _ZOO_REQUIRED if k not in data]
+    if missing or not data["models"]:
+        raise ValueError(f"{path}: missing {missing or ['models']}")
+    for row in data["models"]:
+        lacking = [k for k in _ZOO_MODEL if k not in row]
+        if lacking:
+            raise ValueError(f"{path}: model record {row.get('model', row)!r} lacks {lacking}")
+    return data
+
+
+def read_baseline(path: str) -> dict:
+    """The benchmark's JSON, checked; errors name the file and what is wrong."""
+    data = _read_json(path)
+    if data["kind"] != KIND:
         raise ValueError(f"{path}: not a result of benchmarks/gpu_baseline.py (kind != {KIND!r})")
     missing = [k for k in _REQUIRED if k not in data]
     if missing or not data["epochs"]:
@@ -41,22 +80,73 @@ def read_baseline(path: str) -> dict:
     return data
 
 
-def import_baseline(path: str, experiment: str, tracking_uri: str | None = None) -> str:
-    """Log the baseline in ``path`` as a run of ``experiment``; returns the run id."""
+def _client_and_experiment(experiment: str, tracking_uri: str | None):
     import mlflow
 
     from hepspark.tracking import check_tracking_uri, resolve_tracking_uri
 
-    data = read_baseline(path)
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    tags = {TASK_TAG: BASELINE_TASK, NODES_TAG: "1", MODE_TAG: "gpu",
+    return client, found.experiment_id if found else client.create_experiment(experiment)
+
+
+def _tags(path: str, mode: str, ceiling_gflops: float | None) -> dict[str, str]:
+    tags = {TASK_TAG: BASELINE_TASK, NODES_TAG: "1", MODE_TAG: mode,
             "hepspark.baseline.source": os.path.abspath(path)}
-    if data.get("matmul_tflops_fp32"):
-        tags[CEILING_TAG] = f"{data['matmul_tflops_fp32'] * 1000:.1f}"
+    if ceiling_gflops and math.isfinite(ceiling_gflops):
+        tags[CEILING_TAG] = f"{ceiling_gflops:.1f}"
+    return tags
+
+
+def import_baselines(path: str, experiment: str, tracking_uri: str | None = None) -> list[str]:
+    """Log the baseline file ``path`` (either benchmark's) into ``experiment``; run ids."""
+    if _read_json(path)["kind"] == ZOO_KIND:
+        return import_zoo_baseline(path, experiment, tracking_uri)
+    return [import_baseline(path, experiment, tracking_uri)]
+
+
+def import_zoo_baseline(path: str, experiment: str,
+                        tracking_uri: str | None = None) -> list[str]:
+    """One run per zoo model of ``path`` (benchmarks/cnn_zoo.py): backend ``keras-gpu`` on
+    a GPU, else ``keras-memory`` (the CPU, in memory, no I/O); tags name the model and its
+    family; one 'epoch' of the benchmark's steps with its images/s. Returns the run ids."""
+    data = read_zoo_baseline(path)
+    client, experiment_id = _client_and_experiment(experiment, tracking_uri)
+    gpu = str(data["device"]).startswith("GPU")
+    backend = "keras-gpu" if gpu else "keras-memory"
+    images = int(data["batch_size"]) * int(data["steps"])
+    shape = "x".join(str(v) for v in data.get("shape", ()))
+    run_ids = []
+    for row in data["models"]:
+        tags = {**_tags(path, "gpu" if gpu else "memory", data.get("ceiling_gflops")),
+                MODEL_TAG: row["model"], FAMILY_TAG: row["family"]}
+        run = client.create_run(experiment_id, run_name=f"{backend}-{row['model']}-x1", tags=tags)
+        params = {"backend": backend, "optimizer": "nadam", "batch_size": data["batch_size"],
+                  "epochs": 1, "num_executors": 1, "cores_per_executor": 0,
+                  "device": data["device"], "train_rows": images,
+                  "parameters": row["parameters"], "model": row["model"],
+                  "model_family": row["family"], "image_shape": shape,
+                  "keras": data.get("keras", ""), "keras_backend": data.get("keras_backend", ""),
+                  "dataset": f"random sparse images in memory ({images:,d} per measurement)"}
+        for key, value in params.items():
+            client.log_param(run.info.run_id, key, str(value))
+        rate = float(row["images_per_s"])
+        client.log_metric(run.info.run_id, "rows_per_s", rate, step=1)
+        client.log_metric(run.info.run_id, "epoch_wall_time_s", images / rate, step=1)
+        client.log_artifact(run.info.run_id, path)
+        client.set_terminated(run.info.run_id)
+        run_ids.append(run.info.run_id)
+    return run_ids
+
+
+def import_baseline(path: str, experiment: str, tracking_uri: str | None = None) -> str:
+    """Log the baseline in ``path`` as a run of ``experiment``; returns the run id."""
+    data = read_baseline(path)
+    client, experiment_id = _client_and_experiment(experiment, tracking_uri)
+    tags = _tags(path, "gpu", data["matmul_tflops_fp32"] * 1000
+                 if data.get("matmul_tflops_fp32") else None)
     run = client.create_run(experiment_id, run_name=f"{data['backend']}-{data['optimizer']}-x1",
                             tags=tags)
     params = {

@@ -31,10 +31,22 @@ its CPU time during the job (the job process and all it waited for, from
 executors of a cluster) are logged with every run (tags ``hepspark.scaling.driver_cpus``,
 metrics ``driver_cpu_time_s``, ``driver_cpu_fraction``).
 
+Tasks (``task``, :mod:`hepspark.bench.sweep_tasks`): ``higgs`` (the DNN, default) or
+``cnn``: every zoo model of ``models`` (``basic_cnn``, ``vgg16``, ``resnet29b``, ...) on an
+image dataset (``data``; without it a generated ``dataset``, jets or lartpc, made once in
+``cache_dir``), each run tagged with its model and family. Optimizers default to the seed
+protocol of the task (CNN: Nadam, and Adam on an engine without Nadam); an optimizer an
+engine does not have is skipped, never run to fail, and the reason is printed and kept in
+the outcome (:attr:`SweepOutcome.notes`).
+
 >>> config = SweepConfig(data="data/higgs", backends=("horovod",), executors=(1, 2),
 ...                      optimizers=("adam",), epochs=2, local=True)
 >>> [c.label for c in plan(config)]
 ['keras-adam-x1-b1000', 'horovod-adam-x1-b1000', 'horovod-adam-x2-b1000']
+>>> cnn = SweepConfig(data="data/jets", task="cnn", models=("vgg16",), backends=("bigdl",),
+...                   executors=(1,), local=True)
+>>> [c.label for c in plan(cnn)]
+['keras-vgg16-nadam-x1-b128', 'bigdl-vgg16-adam-x1-b128']
 """
 from __future__ import annotations
 
@@ -48,18 +60,28 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hepspark.backends.capabilities import CAPABILITIES
+from hepspark.bench.sweep_tasks import (
+    IMAGE_DATASETS,
+    IMAGE_SWEEP_ROWS,
+    TASKS,
+    engine_optimizers,
+)
 from hepspark.config import OPTIMIZERS
 from hepspark.cpusets import CpuSet, available_cpus, format_cpus, pin, thread_env, worker_cpu_sets
+from hepspark.data.demo import DEFAULT_DEMO_ROWS
+from hepspark.models.names import parse_model_name
 from hepspark.progress import Progress
 from hepspark.tags import (
     CEILING_TAG,
     DRIVER_CPUS_TAG,
+    FAMILY_TAG,
     JOB_TAG,
     KEY_TAG,
     MODE_TAG,
+    MODEL_TAG,
     NODES_TAG,
     WORKER_CPUS_TAG,
 )
@@ -76,12 +98,13 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 class SweepConfig:
     """What to measure; see the module docstring for the meaning of each choice."""
 
-    data: str
+    data: str | None  # None: the task's generated dataset (run_sweep makes it once)
     backends: tuple[str, ...] = DEFAULT_BACKENDS
     executors: tuple[int, ...] = (1, 2)
-    optimizers: tuple[str, ...] = ("sgd", "adam", "adamax", "adadelta", "adagrad")
+    optimizers: tuple[str, ...] | None = None  # None: the task's seed protocol
     epochs: int = 3
-    batch_sizes: tuple[int, ...] = (1000,)
+    # None: the dataset's protocol (HIGGS 1000, jets 128, LArTPC 20)
+    batch_sizes: tuple[int, ...] | None = None
     batch_scaling: str = "per-executor"
     cores_per_executor: int = 1
     features: str = "all"
@@ -99,20 +122,38 @@ class SweepConfig:
     # isolated nodes: node i's own CPUs (one set per node of the largest N); () unpinned
     worker_cpus: tuple[CpuSet, ...] = ()
     driver_cpus: CpuSet = ()  # where the job's driver runs; (): where the sweep may run
+    task: str = "higgs"  # higgs | cnn (hepspark.bench.sweep_tasks)
+    models: tuple[str, ...] = ("basic_cnn",)  # cnn: zoo model names (vgg16, resnet29b, ...)
+    dataset: str | None = None  # cnn without data: generate jets (default) or lartpc
+    demo_rows: int | None = None  # rows of the generated dataset (HIGGS 200,000; images 10,000)
+    cache_dir: str | None = None  # where generated datasets live (~/.cache/hepspark)
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {tuple(TASKS)}, got {self.task!r}")
         unknown = set(self.backends) - set(DISTRIBUTED)
         if unknown or not self.backends and not self.baseline:
             raise ValueError(f"backends must be among {DISTRIBUTED}, got {list(self.backends)}")
-        bad = set(self.optimizers) - set(OPTIMIZERS)
-        if bad or not self.optimizers:
+        bad = set(self.optimizers or ()) - set(OPTIMIZERS)
+        if bad or self.optimizers == ():
             raise ValueError(f"optimizers must be among {OPTIMIZERS}, got {list(self.optimizers)}")
+        if self.task == "cnn":
+            if not self.models:
+                raise ValueError("task cnn needs models, e.g. basic_cnn,vgg16,resnet")
+            for model in self.models:
+                parse_model_name(model)
+        if self.dataset is not None and (self.task != "cnn" or self.dataset not in
+                                         IMAGE_DATASETS):
+            raise ValueError(f"dataset {self.dataset!r}: the generated image dataset of "
+                             f"task cnn (--task cnn) must be one of {IMAGE_DATASETS}")
+        if self.demo_rows is not None and self.demo_rows < 100:
+            raise ValueError(f"demo_rows must be >= 100, got {self.demo_rows}")
         if not self.executors or min(self.executors) < 1:
             raise ValueError(f"executors must be node counts >= 1, got {list(self.executors)}")
         if self.batch_scaling not in BATCH_SCALINGS:
             raise ValueError(f"batch_scaling must be one of {BATCH_SCALINGS}, "
                              f"got {self.batch_scaling!r}")
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
+        if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
             raise ValueError(f"batch sizes must be >= 1, got {list(self.batch_sizes)}")
         if self.epochs < 1 or self.cores_per_executor < 1:
             raise ValueError("epochs and cores_per_executor must be >= 1")
@@ -126,6 +167,23 @@ class SweepConfig:
             if len(sets[0]) != self.cores_per_executor:
                 raise ValueError(f"each node's CPU set must hold cores_per_executor="
                                  f"{self.cores_per_executor} CPU(s), got {format_cpus(sets[0])}")
+
+    @property
+    def sweep_task(self):
+        return TASKS[self.task]
+
+    @property
+    def batches(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.batch_sizes or (self.sweep_task.batch_size,))))
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The zoo models of a CNN sweep; ("",) for HIGGS (its one dense network)."""
+        return self.models if self.task == "cnn" else ("",)
+
+    def engine_optimizers(self, backend: str) -> tuple[tuple[str, ...], list[str]]:
+        """(optimizers ``backend`` runs, reasons for the ones it cannot run as asked)."""
+        return engine_optimizers(self.task, backend, self.optimizers)
 
     @property
     def pinned(self) -> bool:
@@ -142,16 +200,23 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Combination:
-    """One point of the sweep: a backend, an optimizer, a node count, a sweep batch size."""
+    """One point of the sweep: a backend, an optimizer, a node count, a sweep batch size
+    and, in a CNN sweep, a zoo model ("" for the HIGGS DNN)."""
 
     backend: str
     optimizer: str
     nodes: int
     batch: int = 1000
+    model: str = ""
+
+    @property
+    def name(self) -> str:
+        model = f"{self.model}-" if self.model else ""
+        return f"{self.backend}-{model}{self.optimizer}-x{self.nodes}"
 
     @property
     def label(self) -> str:
-        return f"{self.backend}-{self.optimizer}-x{self.nodes}-b{self.batch}"
+        return f"{self.name}-b{self.batch}"
 
     def batch_size(self, config: SweepConfig) -> int:
         """The ``--batch-size`` to pass: per rank for Horovod and torch, global for BigDL."""
@@ -165,10 +230,10 @@ class Combination:
     def key(self, config: SweepConfig) -> str:
         """Identifies a measurement: the same key in the experiment means 'already done'."""
         extra = " ".join(config.train_args)
-        name = f"{self.backend}-{self.optimizer}-x{self.nodes}"
         pinned = "|pinned" if config.pinned else ""  # a pinned node is another measurement
-        return (f"{name}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
-                f"|epochs{config.epochs}|{config.features}|{os.path.abspath(config.data)}"
+        what = config.features if config.task == "higgs" else config.task
+        return (f"{self.name}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
+                f"|epochs{config.epochs}|{what}|{os.path.abspath(config.data or '')}"
                 f"|{config.mode}{pinned}" + (f"|{extra}" if extra else ""))
 
     def cpus(self, config: SweepConfig) -> CpuSet:
@@ -182,7 +247,7 @@ class Combination:
 @dataclass
 class JobResult:
     combination: Combination
-    status: str  # measured | skipped | failed
+    status: str  # measured | skipped (already in MLflow) | failed
     seconds: float = 0.0
     log: str | None = None
     error: str | None = None
@@ -192,6 +257,8 @@ class JobResult:
 class SweepOutcome:
     config: SweepConfig
     results: list[JobResult] = field(default_factory=list)
+    # what the sweep did not run as asked, and why (an engine without an optimizer)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[JobResult]:
@@ -205,20 +272,31 @@ class SweepOutcome:
                  f"{self.config.experiment!r}"]
         for r in self.failed:
             lines.append(f"  FAILED {r.combination.label}: {r.error} (log: {r.log})")
+        lines += [f"  not run as asked: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
 def plan(config: SweepConfig) -> list[Combination]:
-    """Every combination, the Keras baselines first, then node count by node count. Pinned
-    nodes add a Keras baseline on the CPUs of the largest N's nodes."""
-    batches = sorted(set(config.batch_sizes))
+    """Every combination, the Keras baselines first, then node count by node count (model
+    by model in a CNN sweep). Pinned nodes add a Keras baseline on the CPUs of the largest
+    N's nodes. Optimizers an engine lacks are left out (:func:`skipped_pairs` says why)."""
+    batches = config.batches
     baseline_nodes = sorted({1, max(config.executors)} if config.pinned else {1})
-    combos = ([Combination(BASELINE, o, n, size) for n in baseline_nodes for size in batches
-               for o in config.optimizers] if config.baseline else [])
+    runs = {b: config.engine_optimizers(b)[0] for b in (BASELINE, *config.backends)}
+    combos = ([Combination(BASELINE, o, n, size, m) for m in config.model_names
+               for n in baseline_nodes for size in batches for o in runs[BASELINE]]
+              if config.baseline else [])
     for nodes in sorted(set(config.executors)):
-        combos += [Combination(b, o, nodes, size) for size in batches
-                   for b in config.backends for o in config.optimizers]
+        combos += [Combination(b, o, nodes, size, m) for m in config.model_names
+                   for size in batches for b in config.backends for o in runs[b]]
     return combos
+
+
+def skipped_pairs(config: SweepConfig) -> list[str]:
+    """Why an engine does not run an optimizer as asked (skipped, or the protocol's stated
+    fallback), one line each."""
+    engines = ((BASELINE,) if config.baseline else ()) + tuple(config.backends)
+    return [reason for b in engines for reason in config.engine_optimizers(b)[1]]
 
 
 def finished_keys(tracking_uri: str, experiment: str) -> set[str]:
@@ -237,13 +315,17 @@ def finished_keys(tracking_uri: str, experiment: str) -> set[str]:
 def job_command(config: SweepConfig, combo: Combination, master: str | None,
                 tags: dict[str, str], tracking_uri: str) -> list[str]:
     """The argv of one combination's job (``spark-submit`` for the Spark backends)."""
+    from hepspark.bench.sweep_tasks import cnn_train_flags
+
+    what = (["--features", config.features] if config.task == "higgs"
+            else cnn_train_flags(combo.model))
     train = ["--data", config.data, "--backend", combo.backend, "--optimizer", combo.optimizer,
              "--epochs", str(config.epochs), "--batch-size", str(combo.batch_size(config)),
-             "--features", config.features, "--experiment", config.experiment,
+             *what, "--experiment", config.experiment,
              "--tracking-uri", tracking_uri, *config.train_args]
     train += [arg for k, v in tags.items() for arg in ("--tag", f"{k}={v}")]
     if combo.backend == BASELINE:
-        return [sys.executable, "-m", "hepspark.cli", "train", "higgs", *train]
+        return [sys.executable, "-m", "hepspark.cli", "train", config.sweep_task.command, *train]
     submit = [_spark_submit(), "--master", master]
     if master.startswith("spark://"):
         cores = combo.nodes * config.cores_per_executor
@@ -251,18 +333,18 @@ def job_command(config: SweepConfig, combo: Combination, master: str | None,
                    "--total-executor-cores", str(cores)]
     if CAPABILITIES[combo.backend].batch_per_rank:  # rank engines: one rank per executor
         train += ["--executors", str(combo.nodes)]
-    return [*submit, *config.submit_args, *_job_script(), *train]
+    return [*submit, *config.submit_args, *_job_script(config), *train]
 
 
-def _job_script() -> list[str]:
-    """spark_jobs/train_higgs.py in a source checkout; the CLI module when installed."""
-    job = os.path.join(_REPO, "spark_jobs", "train_higgs.py")
+def _job_script(config: SweepConfig) -> list[str]:
+    """spark_jobs/train_<task>.py in a source checkout; the CLI module when installed."""
+    job = os.path.join(_REPO, "spark_jobs", config.sweep_task.script)
     if os.path.exists(job):
         return [job]
     import hepspark  # the package root only: the CLI sits above the sweep
 
     return [os.path.join(os.path.dirname(hepspark.__file__), "cli", "__main__.py"),
-            "train", "higgs"]
+            "train", config.sweep_task.command]
 
 
 def _spark_submit() -> str:
@@ -397,19 +479,36 @@ def log_driver_cost(tracking_uri: str, experiment: str, job_id: str, cpu_s: floa
         client.log_metric(runs[0].info.run_id, "driver_cpu_fraction", cpu_s / max(wall_s, 1e-9))
 
 
+def with_dataset(config: SweepConfig, progress: Callable[[str], None] = print) -> SweepConfig:
+    """``config`` with its dataset checked, or generated (once) when it names none."""
+    from hepspark.bench.sweep_tasks import check_dataset, ensure_sweep_data
+
+    if config.data is None:
+        kind = config.dataset or "jets"
+        rows = config.demo_rows or (DEFAULT_DEMO_ROWS if config.task == "higgs"
+                                    else IMAGE_SWEEP_ROWS)
+        cache = config.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "hepspark")
+        config = replace(config, data=ensure_sweep_data(config.task, kind, rows, cache,
+                                                        progress))
+    # a missing or wrong dataset fails here, before any job
+    batch = check_dataset(config.task, config.data, config.dataset, config.features)
+    return config if config.batch_sizes else replace(config, batch_sizes=(batch,))
+
+
 def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> SweepOutcome:
     """Measure every combination not yet in MLflow; see the module docstring."""
-    from hepspark.data.readers import HiggsDataset
     from hepspark.hardware import cpu_count, matmul_gflops
     from hepspark.tracking import check_tracking_uri, resolve_tracking_uri
 
-    HiggsDataset(config.data, features=config.features)  # a missing dataset fails here
+    config = with_dataset(config, progress)
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
     check_tracking_uri(tracking_uri)
     done = set() if config.rerun else finished_keys(tracking_uri, config.experiment)
     combos = plan(config)
     todo = [c for c in combos if c.key(config) not in done]
-    outcome = SweepOutcome(config)
+    outcome = SweepOutcome(config, notes=skipped_pairs(config))
+    for note in outcome.notes:
+        progress(f"[scaling] {note}")
     outcome.results += [JobResult(c, "skipped") for c in combos if c not in todo]
     progress(f"[scaling] {len(combos)} combinations, {len(combos) - len(todo)} already measured "
              f"in experiment {config.experiment!r} ({tracking_uri})")
@@ -427,6 +526,8 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
                  else combo.nodes * config.cores_per_executor)
         job_id = uuid.uuid4().hex
         tags = {KEY_TAG: combo.key(config), NODES_TAG: str(combo.nodes),
+                **({MODEL_TAG: combo.model, FAMILY_TAG: parse_model_name(combo.model).family}
+                   if combo.model else {}),
                 MODE_TAG: "local" if combo.backend == BASELINE else config.mode,
                 CEILING_TAG: f"{gflops_per_core * cores:.1f}", JOB_TAG: job_id,
                 DRIVER_CPUS_TAG: format_cpus(cpus or available_cpus()),

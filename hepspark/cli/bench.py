@@ -7,6 +7,8 @@ import argparse
 import os
 
 from hepspark.bench.sweep import BATCH_SCALINGS, DEFAULT_BACKENDS, SweepConfig, run_sweep
+from hepspark.bench.sweep_tasks import IMAGE_DATASETS, IMAGE_SWEEP_ROWS, TASKS
+from hepspark.cli.common import cache_dir
 from hepspark.cpusets import parse_cpus, worker_cpu_sets
 from hepspark.report.scaling import HIGGS_TRAIN_ROWS, write_scaling_report
 
@@ -23,20 +25,37 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_scaling(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="converted HIGGS dataset directory")
+    parser.add_argument("--data", help="converted dataset directory (HIGGS, or images with "
+                        "--task cnn); without it a generated sample is made once in --cache-dir "
+                        "and reused")
+    parser.add_argument("--task", choices=tuple(TASKS), default="higgs",
+                        help="higgs: the DNN (default); cnn: the zoo models of --models on "
+                        "image data")
+    parser.add_argument("--models", type=_names, default=("basic_cnn",),
+                        help="--task cnn: comma-separated zoo models, a family with a depth "
+                        "for vgg/resnet, 'b' for bottleneck, '_v2' (e.g. basic_cnn,vgg16,"
+                        "resnet,resnet29b; default basic_cnn; 'hepspark models list')")
+    parser.add_argument("--dataset", choices=IMAGE_DATASETS,
+                        help="--task cnn without --data: generate jets (default) or lartpc images")
+    parser.add_argument("--demo-rows", type=int,
+                        help="rows of the generated dataset without --data (HIGGS 200,000; "
+                        f"images {IMAGE_SWEEP_ROWS:,d})")
+    parser.add_argument("--cache-dir", help=f"where generated datasets live ({cache_dir()})")
     parser.add_argument("--backends", type=_names, default=DEFAULT_BACKENDS,
                         help="comma-separated, among bigdl,horovod,torch (default "
                         "bigdl,horovod; torch needs 'make install-torch')")
     parser.add_argument("--executors", type=_ints, default=(1, 2),
                         help="node counts to measure, e.g. 1,2,4 (default 1,2)")
     parser.add_argument("--optimizers", type=_names,
-                        default=("sgd", "adam", "adamax", "adadelta", "adagrad"),
-                        help="comma-separated (default sgd,adam,adamax,adadelta,adagrad)")
+                        help="comma-separated; an engine without one skips it, saying so "
+                        "(default: the seed protocol: HIGGS sgd,adam,adamax,adadelta,adagrad; "
+                        "CNN nadam, adam on bigdl which has no nadam)")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per run; the first is reported apart (warm-up) (default 3)")
-    parser.add_argument("--batch-size", type=_ints, default=(1000,), dest="batch_sizes",
+    parser.add_argument("--batch-size", type=_ints, dest="batch_sizes",
                         help="rows per step per executor (see --batch-scaling); several, e.g. "
-                        "500,2000, let the report split per-row and per-step cost (default 1000)")
+                        "500,2000, let the report split per-row and per-step cost (default "
+                        "1000; CNN 128)")
     parser.add_argument("--batch-scaling", choices=BATCH_SCALINGS, default="per-executor",
                         help="per-executor: each executor takes --batch-size rows per step "
                         "(global batch grows with N); global: the global batch is fixed")
@@ -61,7 +80,8 @@ def add_scaling(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--local", action="store_true",
                        help="run in local[N x cores] instead of a standalone cluster")
     parser.add_argument("--worker-memory", default="2g", help="memory of each started worker")
-    parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
+    parser.add_argument("--experiment", help="MLflow experiment (default higgs-scaling; "
+                        "cnn-scaling with --task cnn)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
     parser.add_argument("--rerun", action="store_true",
                         help="measure again combinations already finished in the experiment")
@@ -84,6 +104,8 @@ def run_scaling(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in names}
     for name in ("train_args", "submit_args"):
         values[name] = tuple(values[name])
+    values["experiment"] = args.experiment or f"{args.task}-scaling"
+    values["cache_dir"] = args.cache_dir or cache_dir()
     if args.cpus_per_worker is not None or args.worker_cpus:
         sets = worker_cpu_sets(max(args.executors), args.cpus_per_worker, args.worker_cpus or ())
         values.update(worker_cpus=tuple(sets), cores_per_executor=len(sets[0]))
@@ -102,17 +124,19 @@ def run_scaling(args: argparse.Namespace) -> int:
 
 
 def add_import_baseline(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="JSON written by benchmarks/gpu_baseline.py --output")
+    parser.add_argument("file", help="JSON written by benchmarks/gpu_baseline.py --output "
+                        "(HIGGS) or benchmarks/cnn_zoo.py --output (one run per zoo model)")
     parser.add_argument("--experiment", default="higgs-scaling", help="MLflow experiment")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default as for train)")
     parser.set_defaults(handler=run_import_baseline)
 
 
 def run_import_baseline(args: argparse.Namespace) -> int:
-    from hepspark.bench.baseline import import_baseline
+    from hepspark.bench.baseline import import_baselines
 
-    run_id = import_baseline(args.file, args.experiment, args.tracking_uri)
-    print(f"[baseline] {args.file} logged as run {run_id} in experiment {args.experiment!r}")
+    run_ids = import_baselines(args.file, args.experiment, args.tracking_uri)
+    print(f"[baseline] {args.file} logged as run(s) {', '.join(run_ids)} in experiment "
+          f"{args.experiment!r}")
     return 0
 
 

@@ -180,9 +180,12 @@ def plan_chunks(spark: "SparkSession", paths: list[str],
             jobs.append(DecompressJob(uri, storage.join(scratch_uri, CHUNKS_DIR), index,
                                       stream_chunk))
             continue
-        for start in range(0, max(size, 1), plain_chunk):
-            jobs.append(Chunk(uri, start, min(start + plain_chunk, size), uri,
-                              name=f"f{index:05d}-c{start // plain_chunk:06d}"))
+        # equal byte ranges (not full ones and a short tail: see decompress)
+        pieces = max(1, math.ceil(size / plain_chunk))
+        step = max(1, math.ceil(size / pieces))
+        for piece, start in enumerate(range(0, max(size, 1), step)):
+            jobs.append(Chunk(uri, start, min(start + step, size), uri,
+                              name=f"f{index:05d}-c{piece:06d}"))
     counted = run_tasks(spark, _plan_task, jobs)
     chunks, row = [], 0
     for source in paths:

@@ -131,6 +131,10 @@ def decompress(job: DecompressJob) -> list[Chunk]:
         chunks.append(Chunk(f"{job.chunks_uri}/{name}.csv", 0, len(data), job.uri,
                             first_line=count_lines(data), name=name))
 
+    # Each full chunk is held back until the next one is ready, so a short tail can join
+    # it: a tail chunk of a few rows would become a row group of a few rows, and ranks
+    # sharding row groups i % N would get very unequal shards.
+    held: bytes | None = None
     try:
         with fs.open_input_stream(path, compression="detect") as stream:
             while True:
@@ -140,10 +144,15 @@ def decompress(job: DecompressJob) -> list[Chunk]:
                 pending += block
                 cut = pending.rfind(b"\n") + 1
                 if cut and len(pending) >= job.chunk_bytes:
-                    flush(pending[:cut])
-                    pending = pending[cut:]
+                    if held is not None:
+                        flush(held)
+                    held, pending = pending[:cut], pending[cut:]
     except OSError as exc:  # pyarrow: "Truncated compressed stream", "zlib inflate failed"
         raise OSError(f"{DAMAGED_INPUT} {exc}") from exc
+    if held is not None and pending and len(pending) < job.chunk_bytes // 2:
+        held, pending = held + pending, b""  # held ends with a line end
+    if held is not None:
+        flush(held)
     if pending or not chunks:
         flush(pending)
     return chunks
@@ -193,8 +202,10 @@ def _write_parquet(rule: SplitRule, split: str, name: str, row_index: np.ndarray
     fs.create_dir(directory, recursive=True)
     final = f"{directory}/{name}.parquet"
     tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+    # equal row groups (not full ones and a short last one): ranks shard row groups i % N
+    groups = max(1, -(-len(row_index) // rule.rows_per_group))
     with fs.open_output_stream(tmp) as out:
-        pq.write_table(table, out, row_group_size=rule.rows_per_group)
+        pq.write_table(table, out, row_group_size=max(1, -(-len(row_index) // groups)))
     fs.move(tmp, final)
 
 

@@ -5,6 +5,10 @@ A run is read from the names :mod:`hepspark.tracking` documents (params ``backen
 ``parameters``, ``device``; per-epoch ``epoch_wall_time_s``, ``rows_per_s``, ``val_auc``,
 ``train_loss``; final ``test_auc``) and the sweep's tags (node count, FLOP ceiling).
 
+CNN runs (``hepspark train cnn``, a CNN sweep's, an imported ``benchmarks/cnn_zoo.py``
+baseline) are read too, with ``task == "cnn"``, their zoo model, family and dataset kind:
+the report gives them sections of their own and keeps the HIGGS ones as they were.
+
 The epoch time of a run is the median over its epochs after the first, which carries the
 one-off costs (graph tracing, JVM warm-up, BigDL's sample caching); with one epoch it is
 that epoch, marked as including warm-up.
@@ -27,17 +31,20 @@ from hepspark.tags import (
     BASELINE_TASK,
     CEILING_TAG,
     DRIVER_CPUS_TAG,
+    FAMILY_TAG,
     KEY_TAG,
     MODE_TAG,
+    MODEL_TAG,
     NODES_TAG,
     TASK_TAG,
+    TRAIN_CNN_TASK,
     TRAIN_HIGGS_TASK,
     WORKER_CPUS_TAG,
 )
 
 EPOCH_METRICS = ("epoch_wall_time_s", "rows_per_s", "val_auc", "val_accuracy", "train_loss",
                  "val_loss")
-TRAINING_TASKS = (TRAIN_HIGGS_TASK, BASELINE_TASK)
+TRAINING_TASKS = (TRAIN_HIGGS_TASK, TRAIN_CNN_TASK, BASELINE_TASK)
 
 
 @dataclass
@@ -64,6 +71,13 @@ class MeasuredRun:
     driver_cpus: str | None = None
     driver_cpu_time_s: float | None = None
     target_value: float | None = None  # the quality target the run logged
+    target_metric: str | None = None  # val_auc | val_accuracy
+    # CNN runs: task "cnn", the zoo model (a sweep's name, e.g. vgg16; else family+depth),
+    # its family and the dataset kind (jets, lartpc; "" when unknown)
+    task: str = "higgs"
+    model: str = ""
+    family: str = ""
+    dataset_kind: str = ""
 
     def to_target(self, target: QualityTarget) -> TimeToTarget:
         """Training time until ``target``, from the run's own epochs."""
@@ -142,6 +156,14 @@ def _int(params: dict, key: str, default: int = 0) -> int:
         return default
 
 
+def _model_name(params: dict) -> str:
+    """A user's CNN run (no sweep tag): its family and, where it has one, its depth."""
+    family, depth = params.get("model_family", ""), params.get("model_depth", "None")
+    if family in ("vgg", "resnet") and depth not in ("None", ""):
+        return f"{family}{depth}" + ("b" if params.get("model_bottleneck") == "True" else "")
+    return family
+
+
 def load_runs(experiment: str, tracking_uri: str | None = None) -> list[MeasuredRun]:
     """Every finished training run of ``experiment``, oldest first.
 
@@ -172,6 +194,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> list[Measured
         epochs = [{"epoch": step, **{key: next((m.value for m in h if m.step == step), None)
                                     for key, h in histories.items()}} for step in steps]
         ceiling = tags.get(CEILING_TAG)
+        cnn = tags.get(TASK_TAG) == TRAIN_CNN_TASK or FAMILY_TAG in tags
         measured.append(MeasuredRun(
             run_id=run.info.run_id,
             name=run.info.run_name or run.info.run_id[:8],
@@ -193,5 +216,10 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> list[Measured
             driver_cpus=tags.get(DRIVER_CPUS_TAG),
             driver_cpu_time_s=metrics.get("driver_cpu_time_s"),
             target_value=float(params["target_value"]) if "target_value" in params else None,
+            target_metric=params.get("target_metric"),
+            task="cnn" if cnn else "higgs",
+            model=(tags.get(MODEL_TAG) or _model_name(params)) if cnn else "",
+            family=(tags.get(FAMILY_TAG) or params.get("model_family", "")) if cnn else "",
+            dataset_kind=params.get("dataset_kind", "") if cnn else "",
         ))
     return measured

@@ -31,9 +31,12 @@ from hepspark.bench.perfmodel import gain_per_added_node
 from hepspark.cpusets import parse_cpus
 from hepspark.quality import HIGGS_TARGET_AUC, QualityTarget
 from hepspark.report import scaling_plots as plots
+from hepspark.report.cnn_scaling import cnn_sections
 from hepspark.report.document import Document, Section, Table
 from hepspark.report.runs import MeasuredRun, load_runs
 from hepspark.report.scaling_model import SEED_GAIN, ModelSettings, model_sections
+from hepspark.report.scaling_tables import fmt as _fmt
+from hepspark.report.scaling_tables import node_table as _node_table
 from hepspark.tags import REPORT_TASK, TASK_TAG
 
 REPORT_FILE = "report.md"
@@ -65,18 +68,12 @@ class ReportConfig:
                              self.link)
 
 
-def _fmt(value: float | None, spec: str = ".2f", missing: str = "–") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return missing
-    return format(value, spec)
-
-
 def latest_per_configuration(runs: list[MeasuredRun]) -> tuple[list[MeasuredRun], int]:
     """The newest run of each configuration (a re-run replaces the older measurement)."""
     latest: dict[tuple, MeasuredRun] = {}
     for run in sorted(runs, key=lambda r: r.start_time_ms):
         key = run.sweep_key or (run.backend, run.optimizer, run.nodes, run.cores_per_executor,
-                                run.batch_size, run.train_rows, run.mode)
+                                run.batch_size, run.train_rows, run.mode, run.model)
         latest[key] = run
     kept = sorted(latest.values(), key=lambda r: (r.backend, r.optimizer, r.nodes))
     return kept, len(runs) - len(kept)
@@ -101,13 +98,6 @@ def _series(runs: list[MeasuredRun], value) -> dict[tuple[str, str], list[tuple[
 def _one_node_times(runs: list[MeasuredRun]) -> dict[tuple[str, str], float]:
     several = len({r.batch_per_node for r in runs}) > 1
     return {_curve(r, several): r.epoch_time_s for r in runs if r.nodes == 1}
-
-
-def _node_table(series, fmt: str) -> Table:
-    nodes = sorted({n for points in series.values() for n, _ in points})
-    rows = [[f"{b} {o}", *(_fmt(dict(points).get(n), fmt) for n in nodes)]
-            for (b, o), points in sorted(series.items())]
-    return Table(["backend optimizer", *(f"N={n}" for n in nodes)], rows)
 
 
 def _baseline_rates(runs: list[MeasuredRun]) -> dict[str, float]:
@@ -199,7 +189,21 @@ def _time_to_target_section(runs: list[MeasuredRun], config: ReportConfig,
 
 def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
                  superseded: int = 0, tracking_uri: str = "") -> Document:
-    """The report of ``runs``; plots are written into ``plots_dir`` (named ``plots/`` in it)."""
+    """The report of ``runs``; plots are written into ``plots_dir`` (named ``plots/`` in it).
+    HIGGS runs get the HIGGS sections (also when there is no run at all); CNN runs get
+    sections per model family (:mod:`hepspark.report.cnn_scaling`) after them."""
+    cnn = [r for r in runs if r.task == "cnn"]
+    higgs = [r for r in runs if r.task != "cnn"]
+    sections = (_higgs_sections(higgs, config, plots_dir, superseded, tracking_uri)
+                if higgs or not cnn else [])
+    if cnn:
+        sections += cnn_sections(cnn, config.target_auc, plots_dir,
+                                 superseded=0 if higgs else superseded)
+    return Document(f"Scaling report: {config.experiment}", sections)
+
+
+def _higgs_sections(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
+                    superseded: int, tracking_uri: str) -> list[Section]:
     dist = [r for r in runs if r.backend in DISTRIBUTED]
     baseline_runs = [r for r in runs if r.backend not in DISTRIBUTED]
     rows_count = Counter(r.train_rows for r in dist + [r for r in runs if r.backend == "keras"])
@@ -264,7 +268,7 @@ def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
     sections.append(_quality_section(runs, png("auc.png")))
     sections.append(_time_to_target_section(runs, config, png("time_to_target.png")))
     sections += model_sections(dist, rates, config.model_settings(), png)
-    return Document(f"Scaling report: {config.experiment}", sections)
+    return sections
 
 
 def _summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config) -> Section:

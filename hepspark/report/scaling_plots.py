@@ -70,6 +70,13 @@ def plot_time_to_target(series: Series, baselines: Mapping[str, float],
                              f"Time to target quality ({target})")
 
 
+def plot_rate(series: Series, baselines: Mapping[str, float], path: str | os.PathLike[str],
+              unit: str = "images", title: str = "Training rate vs executors") -> str:
+    """Training rate (``unit`` per second over all nodes) against executors; the
+    single-process baselines as horizontal lines."""
+    return _seconds_vs_nodes(series, baselines, path, f"Training rate [{unit}/s]", title)
+
+
 def _seconds_vs_nodes(series: Series, baselines: Mapping[str, float],
                       path: str | os.PathLike[str], ylabel: str, title: str) -> str:
     fig, (ax,) = _figure()
