@@ -5,21 +5,26 @@ PY := $(VENV)/bin/python
 SPARK_ENV := PYSPARK_PYTHON=$(abspath $(PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(PY)) SPARK_LOCAL_IP=127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all test-cluster lint bench bench-full scaling clean
+.PHONY: install install-torch demo test test-all test-cluster lint bench bench-full scaling clean
 
 install:
 	bash scripts/install.sh
 
+# Opt-in PyTorch (CPU build, ~190 MB wheel) for --backend torch; `make test` installs it so
+# that CI runs the torch engine's tests too (they skip where torch is absent).
+install-torch: install
+	bash scripts/install_torch.sh
+
 demo: install
 	$(SPARK_ENV) $(VENV)/bin/spark-submit --master "local[*]" spark_jobs/train_higgs.py
 
-test: install
+test: install-torch
 	$(SPARK_ENV) $(PY) -m pytest -m "not cluster" -q $(PYTEST_ARGS)
 
-test-all: install
+test-all: install-torch
 	$(SPARK_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-cluster: install
+test-cluster: install-torch
 	$(SPARK_ENV) $(PY) -m pytest -m cluster -q $(PYTEST_ARGS)
 
 lint: install

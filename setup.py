@@ -16,5 +16,8 @@ setup(
     # hepspark.logs: the log4j2 configuration of quiet Spark drivers ships in the wheel
     package_data={"hepspark": ["conf/*.properties"]},
     install_requires=["numpy", "pyarrow", "pyspark", "petastorm", "mlflow", "pyyaml"],
+    # --backend torch (opt-in; `make install-torch` installs the CPU build without
+    # disturbing the setuptools<70 pin, see scripts/install_torch.sh)
+    extras_require={"torch": ["torch==2.13.0"]},
     entry_points={"console_scripts": ["hepspark=hepspark.cli:main"]},
 )

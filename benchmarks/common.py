@@ -41,3 +41,12 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def steady_rate(records) -> float:
+    """Steady-state rows/s of a run: the median epoch after the first (which includes
+    tracing, the weight broadcast, the ranks' start)."""
+    import numpy as np
+
+    rates = [r.rows_per_s for r in records[1:]] or [records[0].rows_per_s]
+    return float(np.median(rates))

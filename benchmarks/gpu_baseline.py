@@ -1,5 +1,10 @@
 """Single-GPU HIGGS baseline: the project's own 3x300 tanh model on Keras 3 (torch backend).
 
+The training step is the torch engine's (:class:`hepspark.backends.torch_step.TorchStep`,
+here without DistributedDataParallel): one code path for the model step on one GPU and
+on the engine's ranks, so the baseline and ``--backend torch`` differ only in the data
+feed and the gradient exchange.
+
 The GPU machine lent by the ``device`` tool has PyTorch but neither Java nor TensorFlow, so
 this script needs only numpy, torch and Keras 3 (carried there as wheels). It imports the
 same model builder (:func:`hepspark.models.keras_dense.build_dense`), optimizer table and
@@ -114,6 +119,7 @@ def main() -> None:
     import numpy as np
 
     from hepspark.backends.optimizers import keras_optimizer
+    from hepspark.backends.torch_step import TorchStep
     from hepspark.data.higgs_generator import generate_events
     from hepspark.metrics import roc_auc
     from hepspark.models.config import higgs_dnn
@@ -140,21 +146,27 @@ def main() -> None:
 
     config = higgs_dnn()
     model = build_dense(config, n_inputs=x.shape[1], keras=keras, seed=args.seed)
-    model.compile(optimizer=keras_optimizer(keras, args.optimizer), loss="binary_crossentropy")
+    step = TorchStep(keras, model, keras_optimizer(keras, args.optimizer),
+                     "binary_crossentropy")
+    import torch
+
+    x_all, y_all = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     n_params = model.count_params()
     ceiling = tflops * 1e12 / (6.0 * n_params) if tflops else None
 
     epochs = []
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
-        history = model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
+        order = torch.randperm(len(x), device=x_all.device)  # a shuffled pass, on the device
+        losses = [step(x_all[rows], y_all[rows]) for rows in order.split(args.batch_size)]
+        train_loss = float(torch.stack(losses).mean())  # synchronizes: the pass is done
         wall = time.perf_counter() - t0
         scores = model.predict(x_val, batch_size=8192, verbose=0).ravel()
         record = {
             "epoch": epoch,
             "epoch_wall_time_s": wall,
             "rows_per_s": args.rows / wall,
-            "train_loss": float(history.history["loss"][-1]),
+            "train_loss": train_loss,
             "val_auc": float(roc_auc(y_val, scores)),
         }
         epochs.append(record)

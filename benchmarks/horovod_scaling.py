@@ -12,13 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-import numpy as np
-from common import MACHINE_GFLOPS, ceiling_rows_per_s, ensure_dataset
-
-
-def steady_rate(records) -> float:
-    rates = [r.rows_per_s for r in records[1:]] or [records[0].rows_per_s]
-    return float(np.median(rates))
+from common import MACHINE_GFLOPS, ceiling_rows_per_s, ensure_dataset, steady_rate
 
 
 def main() -> None:

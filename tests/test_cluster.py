@@ -289,10 +289,12 @@ def jets(spark, tmp_path_factory):
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("backend", ["bigdl", "horovod"])
+@pytest.mark.parametrize("backend", ["bigdl", "horovod", "torch"])
 def test_train_cnn_job_on_both_workers(cluster, jets, tmp_path, backend):
     if backend == "horovod":
         pytest.importorskip("horovod.spark")
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is opt-in: 'make install-torch'")
     job = os.path.join(os.path.dirname(__file__), "..", "spark_jobs", "train_cnn.py")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = subprocess.run(

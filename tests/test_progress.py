@@ -110,13 +110,15 @@ def test_generate_and_convert_show_progress(converted):
     assert FINAL.search(converted_run.stdout + converted_run.stderr)
 
 
-@pytest.mark.parametrize("backend", ["keras", "horovod"])
+@pytest.mark.parametrize("backend", ["keras", "horovod", "torch"])
 def test_training_shows_steps_and_ranks_are_quiet(converted, backend):
-    """Training steps with an ETA, then the evaluation; Horovod's come from rank 0's
-    heartbeats, and the ranks print none of TensorFlow's import-time INFO lines."""
+    """Training steps with an ETA, then the evaluation; Horovod's and torch's come from rank
+    0's heartbeats, and the ranks print none of TensorFlow's import-time INFO lines."""
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is opt-in: 'make install-torch'")
     tmp = converted[0]
-    flags = ["--backend", "horovod", "--executors", "2", "--master", "local[2]"] \
-        if backend == "horovod" else []
+    flags = ["--backend", backend, "--executors", "2", "--master", "local[2]"] \
+        if backend != "keras" else []
     result = run(["train", "higgs", "--data", "data", "--epochs", "2", "--batch-size", "500",
                   *flags], tmp)
     assert result.returncode == 0, result.stderr[-3000:]

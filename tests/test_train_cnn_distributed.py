@@ -181,3 +181,15 @@ def test_horovod_trains_vgg_on_lartpc_with_two_ranks(lartpc, tmp_path):
     outcome = train_cnn(config, Tracker(enabled=False), model_dir=model_dir, **QUIET)
     check_run(outcome, model_dir, 1)
     assert outcome.info["kept_epoch"] == 1
+
+
+def test_torch_trains_basic_cnn_on_jets_with_two_ranks(jets, tmp_path):
+    pytest.importorskip("torch", reason="PyTorch is opt-in: 'make install-torch'")
+    config = TrainConfig(data=jets, backend="torch", optimizer="nadam", batch_size=32,
+                         epochs=2, early_stopping_patience=10, num_executors=2,
+                         model=CnnConfig("basic_cnn", filters=8))
+    model_dir = str(tmp_path / "model")
+    outcome = train_cnn(config, Tracker(enabled=False), model_dir=model_dir, **QUIET)
+    check_run(outcome, model_dir, 2)  # the saved model re-scores to the logged test AUC
+    assert outcome.info["ranks"] == 2  # and identical weights on both (checked in fit)
+    assert outcome.test_metrics["test_auc"] > 0.6, outcome.report

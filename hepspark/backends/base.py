@@ -19,14 +19,20 @@ if TYPE_CHECKING:
 
 # name -> "module:Class"; engines are imported only when chosen (TensorFlow, BigDL and
 # Horovod each cost seconds to import).
-__all__ = ["BACKENDS", "Backend", "EpochRecord", "TrainResult", "TrainingFailedError",
-           "check_shared_directory", "get_backend", "training_failed"]
+__all__ = ["BACKENDS", "Backend", "EngineUnavailableError", "EpochRecord", "TrainResult",
+           "TrainingFailedError", "check_shared_directory", "get_backend", "training_failed"]
 
 BACKENDS: dict[str, str] = {
     "keras": "hepspark.backends.keras_backend:KerasBackend",
     "horovod": "hepspark.backends.horovod_backend:HorovodBackend",
     "bigdl": "hepspark.backends.bigdl_backend:BigDLBackend",
+    "torch": "hepspark.backends.torch_backend:TorchBackend",
 }
+
+
+class EngineUnavailableError(RuntimeError):
+    """An engine's framework is not installed (or does not import); the message says the
+    install step. The CLI prints it as one line (exit status 2)."""
 
 
 class Backend(Protocol):

@@ -10,10 +10,10 @@ True
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from hepspark.backends.base import BACKENDS
+from hepspark.backends.base import BACKENDS, EngineUnavailableError
 from hepspark.backends.optimizers import OPTIMIZERS
 from hepspark.models import bigdl_dense
 from hepspark.models.cnn import FAMILIES
@@ -37,6 +37,10 @@ class Capabilities:
     sample_weights: bool
     # optimizers that take no learning rate (a given --learning-rate is refused)
     optimizers_without_rate: tuple[str, ...] = ()
+    # --batch-size is per rank (data-parallel ranks: Horovod, torch), else global
+    batch_per_rank: bool = False
+    # an opt-in framework: (module that must be importable, what it is, how to install it)
+    requires: tuple[str, str, str] | None = None
 
 
 _KERAS = Capabilities(
@@ -49,7 +53,12 @@ _KERAS = Capabilities(
 
 CAPABILITIES: dict[str, Capabilities] = {
     "keras": _KERAS,
-    "horovod": _KERAS,  # Keras (tf_keras) in every rank
+    "horovod": replace(_KERAS, batch_per_rank=True),  # Keras (tf_keras) in every rank
+    # Keras 3 (torch backend) in every rank, Keras' own optimizers
+    "torch": replace(_KERAS, batch_per_rank=True, requires=(
+        "torch", "PyTorch", "install it with 'make install-torch' (scripts/install_torch.sh: "
+        "pip install torch==2.13.0, the CPU build, into .venv); the keras, horovod and "
+        "bigdl backends work without it")),
     "bigdl": Capabilities(
         optimizers=tuple(name for name, o in OPTIMIZERS.items() if o.bigdl),
         activations=tuple(bigdl_dense.ACTIVATIONS),
@@ -62,11 +71,32 @@ CAPABILITIES: dict[str, Capabilities] = {
 }
 
 
+def check_installed(backend: str) -> None:
+    """Raise :class:`~hepspark.backends.base.EngineUnavailableError` (one line: what is
+    missing and how to install it) when ``backend`` needs an opt-in framework that is not
+    installed. Cheap: looks the module up, imports nothing."""
+    import importlib.util
+
+    requires = CAPABILITIES[backend].requires if backend in CAPABILITIES else None
+    if requires is None:
+        return
+    module, what, how = requires
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise EngineUnavailableError(f"--backend {backend} needs {what}, which is not "
+                                     f"installed: {how}")
+
+
 def check_supported(config: "TrainConfig") -> None:
     """Raise ValueError when ``config`` asks its backend for something the engine does not
-    support, naming the value and the allowed ones. Cheap: imports no engine."""
+    support, naming the value and the allowed ones, and EngineUnavailableError when the
+    engine's opt-in framework is not installed. Cheap: imports no engine."""
     if config.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {config.backend!r}")
+    check_installed(config.backend)
     can = CAPABILITIES[config.backend]
     model = config.model
 

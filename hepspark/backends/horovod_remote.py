@@ -13,74 +13,29 @@ endlessly and reshuffled at every pass).
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import itertools
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hepspark.backends.rank_common import (  # noqa: F401 (the driver imports them from here)
+    OPTIMIZER_FILE,
+    WEIGHTS_FILE,
+    LeadResult,
+    RankResult,
+    RankSpec,
+    epoch_of,
+    exit_on_error,
+    restore_payload,
+    save_payload,
+    weights_digest,
+)
 from hepspark.records import EpochRecord
 
 if TYPE_CHECKING:
     from hepspark.backends.tasks import Task
-    from hepspark.config import TrainConfig
-
-WEIGHTS_FILE = "weights.npz"
-OPTIMIZER_FILE = "optimizer.npz"
-
-
-@dataclass(frozen=True)
-class RankSpec:
-    """What every rank gets from the driver (the same for all ranks)."""
-
-    config: "TrainConfig"
-    data: str  # the dataset's URI, as the executors see it
-    steps: int  # steps per epoch, the same on every rank
-    threads: int  # compute threads of one rank
-    heartbeat: tuple[str, int]  # the driver's StallWatchdog (host, UDP port)
-    # resuming: the checkpoint's payload (file name -> bytes, shipped so that executors
-    # need not see the driver's filesystem), its epochs and how many there were
-    checkpoint: dict[str, bytes] | None = None
-    resumed_records: tuple[EpochRecord, ...] = ()
-    resumed_epoch: int = 0
-    # test and drill hooks (EngineSettings): (rank, epoch) that fails / stalls
-    fail_rank_at_epoch: tuple[int, int] | None = None
-    stall_rank_at_epoch: tuple[int, int] | None = None
-    verbose: bool = False  # the driver's --verbose: TensorFlow's INFO lines in the ranks too
-
-
-@dataclass(frozen=True)
-class LeadResult:
-    """What rank 0 alone returns: it validated, checkpointed and chose the weights."""
-
-    records: tuple[EpochRecord, ...]
-    weights: tuple[np.ndarray, ...]  # Keras order (the kept epoch's, or the last)
-    stopped_early: bool
-    learning_rate: float  # before Horovod's wrapping (scaled when asked)
-    parameters: int
-    selected_epoch: int | None
-
-
-@dataclass(frozen=True)
-class RankResult:
-    """What every rank returns to the driver."""
-
-    rank: int
-    digest: str  # sha256 of its trainable weights: the driver refuses ranks that disagree
-    peak_rss_mb: float
-    python: str  # the interpreter it ran (sys.executable)
-    diverged: str | None = None  # EpochBook's message when the loss became non-finite
-    lead: LeadResult | None = None  # rank 0 only
-
-
-def _epoch_of(hook: tuple[int, int] | None, rank: int) -> int | None:
-    """The epoch at whose start a test hook acts on ``rank`` (None: not this rank)."""
-    return hook[1] if hook is not None and hook[0] == rank else None
 
 
 def run_rank(spec: RankSpec) -> RankResult:
@@ -91,15 +46,7 @@ def run_rank(spec: RankSpec) -> RankResult:
     peers), and the job only failed after about ten minutes. A prompt exit lets Horovod's
     driver see the failure and stop the other ranks within seconds.
     """
-    try:
-        return _rank_main(spec)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+    return exit_on_error(_rank_main, spec)
 
 
 def _rank_main(spec: RankSpec) -> RankResult:
@@ -119,7 +66,8 @@ def _rank_main(spec: RankSpec) -> RankResult:
     import tf_keras
 
     from hepspark.backends.epochs import EpochBook, TrainingDivergedError
-    from hepspark.backends.optimizers import keras_optimizer, learning_rate_of
+    from hepspark.backends.optimizers import learning_rate_of, rank_optimizer
+    from hepspark.backends.ranks import EpochSender
     from hepspark.backends.tasks import Task
     from hepspark.config import EngineSettings
     from hepspark.hardware import peak_rss_mb
@@ -131,25 +79,28 @@ def _rank_main(spec: RankSpec) -> RankResult:
     tf_keras.utils.set_random_seed(config.seed)
 
     model = task.build(tf_keras)
-    rate = config.learning_rate
-    if config.scale_learning_rate:
-        rate = (rate or learning_rate_of(keras_optimizer(tf_keras, config.optimizer))) * size
-    optimizer = keras_optimizer(tf_keras, config.optimizer, rate)
+    optimizer = rank_optimizer(tf_keras, config.optimizer, config.learning_rate, size,
+                               config.scale_learning_rate)
     base_rate = learning_rate_of(optimizer)
     optimizer = hvd.DistributedOptimizer(optimizer)
     # weighted_metrics=[]: the physical weights of image datasets weigh the loss
     model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[])
     if spec.checkpoint:
-        _restore(model, optimizer, spec.checkpoint)
+        restore_payload(model, optimizer, spec.checkpoint)
 
     steps = spec.steps
     train = read_shard(task, rank, size, spec.resumed_epoch)
-    fail_at = _epoch_of(spec.fail_rank_at_epoch, rank)
-    stall_at = _epoch_of(spec.stall_rank_at_epoch, rank)
+    fail_at = epoch_of(spec.fail_rank_at_epoch, rank)
+    stall_at = epoch_of(spec.stall_rank_at_epoch, rank)
     # A datagram a second: cheap, and the driver's progress bar follows the steps with it.
     heartbeat_s = min(1.0, config.stall_timeout_s / 4)
-    book = EpochBook(config, lambda record: print(
-        f"[horovod rank 0] {record.format(config.epochs)}", flush=True), model.get_weights)
+    sender = EpochSender(spec.epochs if rank == 0 else None)
+
+    def report(record: EpochRecord) -> None:
+        print(f"[horovod rank 0] {record.format(config.epochs)}", flush=True)
+        sender.send(record)
+
+    book = EpochBook(config, report, model.get_weights)
     if rank == 0:  # rank 0 alone validates, checkpoints and decides on early stopping
         val = task.load_val()
         book.restore(list(spec.resumed_records))
@@ -205,7 +156,7 @@ def _rank_main(spec: RankSpec) -> RankResult:
                 record = task.epoch_record(epoch + 1, wall, steps * config.batch_size * size,
                                            float(loss.numpy()), val,
                                            task.predict(model, val[0]))
-                stop = book.end_epoch(record, lambda d: _save(model, optimizer, d))
+                stop = book.end_epoch(record, lambda d: save_payload(model, optimizer, d))
             if hvd_tf.broadcast_object(stop, root_rank=0, name=f"stop_{epoch}"):
                 self.model.stop_training = True
             self.last_beat = 0.0
@@ -223,17 +174,17 @@ def _rank_main(spec: RankSpec) -> RankResult:
             EpochEnd(),
         ],
     )
+    sender.close()
     # Trainable weights only: BatchNorm's moving statistics follow each rank's own batches
     # (no SyncBatchNorm); rank 0's are the ones returned, as in Horovod's own estimators.
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes()
-                                     for v in model.trainable_weights))
+    digest = weights_digest(model.trainable_weights)
     lead = None
     if rank == 0:
         weights = book.best_weights if book.best_weights is not None else model.get_weights()
         lead = LeadResult(records=tuple(book.records), weights=tuple(weights),
                           stopped_early=book.stopped_early, learning_rate=base_rate,
                           parameters=model.count_params(), selected_epoch=book.selected_epoch)
-    return RankResult(rank=rank, digest=digest.hexdigest(), peak_rss_mb=peak_rss_mb(),
+    return RankResult(rank=rank, digest=digest, peak_rss_mb=peak_rss_mb(),
                       python=sys.executable, diverged=diverged[0] if diverged else None,
                       lead=lead)
 
@@ -244,34 +195,6 @@ def read_shard(task: "Task", rank: int, size: int, first_pass: int) -> Any:
     ``first_pass``); Keras takes ``steps_per_epoch`` of it."""
     import tensorflow as tf
 
-    def generate():
-        for shard_pass in itertools.count(first_pass):
-            yield from task.batches(task.config.seed + shard_pass, rank, size, drop_last=True)
-
-    data = tf.data.Dataset.from_generator(generate, output_signature=task.tf_signature(tf))
+    data = tf.data.Dataset.from_generator(lambda: task.shard_stream(rank, size, first_pass),
+                                          output_signature=task.tf_signature(tf))
     return data.prefetch(2)
-
-
-def _save(model, optimizer, directory: str) -> None:
-    """Checkpoint payload: model weights and the optimizer's variables (iteration count and
-    slots), as plain arrays in Keras order."""
-    np.savez(os.path.join(directory, WEIGHTS_FILE), *model.get_weights())
-    np.savez(os.path.join(directory, OPTIMIZER_FILE),
-             *[v.numpy() for v in optimizer.variables])
-
-
-def _restore(model, optimizer, payload: dict[str, bytes]) -> None:
-    def arrays(name):
-        with np.load(io.BytesIO(payload[name])) as data:
-            return [data[f"arr_{i}"] for i in range(len(data.files))]
-
-    model.set_weights(arrays(WEIGHTS_FILE))
-    optimizer.build(model.trainable_variables)  # create the slots before assigning them
-    values = arrays(OPTIMIZER_FILE)
-    if len(values) != len(optimizer.variables):
-        raise ValueError(
-            f"checkpoint optimizer state has {len(values)} arrays, the optimizer "
-            f"{len(optimizer.variables)}: was it written by another optimizer?"
-        )
-    for variable, value in zip(optimizer.variables, values):
-        variable.assign(value)

@@ -43,6 +43,16 @@ def keras_optimizer(keras: ModuleType, name: str, learning_rate: float | None = 
     return cls() if learning_rate is None else cls(learning_rate=learning_rate)
 
 
+def rank_optimizer(keras: ModuleType, name: str, learning_rate: float | None, ranks: int,
+                   scale: bool) -> Any:
+    """Optimizer ``name`` for one of ``ranks`` data-parallel ranks: its rate (given, else
+    the default) times ``ranks`` when ``scale`` (``--scale-learning-rate``)."""
+    if scale:
+        default = learning_rate_of(keras_optimizer(keras, name))
+        learning_rate = (learning_rate or default) * ranks
+    return keras_optimizer(keras, name, learning_rate)
+
+
 def learning_rate_of(optimizer: Any) -> float:
     return float(optimizer.learning_rate.numpy())
 

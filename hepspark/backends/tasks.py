@@ -19,6 +19,7 @@ backend predicts, evaluates and saves the same way on the driver.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -123,11 +124,42 @@ class Task:
                            train_loss=train_loss, **self.validate(val, scores))
 
     def batches(self, seed: int | None, shard: int = 0, num_shards: int = 1,
-                drop_last: bool = False) -> Iterator[tuple]:
+                drop_last: bool = False, reader: str = "petastorm") -> Iterator[tuple]:
         """One pass over the train split (or one shard of it) as Keras ``fit`` tuples."""
         return self.dataset.iter_batches(self.train_split, self.config.batch_size,
                                          shuffle=True, seed=seed, shard=shard,
-                                         num_shards=num_shards, drop_last=drop_last)
+                                         num_shards=num_shards, drop_last=drop_last,
+                                         reader=reader)
+
+    # ------------------------------------------------------- data-parallel ranks
+    def rank_steps(self, size: int, engine: str) -> int:
+        """Steps per epoch of each of ``size`` ranks: ``train rows // (batch x size)``, the
+        same on every rank, so that an epoch is one pass's worth of rows however the row
+        groups fall to the ranks (a rank with one step more would wait forever in its
+        all-reduce). Refuses a batch larger than the smallest shard; warns (``engine`` names
+        the line) when the shards are unbalanced."""
+        batch = self.config.batch_size
+        shards = [self.dataset.shard_rows(self.train_split, r, size) for r in range(size)]
+        if min(shards) < batch:
+            raise ValueError(f"batch_size {batch} is larger than the smallest rank's shard "
+                             f"({min(shards)} rows)")
+        if max(shards) > 1.2 * min(shards):
+            print(f"[{engine}] rank shards are unbalanced ({min(shards):,d} to "
+                  f"{max(shards):,d} rows, ranks read whole row groups): smaller shards are "
+                  "revisited more often per epoch; convert with a smaller "
+                  "--row-group-size-mb to balance them", flush=True)
+        return self.n_train // (batch * size)
+
+    def shard_stream(self, rank: int, size: int, first_pass: int,
+                     reader: str = "petastorm") -> Iterator[tuple]:
+        """Rank ``rank``'s shard of the train split as an endless stream of full batches,
+        reshuffled at every pass (seed + pass, passes counted from ``first_pass``). A rank
+        takes :meth:`rank_steps` batches of it per epoch: one whose shard is smaller than
+        its share goes round it more often within an epoch, a larger one continues its
+        pass in the next epoch (the convention of Horovod's own Spark estimators)."""
+        for shard_pass in itertools.count(first_pass):
+            yield from self.batches(self.config.seed + shard_pass, rank, size,
+                                    drop_last=True, reader=reader)
 
     def tf_signature(self, tf) -> tuple:
         return (self.input_spec(tf), tf.TensorSpec(shape=(None,), dtype=tf.float32))
@@ -185,8 +217,8 @@ class ImageTask(Task):
         return {"val_loss": categorical_cross_entropy(y_val, scores, w_val),
                 "val_accuracy": weighted_accuracy(y_val, scores, w_val)}
 
-    def batches(self, seed, shard=0, num_shards=1, drop_last=False):
-        for x, y, w in super().batches(seed, shard, num_shards, drop_last):
+    def batches(self, seed, shard=0, num_shards=1, drop_last=False, reader="petastorm"):
+        for x, y, w in super().batches(seed, shard, num_shards, drop_last, reader):
             yield x, (y.astype(np.float32) if self.binary else y), w
 
     def tf_signature(self, tf) -> tuple:

@@ -62,6 +62,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
+from hepspark.backends.capabilities import CAPABILITIES
 from hepspark.bench.sweep_tasks import (
     IMAGE_DATASETS,
     IMAGE_SWEEP_ROWS,
@@ -85,7 +86,9 @@ from hepspark.tags import (
     WORKER_CPUS_TAG,
 )
 
-DISTRIBUTED = ("bigdl", "horovod")
+# the engines a sweep can measure; the default leaves out torch (opt-in install)
+DISTRIBUTED = ("bigdl", "horovod", "torch")
+DEFAULT_BACKENDS = ("bigdl", "horovod")
 BASELINE = "keras"
 BATCH_SCALINGS = ("per-executor", "global")
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -96,7 +99,7 @@ class SweepConfig:
     """What to measure; see the module docstring for the meaning of each choice."""
 
     data: str | None  # None: the task's generated dataset (run_sweep makes it once)
-    backends: tuple[str, ...] = DISTRIBUTED
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
     executors: tuple[int, ...] = (1, 2)
     optimizers: tuple[str, ...] | None = None  # None: the task's seed protocol
     epochs: int = 3
@@ -216,9 +219,9 @@ class Combination:
         return f"{self.name}-b{self.batch}"
 
     def batch_size(self, config: SweepConfig) -> int:
-        """The ``--batch-size`` to pass: per rank for Horovod, global for BigDL."""
+        """The ``--batch-size`` to pass: per rank for Horovod and torch, global for BigDL."""
         per_executor = config.batch_scaling == "per-executor"
-        if self.backend == "horovod":
+        if CAPABILITIES[self.backend].batch_per_rank:
             return self.batch if per_executor else max(1, self.batch // self.nodes)
         if self.backend == "bigdl":
             return self.batch * self.nodes if per_executor else self.batch
@@ -328,7 +331,7 @@ def job_command(config: SweepConfig, combo: Combination, master: str | None,
         cores = combo.nodes * config.cores_per_executor
         submit += ["--executor-cores", str(config.cores_per_executor),
                    "--total-executor-cores", str(cores)]
-    if combo.backend == "horovod":
+    if CAPABILITIES[combo.backend].batch_per_rank:  # rank engines: one rank per executor
         train += ["--executors", str(combo.nodes)]
     return [*submit, *config.submit_args, *_job_script(config), *train]
 

@@ -140,7 +140,7 @@ def add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
 
 # Errors that are the user's to fix: one clear line, no traceback (unless --debug).
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from hepspark.backends.horovod_backend import HorovodUnavailableError
+    from hepspark.backends.base import EngineUnavailableError
     from hepspark.bench.exchange import ExchangeError
     from hepspark.bench.netns import NetnsUnavailable
     from hepspark.cluster import ClusterError
@@ -152,7 +152,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     # PermissionError & co.: a path the user gave that cannot be written or read
     return (ValueError, FileNotFoundError, FileExistsError, PermissionError,
             NotADirectoryError, IsADirectoryError, TrackingUnavailableError,
-            EpochRowCountError, ClusterError, HorovodUnavailableError, ServerError,
+            EpochRowCountError, ClusterError, EngineUnavailableError, ServerError,
             OutOfMemoryStop, ExchangeError, NetnsUnavailable)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from hepspark.bench.sweep import BATCH_SCALINGS, DISTRIBUTED, SweepConfig, run_sweep
+from hepspark.bench.sweep import BATCH_SCALINGS, DEFAULT_BACKENDS, SweepConfig, run_sweep
 from hepspark.bench.sweep_tasks import IMAGE_DATASETS, IMAGE_SWEEP_ROWS, TASKS
 from hepspark.cli.common import cache_dir
 from hepspark.cpusets import parse_cpus, worker_cpu_sets
@@ -41,8 +41,9 @@ def add_scaling(parser: argparse.ArgumentParser) -> None:
                         help="rows of the generated dataset without --data (HIGGS 200,000; "
                         f"images {IMAGE_SWEEP_ROWS:,d})")
     parser.add_argument("--cache-dir", help=f"where generated datasets live ({cache_dir()})")
-    parser.add_argument("--backends", type=_names, default=DISTRIBUTED,
-                        help="comma-separated, among bigdl,horovod (default both)")
+    parser.add_argument("--backends", type=_names, default=DEFAULT_BACKENDS,
+                        help="comma-separated, among bigdl,horovod,torch (default "
+                        "bigdl,horovod; torch needs 'make install-torch')")
     parser.add_argument("--executors", type=_ints, default=(1, 2),
                         help="node counts to measure, e.g. 1,2,4 (default 1,2)")
     parser.add_argument("--optimizers", type=_names,

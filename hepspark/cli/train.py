@@ -117,6 +117,7 @@ def _defaults_line(train_rows: int, config, explicit: set[str]) -> str:
 
 
 def run_train_higgs(args: argparse.Namespace) -> int:
+    from hepspark.backends.capabilities import check_installed
     from hepspark.train import train_higgs
 
     data = args.data
@@ -125,6 +126,7 @@ def run_train_higgs(args: argparse.Namespace) -> int:
 
         # the embedded default: master and backend (flags or --config) say how to make it
         first = higgs_config_from_args(args, "")
+        check_installed(first.backend)  # before the demo sample is made
         data = ensure_demo_dataset(args.cache_dir or cache_dir(), args.demo_rows, first.master,
                                    bigdl=first.backend == "bigdl", progress=say)
     return run_and_report(args, higgs_config_from_args(args, data, progress=say), train_higgs)

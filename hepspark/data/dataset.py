@@ -29,6 +29,9 @@ from hepspark.data import storage
 from hepspark.data.petastorm_compat import close_reader, quiet_petastorm
 
 READER_POOLS = ("dummy", "process", "thread")
+# How an epoch reads its row groups: Petastorm (the Spark engines' reader), or pyarrow
+# directly (the torch engine's ranks: no Petastorm there, the same row groups and order).
+READERS = ("petastorm", "pyarrow")
 # Split names of a dataset whose metadata does not name them (HIGGS).
 DEFAULT_SPLITS = ("train", "val", "test")
 
@@ -147,9 +150,11 @@ class PetastormDataset:
         drop_last: bool = False,
         reader_pool: str = "dummy",
         max_batches: int | None = None,
+        reader: str = "petastorm",
     ) -> Iterator[Batch]:
         """One epoch of batches (the arrays :meth:`decode_columns` makes), optionally one
-        shard of the split.
+        shard of the split. ``reader="pyarrow"`` reads the shard's row groups with pyarrow
+        (``reader_pool`` is then unused): the same sharding rule, no Petastorm.
 
         Shuffling is by row group (Petastorm) and within a buffer of row groups (here).
         Raises :class:`EpochRowCountError` if the epoch did not deliver every row of the
@@ -159,8 +164,10 @@ class PetastormDataset:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if reader_pool not in READER_POOLS:
             raise ValueError(f"reader_pool must be one of {READER_POOLS}, got {reader_pool!r}")
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
         batches = self._epoch(split, batch_size, shuffle, seed, shard, num_shards, drop_last,
-                              reader_pool)
+                              reader_pool if reader == "petastorm" else reader)
         if max_batches is not None:
             batches = itertools.islice(batches, max_batches)
         yield from batches
@@ -201,6 +208,9 @@ class PetastormDataset:
 
     def _row_groups_of(self, split, shuffle, seed, shard, num_shards,
                        reader_pool) -> Iterator[Batch]:
+        if reader_pool == "pyarrow":
+            yield from self._arrow_row_groups_of(split, shuffle, seed, shard, num_shards)
+            return
         from petastorm import make_batch_reader
 
         sharding = {"cur_shard": shard, "shard_count": num_shards} if num_shards > 1 else {}
@@ -215,6 +225,40 @@ class PetastormDataset:
                 yield self.decode_columns(batch._asdict())
         finally:
             close_reader(reader)
+
+
+    def _arrow_row_groups_of(self, split, shuffle, seed, shard,
+                             num_shards) -> Iterator[Batch]:
+        """The shard's row groups read with pyarrow: row group ``i`` (Petastorm's order,
+        :func:`parquet_row_groups`) to shard ``i % num_shards``, in a seeded random order
+        when ``shuffle``."""
+        import pyarrow.parquet as pq
+
+        filesystem, groups = parquet_row_groups(self.split_uri(split))
+        mine = groups[shard::num_shards]
+        if shuffle:
+            mine = [mine[i] for i in np.random.default_rng(seed).permutation(len(mine))]
+        for path, index in mine:
+            with filesystem.open_input_file(path) as handle:
+                table = pq.ParquetFile(handle).read_row_group(index, columns=self.columns)
+            yield self.decode_columns({name: table.column(name).to_numpy()
+                                       for name in self.columns})
+
+
+def parquet_row_groups(uri: str) -> tuple[Any, list[tuple[str, int]]]:
+    """The filesystem of a Parquet dataset and its row groups as ``(file, index)``, in the
+    order Petastorm enumerates them (files sorted by path)."""
+    import pyarrow.fs
+    import pyarrow.parquet as pq
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(uri)
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(root))
+    groups = []
+    for path in sorted(i.path for i in infos if i.path.endswith(".parquet")):
+        with filesystem.open_input_file(path) as handle:
+            count = pq.ParquetFile(handle).metadata.num_row_groups
+        groups += [(path, index) for index in range(count)]
+    return filesystem, groups
 
 
 def parquet_row_group_sizes(uri: str) -> list[int]:

@@ -19,7 +19,8 @@ from matplotlib.ticker import MaxNLocator
 from hepspark.report.plots import _figure, _legend, _save
 
 Series = Mapping[tuple[str, str], Sequence[tuple[float, float]]]
-_STYLE = {"bigdl": ("-", "o"), "horovod": ("--", "s"), "keras": (":", "^")}
+_STYLE = {"bigdl": ("-", "o"), "horovod": ("--", "s"), "torch": ("-.", "D"),
+          "keras": (":", "^")}
 _BASELINE_COLORS = ("0.35", "C7", "C9", "C8")
 
 

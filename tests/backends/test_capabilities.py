@@ -68,7 +68,14 @@ def test_bigdl_refuses_what_it_cannot_do_naming_the_allowed_values():
 
 def test_an_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend must be one of"):
-        check_supported(TrainConfig(data="d", backend="torch"))
+        check_supported(TrainConfig(data="d", backend="mxnet"))
+
+
+def test_the_torch_engine_is_opt_in_and_batches_per_rank():
+    torch = CAPABILITIES["torch"]
+    assert torch.requires[0] == "torch" and "make install-torch" in torch.requires[2]
+    assert torch.batch_per_rank and CAPABILITIES["horovod"].batch_per_rank
+    assert not CAPABILITIES["bigdl"].batch_per_rank and not CAPABILITIES["keras"].requires
 
 
 def test_the_check_imports_no_engine_and_starts_no_spark():

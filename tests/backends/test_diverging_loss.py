@@ -11,18 +11,20 @@ import pytest
 from hepspark.cli import EXIT_USAGE, main
 
 
-@pytest.mark.parametrize("backend", ["keras", "bigdl", "horovod"])
+@pytest.mark.parametrize("backend", ["keras", "bigdl", "horovod", "torch"])
 def test_a_diverging_loss_stops_at_that_epoch_with_one_line(spark, higgs_dataset, tmp_path,
                                                             capsys, backend):
     if backend == "horovod":
         pytest.importorskip("horovod.spark", reason="Horovod is part of 'make install'")
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is opt-in: 'make install-torch'")
     ckpt = tmp_path / "ckpt"
     # a learning rate beyond float32: the first update makes the weights inf/NaN
     code = main(["train", "higgs", "--data", higgs_dataset, "--backend", backend,
                  "--optimizer", "sgd", "--learning-rate", "1e39", "--epochs", "3",
                  "--depth", "1", "--width", "8", "--features", "high", "--no-tracking",
                  "--checkpoint-dir", str(ckpt),
-                 *(["--executors", "2"] if backend == "horovod" else [])])
+                 *(["--executors", "2"] if backend in ("horovod", "torch") else [])])
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()  # Horovod forwards the ranks' own stderr too
     assert code == EXIT_USAGE == 2, captured.err[-2000:]

@@ -41,7 +41,16 @@ def test_plan_runs_baselines_first_then_node_count_by_node_count():
 def test_batch_per_backend_follows_the_batch_scaling(scaling, horovod, bigdl):
     cfg = config(batch_scaling=scaling)
     assert Combination("horovod", "adam", 4, 1000).batch_size(cfg) == horovod  # per rank
+    assert Combination("torch", "adam", 4, 1000).batch_size(cfg) == horovod  # per rank too
     assert Combination("bigdl", "adam", 4, 1000).batch_size(cfg) == bigdl  # global
+
+
+def test_the_torch_engine_is_swept_with_one_rank_per_executor():
+    argv = job_command(config(local=False, backends=("torch",)),
+                       Combination("torch", "adam", 2), "spark://127.0.0.1:7077", {},
+                       "sqlite:///x.db")
+    assert argv[argv.index("--backend") + 1] == "torch"
+    assert argv[argv.index("--executors") + 1] == "2"
 
 
 def test_key_tells_measurements_apart():
