@@ -227,9 +227,20 @@ class SparkProgress:
         self.context = spark.sparkContext
         self.progress = Progress(label, None, unit="tasks", **progress)
         self._stages: dict[int, list[int]] = {}  # stage id -> [completed, total]
+        self._jobs_before: set[int] = set()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._poll, name=f"hepspark-progress-{label}",
                                         daemon=True)
+
+    def _new_jobs_stages(self, tracker: Any) -> set[int]:
+        """Stages of the jobs started since the block began (those without a job group):
+        a job that ended between two polls is counted too."""
+        stages: set[int] = set()
+        for job_id in set(tracker.getJobIdsForGroup(None)) - self._jobs_before:
+            info = tracker.getJobInfo(job_id)
+            if info is not None:
+                stages.update(info.stageIds)
+        return stages
 
     def poll_once(self) -> None:
         tracker = self.context.statusTracker()
@@ -237,7 +248,7 @@ class SparkProgress:
         for stage_id, counts in self._stages.items():
             if stage_id not in active:  # finished (or skipped): all its tasks are done
                 counts[0] = counts[1]
-        for stage_id in active:
+        for stage_id in active | (self._new_jobs_stages(tracker) - set(self._stages)):
             info = tracker.getStageInfo(stage_id)
             if info is not None:
                 self._stages[stage_id] = [info.numCompletedTasks, info.numTasks]
@@ -253,6 +264,7 @@ class SparkProgress:
                 return
 
     def __enter__(self) -> "SparkProgress":
+        self._jobs_before = set(self.context.statusTracker().getJobIdsForGroup(None))
         self._thread.start()
         return self
 
