@@ -153,7 +153,7 @@ def train_step(engine: str, data: str, gflops: float, args) -> Step:
     if engine == "torch" and (why := torch_missing()):
         return Step(name, status=f"skipped: {why}")
     flags = ["--backend", engine, "--master", f"local[{args.cores}]"]
-    if engine == "horovod":
+    if engine in ("horovod", "torch"):  # rank engines: one rank per core
         flags += ["--executors", str(args.cores)]
     step = run_step(name, ["train", "higgs", "--data", data, "--epochs", str(args.epochs),
                            "--batch-size", str(args.batch_size), "--experiment",
