@@ -289,12 +289,13 @@ def read_metadata(dataset_uri: str) -> dict[str, Any]:
             if aside:
                 raise FileNotFoundError(
                     f"dataset {dataset_uri} does not exist, but {aside} holds the dataset an "
-                    "interrupted 'hepspark convert higgs --overwrite' had moved aside: run "
+                    "interrupted 'hepspark convert ... --overwrite' had moved aside: run "
                     "that conversion again (it puts it back first) or rename it back"
                 )
             raise FileNotFoundError(
                 f"dataset {dataset_uri} does not exist; create it with "
-                "'hepspark convert higgs --input HIGGS.csv.gz --output DIR'"
+                "'hepspark convert higgs --input HIGGS.csv.gz --output DIR' (HIGGS) or "
+                "'hepspark convert images --input FILE --output DIR' (images)"
             )
         raise FileNotFoundError(
             f"{dataset_uri} is not a complete hepspark dataset (no {METADATA_FILE}): "
