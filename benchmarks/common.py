@@ -98,11 +98,11 @@ class EngineBench:
 def engine_bench(args: argparse.Namespace, app_name: str) -> EngineBench:
     """A local[2] session and the generated sample of ``engine_parser``'s flags."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from hepspark.cli.common import spark_session
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
-    from hepspark.session import get_spark
 
-    spark = get_spark(app_name, master="local[2]")
+    spark = spark_session(app_name, "local[2]")
     _, data = ensure_dataset(args.workdir, args.rows, spark)
     dataset = HiggsDataset(data)
     base = TrainConfig(data=data, optimizer=args.optimizer, batch_size=args.batch_size,

@@ -45,13 +45,15 @@ def prepare_python_home() -> None:
 
 
 def bigdl_session(
-    master: str | None, executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S
+    master: str | None, executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S,
+    driver_memory: str | None = None,
 ) -> "SparkSession":
     """The SparkSession with BigDL's jars (hepspark.session.bigdl_conf: jars plus the
     ``/tmp/${sys:logFilename}`` log-file trap) and its engine initialised on it.
 
     ``executor_wait_s`` bounds both waits for executors: Spark's before the first job and,
     on a standalone master without ``spark.cores.max``, ours for them to register.
+    ``driver_memory``: ``EngineSettings.driver_memory`` (None: the default share of RAM).
 
     Trap: ``init_spark_standalone()`` builds a bad launch command on this stack and
     ``init_nncontext()`` wants to create the context itself; ``init_engine()`` on the context
@@ -62,7 +64,7 @@ def bigdl_session(
     from hepspark.session import get_spark
 
     spark = get_spark("hepspark-train-higgs", master=master, bigdl=True,
-                      conf=bigdl_spark_conf(executor_wait_s))
+                      conf=bigdl_spark_conf(executor_wait_s), driver_memory=driver_memory)
     if not _has_bigdl_classes(spark):
         _add_jars_to_driver(spark)
     require_jvm_classes(spark)
