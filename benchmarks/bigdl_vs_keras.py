@@ -39,9 +39,10 @@ def main() -> None:
 
     from hepspark.backends import get_backend
     from hepspark.backends.bigdl_compat import BIGDL_SPARK_CONF, prepare_python_home
+    from hepspark.cli.common import spark_session
     from hepspark.config import TrainConfig
     from hepspark.data.readers import HiggsDataset
-    from hepspark.session import bigdl_conf, get_spark
+    from hepspark.session import bigdl_conf
 
     prepare_python_home()
 
@@ -50,7 +51,7 @@ def main() -> None:
         if args.bigdl_java_opts:
             for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
                 conf[key] += " " + args.bigdl_java_opts
-        return get_spark("bench-bigdl", master=master, conf=conf)
+        return spark_session("bench-bigdl", master, conf=conf)
 
     spark = session("local[2]")
     _, data = ensure_dataset(args.workdir, args.rows, spark)

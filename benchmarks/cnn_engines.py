@@ -33,7 +33,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from hepspark.backends.bigdl_compat import bigdl_session
-    from hepspark.config import TrainConfig
+    from hepspark.config import EngineSettings, TrainConfig
     from hepspark.data.image_files import write_generated
     from hepspark.data.images_convert import ImageConvertConfig, convert_images
     from hepspark.data.storage import METADATA_FILE
@@ -43,7 +43,9 @@ def main() -> None:
     from hepspark.train_cnn import train_cnn
 
     cores = cpu_count()
-    spark = bigdl_session(f"local[{cores}]")  # BigDL's jars first; Horovod reuses it
+    # BigDL's jars first; Horovod reuses the session
+    spark = bigdl_session(f"local[{cores}]",
+                          driver_memory=EngineSettings.driver_memory_from_environ())
     quiet = {"progress": lambda _: None}
     data = os.path.join(args.workdir, f"jets-{args.rows}")
     if not os.path.exists(os.path.join(data, METADATA_FILE)):

@@ -1,8 +1,12 @@
-"""Shared pieces of the benchmarks: the FLOP ceiling of STACK.md and data preparation."""
+"""Shared pieces of the benchmarks: the FLOP ceiling of STACK.md, data preparation and the
+side-by-side engine runs (:func:`engine_bench`)."""
 from __future__ import annotations
 
+import argparse
 import os
 import time
+from dataclasses import dataclass
+from typing import Any
 
 # fp32 matmul throughput measured on the 2-core reference machine (STACK.md).
 MACHINE_GFLOPS = float(os.environ.get("HEPSPARK_MACHINE_GFLOPS", "178"))
@@ -50,3 +54,58 @@ def steady_rate(records) -> float:
 
     rates = [r.rows_per_s for r in records[1:]] or [records[0].rows_per_s]
     return float(np.median(rates))
+
+
+def engine_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags of the side-by-side engine benchmarks (one HIGGS sample, one config)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--batch-size", type=int, default=1000, help="per rank")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--workdir", default="/tmp/hepspark-bench")
+    return parser
+
+
+@dataclass(frozen=True)
+class EngineBench:
+    """Engines trained one after the other on the same sample, split, model, optimizer and
+    batch size per rank, so that their rates are measured side by side in one run."""
+
+    dataset: Any  # HiggsDataset
+    base: Any  # TrainConfig: everything but the backend and the ranks
+    ceiling: float  # rows/s at MACHINE_GFLOPS
+
+    def run(self, backend: str, ranks: int, settings: Any = None) -> float:
+        """Train ``backend`` on ``ranks`` ranks; prints every epoch's rate and returns the
+        steady-state rows/s."""
+        from hepspark.backends import get_backend
+
+        records: list = []
+        config = self.base.with_(backend=backend, num_executors=ranks)
+        get_backend(backend, settings).fit(config, self.dataset, records.append)
+        rates = ", ".join(f"{r.rows_per_s:,.0f}" for r in records)
+        print(f"  {backend} x{ranks}: per-epoch rows/s {rates}", flush=True)
+        return steady_rate(records)
+
+    def describe(self) -> str:
+        base = self.base
+        return (f"{self.dataset.rows('train'):,d} training rows, {base.model.describe()}, batch "
+                f"{base.batch_size} per rank, {base.optimizer}; FLOP ceiling at "
+                f"{MACHINE_GFLOPS:.0f} GFLOP/s: {self.ceiling:,.0f} rows/s")
+
+
+def engine_bench(args: argparse.Namespace, app_name: str) -> EngineBench:
+    """A local[2] session and the generated sample of ``engine_parser``'s flags."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from hepspark.cli.common import spark_session
+    from hepspark.config import TrainConfig
+    from hepspark.data.readers import HiggsDataset
+
+    spark = spark_session(app_name, "local[2]")
+    _, data = ensure_dataset(args.workdir, args.rows, spark)
+    dataset = HiggsDataset(data)
+    base = TrainConfig(data=data, optimizer=args.optimizer, batch_size=args.batch_size,
+                       epochs=args.epochs)
+    return EngineBench(dataset=dataset, base=base,
+                       ceiling=ceiling_rows_per_s(base.model.num_parameters(len(dataset.features))))

@@ -23,10 +23,10 @@ def main() -> None:
     import pyarrow.fs
     import pyarrow.parquet as pq
 
+    from hepspark.cli.common import spark_session
     from hepspark.data.readers import HiggsDataset
-    from hepspark.session import get_spark
 
-    spark = get_spark("bench-feed", master="local[*]")
+    spark = spark_session("bench-feed", "local[*]")
     _, data = ensure_dataset(args.workdir, args.rows, spark)
     spark.stop()
     ds = HiggsDataset(data)

@@ -67,10 +67,11 @@ def main() -> None:
     parser.add_argument("--master", default="local[*]")
     args = parser.parse_args()
 
+    from hepspark.cli.common import spark_session
     from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
-    from hepspark.session import get_spark, spark_resources
+    from hepspark.session import spark_resources
 
-    spark = get_spark("bench-ingest", master=args.master)
+    spark = spark_session("bench-ingest", args.master)
     _, cores = spark_resources(spark)
     rows_out = []
     for kind, path in _inputs(args, spark).items():

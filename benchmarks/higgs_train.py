@@ -27,9 +27,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from hepspark.session import get_spark
+    from hepspark.cli.common import spark_session
 
-    spark = get_spark("bench-train", master="local[*]")
+    spark = spark_session("bench-train", "local[*]")
     _, data = ensure_dataset(args.workdir, args.rows, spark)
     spark.stop()
 

@@ -46,13 +46,13 @@ def main() -> None:
 
     from hepspark.bench.baseline import import_baselines
     from hepspark.bench.sweep import SweepConfig, run_sweep
+    from hepspark.cli.common import spark_session
     from hepspark.report.runs import load_runs
     from hepspark.report.scaling import write_scaling_report
-    from hepspark.session import get_spark
 
     data = None  # --task cnn: the sweep generates its jets once in the workdir
     if not cnn:
-        spark = get_spark("hepspark-bench-scaling", master="local[*]")
+        spark = spark_session("hepspark-bench-scaling", "local[*]")
         _, data = ensure_dataset(args.workdir, args.rows or 250_000, spark)
         spark.stop()
     uri = f"sqlite:///{os.path.join(args.workdir, 'scaling-mlflow.db')}"

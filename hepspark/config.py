@@ -229,10 +229,14 @@ class EngineSettings:
     # as a crashed executor would) or stalls (sleeps, alive, as on a hung filesystem)
     fail_rank_at_epoch: tuple[int, int] | None = None
     stall_rank_at_epoch: tuple[int, int] | None = None
+    # the driver JVM's heap (a Spark size: "8g"); in local mode the executors' too (their
+    # tasks run in it). None: hepspark.session.default_driver_memory(), a share of the RAM
+    driver_memory: str | None = None
 
     HOROVOD_THREADS_ENV = "HEPSPARK_HOROVOD_THREADS"
     FAIL_RANK_ENV = "HEPSPARK_FAIL_RANK_AT_EPOCH"
     STALL_RANK_ENV = "HEPSPARK_STALL_RANK_AT_EPOCH"
+    DRIVER_MEMORY_ENV = "HEPSPARK_DRIVER_MEMORY"
 
     def __post_init__(self) -> None:
         if self.horovod_threads is not None and self.horovod_threads < 1:
@@ -256,7 +260,17 @@ class EngineSettings:
             fail_rank_at_epoch=_rank_at_epoch(cls.FAIL_RANK_ENV, env.get(cls.FAIL_RANK_ENV, "")),
             stall_rank_at_epoch=_rank_at_epoch(cls.STALL_RANK_ENV,
                                                env.get(cls.STALL_RANK_ENV, "")),
+            driver_memory=cls.driver_memory_from_environ(env),
         )
+
+    @classmethod
+    def driver_memory_from_environ(cls, environ: dict[str, str] | None = None) -> str | None:
+        """``$HEPSPARK_DRIVER_MEMORY`` alone (None when unset or empty): what every Spark
+        session needs, converting or training, without the engines' other variables."""
+        import os
+
+        env = os.environ if environ is None else environ
+        return env.get(cls.DRIVER_MEMORY_ENV) or None
 
     def to_params(self) -> dict[str, Any]:
         """Flat MLflow params ("RANK:EPOCH" strings for the hooks, None where unset)."""

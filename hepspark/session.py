@@ -18,9 +18,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DEFAULT_MASTER = "local[*]"
-# the driver JVM's heap; in local mode the executors' too (their tasks run in it)
-DRIVER_MEMORY_ENV = "HEPSPARK_DRIVER_MEMORY"
-# The heap when neither $HEPSPARK_DRIVER_MEMORY nor the machine's size says otherwise.
+# The driver heap when neither $HEPSPARK_DRIVER_MEMORY (EngineSettings.driver_memory) nor
+# the machine's size says otherwise.
 DEFAULT_DRIVER_MEMORY = "4g"
 # Share of the machine's RAM the driver heap may grow to by default. In local mode the
 # tasks run in the driver JVM, so its heap is the whole cluster's: BigDL caches the full
@@ -74,12 +73,15 @@ def get_spark(
     conf: Mapping[str, str] | None = None,
     log_level: str | None = None,
     bigdl: bool = False,
+    driver_memory: str | None = None,
 ) -> "SparkSession":
     """Return the active SparkSession, creating it if needed.
 
     ``master=None`` keeps whatever spark-submit configured, or uses ``local[*]`` when run
     directly. Extra ``conf`` entries are applied only when the session is created here;
     ``bigdl=True`` adds :func:`bigdl_conf` (jars and the log-file workaround).
+    ``driver_memory``: the driver heap, ``EngineSettings.driver_memory`` as the caller read
+    it (``$HEPSPARK_DRIVER_MEMORY``); None: :func:`default_driver_memory`.
     ``log_level=None`` follows :func:`hepspark.logs.jvm_log_level` (WARN unless
     ``--verbose``); below INFO the driver uses hepspark's log4j2 configuration from its
     first line on (:mod:`hepspark.logs`), so Spark's start-up INFO lines never print.
@@ -101,7 +103,7 @@ def get_spark(
         "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
         # Our Parquet files are read by pyarrow/Petastorm, which expects plain timestamps.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.driver.memory": os.environ.get(DRIVER_MEMORY_ENV) or default_driver_memory(),
+        "spark.driver.memory": driver_memory or default_driver_memory(),
         # Petastorm 0.13.1 runs pyarrow.localfs lookups in executors, each printing a
         # FutureWarning (see hepspark.data.petastorm_compat); silence just that module.
         "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning:petastorm.fs_utils",

@@ -44,10 +44,10 @@ from hepspark.backends.bigdl_compat import bigdl_session, check_batch_size
 from hepspark.backends.bigdl_memory import CachePlan
 from hepspark.backends.capabilities import check_supported
 from hepspark.backends.optimizers import bigdl_learning_rate, bigdl_optimizer
+from hepspark.config import EngineSettings
 from hepspark.models.keras_dense import PREDICT_BATCH
 from hepspark.progress import Progress
 from hepspark.records import out_of_memory
-from hepspark.session import DRIVER_MEMORY_ENV
 
 if TYPE_CHECKING:
     from hepspark.config import TrainConfig
@@ -66,7 +66,8 @@ class BigDLBackend(Engine):
         from hepspark.hardware import cpu_model
         from hepspark.session import executor_python, spark_resources
 
-        spark = bigdl_session(config.master, config.executor_wait_s)
+        spark = bigdl_session(config.master, config.executor_wait_s,
+                              self._settings().driver_memory)
         executors, cores = spark_resources(spark)
         return {
             "num_executors": executors,
@@ -94,7 +95,8 @@ class BigDLBackend(Engine):
 
         task = Task.of(config, dataset)
         parts = _ImageParts(task) if config.is_cnn else _DenseParts(task)
-        spark = bigdl_session(config.master, config.executor_wait_s)
+        spark = bigdl_session(config.master, config.executor_wait_s,
+                              self._settings().driver_memory)
         executors, cores = spark_resources(spark)
         check_batch_size(config.batch_size, executors * cores)
         plan = parts.plan_cache(spark, executors)  # refuses a split that cannot fit, unread
@@ -242,8 +244,8 @@ class _DenseParts:
 
         rows = self.task.dataset.rows(self.task.train_split)
         local = spark.sparkContext.master.startswith("local")
-        flag = (f"{DRIVER_MEMORY_ENV}=<size> or --driver-memory (local mode: the tasks run in "
-                "the driver's JVM)") if local else "--executor-memory"
+        flag = (f"{EngineSettings.DRIVER_MEMORY_ENV}=<size> or --driver-memory (local mode: "
+                "the tasks run in the driver's JVM)") if local else "--executor-memory"
         return plan_cache(math.ceil(rows / executors), self.n_inputs + 1,
                           compat.storage_memory_per_executor(spark), memory_flag=flag)
 
@@ -402,7 +404,8 @@ class _OutOfMemory:
                                  "smaller split", cause)
         if self.local:
             return out_of_memory(what, "the driver's JVM (local mode: the executors run in "
-                                 "it)", f"{DRIVER_MEMORY_ENV}=<size> or --driver-memory", cause)
+                                 "it)", f"{EngineSettings.DRIVER_MEMORY_ENV}=<size> or "
+                                 "--driver-memory", cause)
         return out_of_memory(what, "an executor JVM or its Python workers",
                              "--executor-memory (and spark.executor.memoryOverhead for the "
                              "Python workers)", cause)

@@ -5,6 +5,7 @@ names the failure it prevents. Nothing here is imported unless ``--backend bigdl
 """
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -44,23 +45,26 @@ def prepare_python_home() -> None:
 
 
 def bigdl_session(
-    master: str | None, executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S
+    master: str | None, executor_wait_s: float = DEFAULT_EXECUTOR_WAIT_S,
+    driver_memory: str | None = None,
 ) -> "SparkSession":
     """The SparkSession with BigDL's jars (hepspark.session.bigdl_conf: jars plus the
     ``/tmp/${sys:logFilename}`` log-file trap) and its engine initialised on it.
 
     ``executor_wait_s`` bounds both waits for executors: Spark's before the first job and,
     on a standalone master without ``spark.cores.max``, ours for them to register.
+    ``driver_memory``: ``EngineSettings.driver_memory`` (None: the default share of RAM).
 
     Trap: ``init_spark_standalone()`` builds a bad launch command on this stack and
     ``init_nncontext()`` wants to create the context itself; ``init_engine()`` on the context
     we made works, locally, on standalone masters and under spark-submit.
     """
     prepare_python_home()
+    from hepspark.logs import is_verbose
     from hepspark.session import get_spark
 
     spark = get_spark("hepspark-train-higgs", master=master, bigdl=True,
-                      conf=bigdl_spark_conf(executor_wait_s))
+                      conf=bigdl_spark_conf(executor_wait_s), driver_memory=driver_memory)
     if not _has_bigdl_classes(spark):
         _add_jars_to_driver(spark)
     require_jvm_classes(spark)
@@ -68,7 +72,41 @@ def bigdl_session(
     from bigdl.dllib.utils.common import init_engine
 
     init_engine()
+    quiet_creating_lines(verbose=is_verbose())
     return spark
+
+
+# ------------------------------------------------------------------- Python chatter
+# Trap (bigdl-dllib 2.4.0): every Python object backed by a JVM one (layer, model,
+# criterion, optimizer method, trigger) prints "creating: createZooKerasSequential" and the
+# like on stdout: ``jvm_class_constructor`` of ``bigdl.dllib.utils.common.JavaValue`` and of
+# its copies in the modules below calls the builtin ``print`` (no logger, no switch).
+# A module-level ``print`` in each of those modules shadows the builtin for their code only
+# and drops just those lines; ``--verbose`` keeps them. ``bigdl.dllib.nn.keras.layers.layer``
+# prints them too, but importing it starts a SparkContext of its own and hepspark never
+# uses it (the Keras-1 API), so it is left alone. Remove this if BigDL ever logs them.
+CHATTY_BIGDL_MODULES = ("bigdl.dllib.utils.common", "bigdl.dllib.keras.base",
+                        "bigdl.dllib.utils.triggers")
+CREATING_LINE = "creating: "
+
+
+def _print_without_creating_lines(*args: Any, **kwargs: Any) -> None:
+    if args and isinstance(args[0], str) and args[0].startswith(CREATING_LINE):
+        return
+    builtins.print(*args, **kwargs)
+
+
+def quiet_creating_lines(verbose: bool = False) -> None:
+    """Drop BigDL's "creating: ..." lines from stdout (``verbose``: let them through)."""
+    import importlib
+
+    for name in CHATTY_BIGDL_MODULES:
+        module = importlib.import_module(name)
+        if verbose:
+            if vars(module).get("print") is _print_without_creating_lines:
+                del module.print
+        else:
+            module.print = _print_without_creating_lines
 
 
 def _has_bigdl_classes(spark: "SparkSession") -> bool:

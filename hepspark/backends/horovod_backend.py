@@ -96,7 +96,8 @@ class HorovodBackend(Engine):
     def _spark(self, config: "TrainConfig"):
         from hepspark.session import get_spark
 
-        return get_spark("hepspark-train-higgs", master=config.master)
+        return get_spark("hepspark-train-higgs", master=config.master,
+                         driver_memory=self._settings().driver_memory)
 
     def describe_resources(self, config: "TrainConfig") -> dict[str, Any]:
         from hepspark.hardware import cpu_model

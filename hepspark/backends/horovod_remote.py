@@ -26,8 +26,10 @@ from hepspark.backends.rank_common import (  # noqa: F401 (the driver imports th
     LeadResult,
     RankResult,
     RankSpec,
-    epoch_of,
+    act_on_drill_hooks,
+    build_rank_model,
     exit_on_error,
+    lead_result,
     restore_payload,
     save_payload,
     weights_digest,
@@ -66,23 +68,15 @@ def _rank_main(spec: RankSpec) -> RankResult:
     import tf_keras
 
     from hepspark.backends.epochs import EpochBook, TrainingDivergedError
-    from hepspark.backends.optimizers import learning_rate_of, rank_optimizer
     from hepspark.backends.ranks import EpochSender
-    from hepspark.backends.tasks import Task
-    from hepspark.config import EngineSettings
     from hepspark.hardware import peak_rss_mb
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     config = spec.config
-    task = Task.open(config, spec.data)
-    tf_keras.utils.set_random_seed(config.seed)
-
-    model = task.build(tf_keras)
-    optimizer = rank_optimizer(tf_keras, config.optimizer, config.learning_rate, size,
-                               config.scale_learning_rate)
-    base_rate = learning_rate_of(optimizer)
-    optimizer = hvd.DistributedOptimizer(optimizer)
+    built = build_rank_model(tf_keras, spec, size)
+    task, model = built.task, built.model
+    optimizer = hvd.DistributedOptimizer(built.optimizer)
     # weighted_metrics=[]: the physical weights of image datasets weigh the loss
     model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[])
     if spec.checkpoint:
@@ -90,8 +84,6 @@ def _rank_main(spec: RankSpec) -> RankResult:
 
     steps = spec.steps
     train = read_shard(task, rank, size, spec.resumed_epoch)
-    fail_at = epoch_of(spec.fail_rank_at_epoch, rank)
-    stall_at = epoch_of(spec.stall_rank_at_epoch, rank)
     # A datagram a second: cheap, and the driver's progress bar follows the steps with it.
     heartbeat_s = min(1.0, config.stall_timeout_s / 4)
     sender = EpochSender(spec.epochs if rank == 0 else None)
@@ -127,14 +119,7 @@ def _rank_main(spec: RankSpec) -> RankResult:
             self.beat(batch + 1)
 
         def on_epoch_begin(self, epoch, logs=None):
-            if fail_at == epoch + 1:
-                raise RuntimeError(f"{EngineSettings.FAIL_RANK_ENV}: rank {rank} fails at "
-                                   f"epoch {fail_at}")
-            if stall_at == epoch + 1:
-                print(f"{EngineSettings.STALL_RANK_ENV}: rank {rank} stalls at epoch "
-                      f"{stall_at}", flush=True)
-                while True:
-                    time.sleep(60)
+            act_on_drill_hooks(spec, rank, epoch + 1)
             self.epoch = epoch
             self.start = time.perf_counter()
 
@@ -178,15 +163,9 @@ def _rank_main(spec: RankSpec) -> RankResult:
     # Trainable weights only: BatchNorm's moving statistics follow each rank's own batches
     # (no SyncBatchNorm); rank 0's are the ones returned, as in Horovod's own estimators.
     digest = weights_digest(model.trainable_weights)
-    lead = None
-    if rank == 0:
-        weights = book.best_weights if book.best_weights is not None else model.get_weights()
-        lead = LeadResult(records=tuple(book.records), weights=tuple(weights),
-                          stopped_early=book.stopped_early, learning_rate=base_rate,
-                          parameters=model.count_params(), selected_epoch=book.selected_epoch)
     return RankResult(rank=rank, digest=digest, peak_rss_mb=peak_rss_mb(),
                       python=sys.executable, diverged=diverged[0] if diverged else None,
-                      lead=lead)
+                      lead=lead_result(book, built) if rank == 0 else None)
 
 
 def read_shard(task: "Task", rank: int, size: int, first_pass: int) -> Any:

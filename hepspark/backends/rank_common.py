@@ -1,8 +1,13 @@
 """What the ranks of every rank-based engine (Horovod, torch) share: the frozen spec the
-driver sends (:class:`RankSpec`), what ranks return (:class:`RankResult`, rank 0's
-:class:`LeadResult`), the checkpoint payload (model weights and optimizer variables as
-plain arrays in Keras order, the same for tf_keras and Keras 3) and the weights digest.
-numpy only at import: the frameworks are the engines' own.
+driver sends (:class:`RankSpec`), how a rank builds its model and optimizer
+(:func:`build_rank_model`, in the Keras module its engine runs), the drill hooks
+(:func:`act_on_drill_hooks`), what ranks return (:class:`RankResult`, rank 0's
+:class:`LeadResult`, :func:`lead_result`), the checkpoint payload (model weights and
+optimizer variables as plain arrays in Keras order, the same for tf_keras and Keras 3) and
+the weights digest. numpy only at import: the frameworks are the engines' own.
+
+>>> built = build_rank_model(tf_keras, spec, size=hvd.size())
+>>> optimizer = hvd.DistributedOptimizer(built.optimizer)  # what is engine-specific
 """
 from __future__ import annotations
 
@@ -11,13 +16,16 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from hepspark.records import EpochRecord
 
 if TYPE_CHECKING:
+    from hepspark.backends.epochs import EpochBook
+    from hepspark.backends.tasks import Task
     from hepspark.config import TrainConfig
 
 T = TypeVar("T")
@@ -73,11 +81,64 @@ class RankResult:
     lead: LeadResult | None = None  # rank 0 only
 
 
+@dataclass(frozen=True)
+class RankModel:
+    """A rank's model, before its engine makes it distributed."""
+
+    task: "Task"
+    model: Any  # in the engine's Keras module (tf_keras under Horovod, Keras 3 on torch)
+    optimizer: Any  # not yet wrapped (Horovod) nor built (torch): that is the engine's
+    base_rate: float  # its learning rate (scaled by the ranks when asked), for the run's params
+
+
+def build_rank_model(keras: ModuleType, spec: RankSpec, size: int) -> RankModel:
+    """The model and optimizer of one of ``size`` ranks, the same on every rank: the
+    config's model in ``keras`` (seeded, so every rank starts alike before the engine
+    broadcasts rank 0's weights anyway) and its optimizer for ``size`` ranks."""
+    from hepspark.backends.optimizers import learning_rate_of, rank_optimizer
+    from hepspark.backends.tasks import Task
+
+    config = spec.config
+    task = Task.open(config, spec.data)
+    keras.utils.set_random_seed(config.seed)
+    model = task.build(keras)
+    optimizer = rank_optimizer(keras, config.optimizer, config.learning_rate, size,
+                               config.scale_learning_rate)
+    return RankModel(task=task, model=model, optimizer=optimizer,
+                     base_rate=learning_rate_of(optimizer))
+
+
 def epoch_of(hook: tuple[int, int] | None, rank: int) -> int | None:
     """The epoch at whose start a test hook acts on ``rank`` (None: not this rank)."""
     return hook[1] if hook is not None and hook[0] == rank else None
 
 
+def act_on_drill_hooks(spec: RankSpec, rank: int, epoch: int) -> None:
+    """At the start of ``epoch`` (1-based): fail or stall this rank when the test and drill
+    hooks (EngineSettings) name it, as a crashed or hung rank would."""
+    import time
+
+    from hepspark.config import EngineSettings
+
+    fail_at = epoch_of(spec.fail_rank_at_epoch, rank)
+    if fail_at == epoch:
+        raise RuntimeError(f"{EngineSettings.FAIL_RANK_ENV}: rank {rank} fails at "
+                           f"epoch {fail_at}")
+    stall_at = epoch_of(spec.stall_rank_at_epoch, rank)
+    if stall_at == epoch:
+        print(f"{EngineSettings.STALL_RANK_ENV}: rank {rank} stalls at epoch {stall_at}",
+              flush=True)
+        while True:
+            time.sleep(60)
+
+
+def lead_result(book: "EpochBook", built: RankModel) -> LeadResult:
+    """Rank 0's result: the kept epoch's weights (else the last) and its epochs."""
+    model = built.model
+    weights = book.best_weights if book.best_weights is not None else model.get_weights()
+    return LeadResult(records=tuple(book.records), weights=tuple(weights),
+                      stopped_early=book.stopped_early, learning_rate=built.base_rate,
+                      parameters=model.count_params(), selected_epoch=book.selected_epoch)
 
 
 def exit_on_error(main: Callable[[RankSpec], T], spec: RankSpec) -> T:

@@ -58,7 +58,8 @@ class TorchBackend(Engine):
     def _spark(self, config: "TrainConfig"):
         from hepspark.session import get_spark
 
-        return get_spark("hepspark-train-higgs", master=config.master)
+        return get_spark("hepspark-train-higgs", master=config.master,
+                         driver_memory=self._settings().driver_memory)
 
     @staticmethod
     def use_gpu(spark) -> bool:

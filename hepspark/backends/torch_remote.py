@@ -29,8 +29,10 @@ from hepspark.backends.rank_common import (
     LeadResult,
     RankResult,
     RankSpec,
-    epoch_of,
+    act_on_drill_hooks,
+    build_rank_model,
     exit_on_error,
+    lead_result,
     restore_payload,
     save_payload,
     weights_digest,
@@ -78,19 +80,12 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
     import keras
 
     from hepspark.backends.epochs import EpochBook, TrainingDivergedError
-    from hepspark.backends.optimizers import learning_rate_of, rank_optimizer
     from hepspark.backends.ranks import EpochSender
-    from hepspark.backends.tasks import Task
     from hepspark.backends.torch_step import TorchStep
-    from hepspark.config import EngineSettings
     from hepspark.hardware import peak_rss_mb
 
-    task = Task.open(config, spec.data)
-    keras.utils.set_random_seed(config.seed)
-    model = task.build(keras)
-    optimizer = rank_optimizer(keras, config.optimizer, config.learning_rate, size,
-                               config.scale_learning_rate)
-    base_rate = learning_rate_of(optimizer)
+    built = build_rank_model(keras, spec, size)
+    task, model, optimizer = built.task, built.model, built.optimizer
     optimizer.build(model.trainable_variables)
     if spec.checkpoint:  # every rank restores the same payload
         restore_payload(model, optimizer, spec.checkpoint)
@@ -116,18 +111,9 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
     heartbeat = Heartbeat(spec.heartbeat if rank == 0 else None, config.stall_timeout_s,
                           socket)
     stream = task.shard_stream(rank, size, spec.resumed_epoch, reader="pyarrow")
-    fail_at, stall_at = (epoch_of(spec.fail_rank_at_epoch, rank),
-                         epoch_of(spec.stall_rank_at_epoch, rank))
     diverged = None
     for epoch in range(spec.resumed_epoch + 1, config.epochs + 1):
-        if fail_at == epoch:
-            raise RuntimeError(f"{EngineSettings.FAIL_RANK_ENV}: rank {rank} fails at "
-                               f"epoch {fail_at}")
-        if stall_at == epoch:
-            print(f"{EngineSettings.STALL_RANK_ENV}: rank {rank} stalls at epoch {stall_at}",
-                  flush=True)
-            while True:
-                time.sleep(60)
+        act_on_drill_hooks(spec, rank, epoch)
         start = time.perf_counter()
         total = torch.zeros((), dtype=torch.float64)
         for done in range(1, spec.steps + 1):
@@ -151,12 +137,7 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
         if stop[0]:
             break
     sender.close()
-    lead = None
-    if rank == 0:
-        weights = book.best_weights if book.best_weights is not None else model.get_weights()
-        lead = LeadResult(records=tuple(book.records), weights=tuple(weights),
-                          stopped_early=book.stopped_early, learning_rate=base_rate,
-                          parameters=model.count_params(), selected_epoch=book.selected_epoch)
+    lead = lead_result(book, built) if rank == 0 else None
     # Trainable weights only (BatchNorm's statistics are each rank's own, see above).
     mine = RankResult(rank=rank, digest=weights_digest(model.trainable_weights),
                       peak_rss_mb=peak_rss_mb(), python=sys.executable, diverged=diverged,

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from hepspark.tags import (
     BASELINE_TASK,
@@ -31,9 +33,35 @@ from hepspark.tags import (
 
 KIND = "hepspark-gpu-baseline"
 ZOO_KIND = "hepspark-cnn-zoo"  # benchmarks/cnn_zoo.py
-_ZOO_REQUIRED = ("device", "batch_size", "steps", "models")
-_ZOO_MODEL = ("model", "family", "parameters", "images_per_s")
-_REQUIRED = ("backend", "device", "optimizer", "batch_size", "train_rows", "parameters", "epochs")
+
+
+@dataclass(frozen=True)
+class BaselineFormat:
+    """What a baseline file of one kind must hold: top-level keys, a non-empty list of
+    records and the keys of each record; ``record_error`` says what a record lacks."""
+
+    benchmark: str  # the script that writes it
+    required: tuple[str, ...]
+    records: str  # the key of the list of records
+    record_keys: tuple[str, ...]
+    record_error: Callable[[dict, list[str]], str]
+
+
+FORMATS = {
+    KIND: BaselineFormat(
+        benchmark="benchmarks/gpu_baseline.py",
+        required=("backend", "device", "optimizer", "batch_size", "train_rows", "parameters",
+                  "epochs"),
+        records="epochs", record_keys=("epoch", "epoch_wall_time_s", "rows_per_s"),
+        record_error=lambda record, _: (f"epoch record {record} lacks "
+                                        "epoch/epoch_wall_time_s/rows_per_s")),
+    ZOO_KIND: BaselineFormat(
+        benchmark="benchmarks/cnn_zoo.py",
+        required=("device", "batch_size", "steps", "models"),
+        records="models", record_keys=("model", "family", "parameters", "images_per_s"),
+        record_error=lambda row, lacking: (f"model record {row.get('model', row)!r} "
+                                           f"lacks {lacking}")),
+}
 
 
 def _read_json(path: str) -> dict:
@@ -51,32 +79,23 @@ def _read_json(path: str) -> dict:
     return data
 
 
-def read_zoo_baseline(path: str) -> dict:
-    """benchmarks/cnn_zoo.py's JSON, checked; errors name the file and what is wrong."""
+def read_baseline(path: str, kind: str = KIND) -> dict:
+    """The JSON of the benchmark that writes ``kind`` (:data:`FORMATS`), checked; errors
+    name the file and what is wrong.
+
+    >>> read_baseline("zoo.json", ZOO_KIND)["models"][0]["images_per_s"]
+    """
+    expected = FORMATS[kind]
     data = _read_json(path)
-    if data["kind"] != ZOO_KIND:
-        raise ValueError(f"{path}: not a result of benchmarks/cnn_zoo.py (kind != {ZOO_KIND!r})")
-    missing = [k for k in _ZOO_REQUIRED if k not in data]
-    if missing or not data["models"]:
-        raise ValueError(f"{path}: missing {missing or ['models']}")
-    for row in data["models"]:
-        lacking = [k for k in _ZOO_MODEL if k not in row]
+    if data["kind"] != kind:
+        raise ValueError(f"{path}: not a result of {expected.benchmark} (kind != {kind!r})")
+    missing = [k for k in expected.required if k not in data]
+    if missing or not data[expected.records]:
+        raise ValueError(f"{path}: missing {missing or [expected.records]}")
+    for record in data[expected.records]:
+        lacking = [k for k in expected.record_keys if k not in record]
         if lacking:
-            raise ValueError(f"{path}: model record {row.get('model', row)!r} lacks {lacking}")
-    return data
-
-
-def read_baseline(path: str) -> dict:
-    """The benchmark's JSON, checked; errors name the file and what is wrong."""
-    data = _read_json(path)
-    if data["kind"] != KIND:
-        raise ValueError(f"{path}: not a result of benchmarks/gpu_baseline.py (kind != {KIND!r})")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing or not data["epochs"]:
-        raise ValueError(f"{path}: missing {missing or ['epochs']}")
-    for record in data["epochs"]:
-        if not {"epoch", "epoch_wall_time_s", "rows_per_s"} <= set(record):
-            raise ValueError(f"{path}: epoch record {record} lacks epoch/epoch_wall_time_s/rows_per_s")
+            raise ValueError(f"{path}: {expected.record_error(record, lacking)}")
     return data
 
 
@@ -112,7 +131,7 @@ def import_zoo_baseline(path: str, experiment: str,
     """One run per zoo model of ``path`` (benchmarks/cnn_zoo.py): backend ``keras-gpu`` on
     a GPU, else ``keras-memory`` (the CPU, in memory, no I/O); tags name the model and its
     family; one 'epoch' of the benchmark's steps with its images/s. Returns the run ids."""
-    data = read_zoo_baseline(path)
+    data = read_baseline(path, ZOO_KIND)
     client, experiment_id = _client_and_experiment(experiment, tracking_uri)
     gpu = str(data["device"]).startswith("GPU")
     backend = "keras-gpu" if gpu else "keras-memory"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hepspark.backends.capabilities import CAPABILITIES
-from hepspark.config import train_defaults
+from hepspark.config import EngineSettings, train_defaults
 from hepspark.models.names import parse_model_name
 
 IMAGE_DATASETS = ("jets", "lartpc")
@@ -130,7 +130,9 @@ def ensure_sweep_data(task: str, dataset: str, rows: int, cache_dir: str,
         if task == "higgs":
             from hepspark.data.demo import ensure_demo_dataset
 
-            return ensure_demo_dataset(cache_dir, rows, master="local[*]", progress=progress)
+            return ensure_demo_dataset(
+                cache_dir, rows, master="local[*]", progress=progress,
+                driver_memory=EngineSettings.driver_memory_from_environ())
         return _generate_images(dataset, rows, cache_dir, out, progress)
     finally:
         active = SparkSession.getActiveSession()
@@ -145,7 +147,8 @@ def _generate_images(dataset: str, rows: int, cache_dir: str, out: str,
     from hepspark.session import get_spark
 
     source = os.path.join(cache_dir, f"{dataset}-sweep-{rows}.h5")
-    spark = get_spark("hepspark-bench-data", master="local[*]")
+    spark = get_spark("hepspark-bench-data", master="local[*]",
+                      driver_memory=EngineSettings.driver_memory_from_environ())
     if not os.path.exists(source):
         progress(f"[scaling] generating {rows:,d} {dataset} images into {source}")
         write_generated(dataset, source, rows, seed=42, progress=progress)

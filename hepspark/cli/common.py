@@ -15,6 +15,17 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def spark_session(app_name: str, master: str | None, **options: Any):
+    """A command's (or a benchmark's) Spark session, with the driver heap of
+    ``$HEPSPARK_DRIVER_MEMORY`` (read through EngineSettings, like every engine variable);
+    ``options``: the rest of :func:`hepspark.session.get_spark`'s."""
+    from hepspark.config import EngineSettings
+    from hepspark.session import get_spark
+
+    return get_spark(app_name, master=master,
+                     driver_memory=EngineSettings.driver_memory_from_environ(), **options)
+
+
 def cache_dir() -> str:
     return os.environ.get("HEPSPARK_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "hepspark"

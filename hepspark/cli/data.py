@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hepspark.cli.common import add_master, say
+from hepspark.cli.common import add_master, say, spark_session
 from hepspark.progress import SparkProgress
 
 OVERWRITE_HELP = "replace an output hepspark wrote (never anything else)"
@@ -33,9 +33,7 @@ def _spark_for(args: argparse.Namespace, name: str, spark_from: int):
     """A Spark session when the generation runs on executors, else None."""
     if args.engine == "local" or (args.engine == "auto" and args.rows < spark_from):
         return None
-    from hepspark.session import get_spark
-
-    return get_spark(f"hepspark-generate-{name}", master=args.master)
+    return spark_session(f"hepspark-generate-{name}", args.master)
 
 
 def add_generate_higgs(parser: argparse.ArgumentParser) -> None:
@@ -147,15 +145,13 @@ def add_convert_higgs(parser: argparse.ArgumentParser) -> None:
 
 def run_convert_higgs(args: argparse.Namespace) -> int:
     from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
-    from hepspark.session import get_spark
-
     config = ConvertConfig(
         input=args.input, output=args.output, test_rows=args.test_rows,
         test_fraction=args.test_fraction, val_fraction=args.val_fraction,
         features=args.features, on_bad_row=args.on_bad_row, overwrite=args.overwrite,
         seed=args.seed, row_group_size_mb=args.row_group_size_mb, checksum=not args.no_checksum,
     )
-    spark = get_spark("hepspark-convert-higgs", master=args.master)
+    spark = spark_session("hepspark-convert-higgs", args.master)
     with SparkProgress(spark, "convert", emit=say):
         summary = convert_higgs(spark, config, progress=say)
     say(summary.format())
@@ -185,8 +181,6 @@ def add_convert_images(parser: argparse.ArgumentParser) -> None:
 
 def run_convert_images(args: argparse.Namespace) -> int:
     from hepspark.data.images_convert import ImageConvertConfig, convert_images
-    from hepspark.session import get_spark
-
     config = ImageConvertConfig(
         input=args.input, output=args.output, kind=args.kind, images_key=args.images_key,
         labels_key=args.labels_key, weights_key=None if args.no_weights else args.weights_key,
@@ -194,7 +188,7 @@ def run_convert_images(args: argparse.Namespace) -> int:
         on_bad_row=args.on_bad_row, overwrite=args.overwrite,
         row_group_size_mb=args.row_group_size_mb, checksum=not args.no_checksum,
     )
-    spark = get_spark("hepspark-convert-images", master=args.master)
+    spark = spark_session("hepspark-convert-images", args.master)
     with SparkProgress(spark, "convert", emit=say):
         summary = convert_images(spark, config, progress=say)
     say(summary.format())

@@ -122,13 +122,15 @@ def run_train_higgs(args: argparse.Namespace) -> int:
 
     data = args.data
     if data is None:
+        from hepspark.config import EngineSettings
         from hepspark.data.demo import ensure_demo_dataset
 
         # the embedded default: master and backend (flags or --config) say how to make it
         first = higgs_config_from_args(args, "")
         check_installed(first.backend)  # before the demo sample is made
         data = ensure_demo_dataset(args.cache_dir or cache_dir(), args.demo_rows, first.master,
-                                   bigdl=first.backend == "bigdl", progress=say)
+                                   bigdl=first.backend == "bigdl", progress=say,
+                                   driver_memory=EngineSettings.driver_memory_from_environ())
     return run_and_report(args, higgs_config_from_args(args, data, progress=say), train_higgs)
 
 

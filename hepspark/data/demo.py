@@ -14,9 +14,10 @@ DEFAULT_DEMO_ROWS = 200_000
 
 def ensure_demo_dataset(
     cache_dir: str, rows: int, master: str | None, bigdl: bool = False,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = print, driver_memory: str | None = None,
 ) -> str:
-    """The embedded default's dataset: generated and converted once, then reused."""
+    """The embedded default's dataset: generated and converted once, then reused.
+    ``driver_memory``: the session's driver heap (``EngineSettings.driver_memory``)."""
     from hepspark.data import storage
     from hepspark.data.higgs_convert import ConvertConfig, convert_higgs
     from hepspark.data.higgs_csv import write_higgs_csv
@@ -29,7 +30,8 @@ def ensure_demo_dataset(
     from hepspark.session import get_spark
 
     # The session made here is the one training reuses, so it gets BigDL's jars if needed.
-    spark = get_spark("hepspark-train-higgs", master=master, bigdl=bigdl)
+    spark = get_spark("hepspark-train-higgs", master=master, bigdl=bigdl,
+                      driver_memory=driver_memory)
     if not os.path.exists(csv_path):
         progress(f"[demo] generating {rows:,d} HIGGS-like events into {csv_path}")
         write_higgs_csv(csv_path, rows, seed=42, spark=None, progress=progress)

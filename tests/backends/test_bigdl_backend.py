@@ -168,3 +168,20 @@ def test_resume_never_deserializes_a_foreign_optimizer_file(spark, higgs_dataset
     assert [r.epoch for r in records] == [1, 2]
     with np.load(ckpt / "epoch-0002" / OPTIM_FILE) as state:
         assert state["counter.evalCounter"] == 2 * arrays["counter.evalCounter"]
+
+
+def test_a_training_run_prints_no_creating_lines_unless_verbose(spark, higgs_dataset, capsys):
+    """BigDL 2.4.0 prints "creating: createXxx" for every JVM-backed object it makes;
+    bigdl_compat.quiet_creating_lines drops them (``--verbose`` keeps them)."""
+    from hepspark.backends import bigdl_compat
+
+    capsys.readouterr()
+    fit(higgs_dataset, epochs=1, model=DenseNetConfig(depth=1, width=8), features="high")
+    printed = capsys.readouterr().out
+    assert [line for line in printed.splitlines() if "creating:" in line] == []
+    bigdl_compat.quiet_creating_lines(verbose=True)  # what bigdl_session does under --verbose
+    try:
+        build_bigdl(DenseNetConfig(depth=1, width=8), 7, seed=1)
+    finally:
+        bigdl_compat.quiet_creating_lines(verbose=False)
+    assert "creating: createLinear" in capsys.readouterr().out

@@ -124,6 +124,9 @@ def test_engine_settings_are_read_once_from_the_environment():
     assert settings.to_params() == {"horovod_threads": 2, "fail_rank_at_epoch": "1:3",
                                     "stall_rank_at_epoch": None}
     assert EngineSettings.from_environ({}) == EngineSettings()
+    # the driver heap: read here for every Spark session, not in hepspark.session
+    assert EngineSettings.from_environ({"HEPSPARK_DRIVER_MEMORY": "512m"}).driver_memory == "512m"
+    assert EngineSettings.driver_memory_from_environ({"HEPSPARK_DRIVER_MEMORY": ""}) is None
     with pytest.raises(ValueError, match="HEPSPARK_STALL_RANK_AT_EPOCH must be RANK:EPOCH"):
         EngineSettings.from_environ({"HEPSPARK_STALL_RANK_AT_EPOCH": "2"})
     with pytest.raises(ValueError, match="HEPSPARK_HOROVOD_THREADS must be an integer"):

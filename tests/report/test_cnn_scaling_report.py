@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from hepspark.bench.baseline import import_baselines, read_zoo_baseline
+from hepspark.bench.baseline import ZOO_KIND, import_baselines, read_baseline
 from hepspark.report.runs import MeasuredRun, load_runs
 from hepspark.report.scaling import ReportConfig, build_report, write_scaling_report
 
@@ -25,7 +25,7 @@ def store(cnn_scaling_sweep, tmp_path):
 
 def test_cnn_report_has_sections_per_family_with_the_baselines(store, tmp_path):
     ids = import_baselines(ZOO_JSON, "cnn-test", store)
-    assert len(ids) == len(read_zoo_baseline(ZOO_JSON)["models"])  # one run per zoo model
+    assert len(ids) == len(read_baseline(ZOO_JSON, ZOO_KIND)["models"])  # one run per zoo model
     # a target every run reaches, so the time-to-target plot has points
     path = write_scaling_report("cnn-test", str(tmp_path / "report"), store, target_auc=0.01)
     out = tmp_path / "report"
@@ -75,7 +75,7 @@ def test_a_zoo_file_that_is_not_one_is_refused_naming_the_file(tmp_path):
     bad.write_text(json.dumps({"kind": "hepspark-cnn-zoo", "device": "CPU", "batch_size": 8,
                                "steps": 2, "models": [{"model": "vgg16"}]}))
     with pytest.raises(ValueError, match=r"zoo.json: model record 'vgg16' lacks \['family'"):
-        read_zoo_baseline(str(bad))
+        read_baseline(str(bad), ZOO_KIND)
 
 
 def _run(backend, nodes, seconds, task="higgs", **more):
