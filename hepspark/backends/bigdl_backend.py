@@ -158,7 +158,7 @@ class BigDLBackend(Engine):
         if resumed is not None:
             book.restore(resumed.records)
             first = resumed.epoch + 1
-        seen = len(summary.read_scalar("Loss"))
+        seen = 0  # a fresh summary directory: nothing was trained into it yet
         # Epochs only: the iterations inside optimize() are BigDL's (two Spark jobs each).
         progress = Progress("train", config.epochs - first + 1, "epochs")
         try:
@@ -173,7 +173,7 @@ class BigDLBackend(Engine):
                     raise oom.or_failure(f"BigDL training failed in epoch {epoch}", config,
                                          exc) from exc
                 wall = time.perf_counter() - start
-                losses = summary.read_scalar("Loss")
+                losses = _read_losses(summary)
                 epoch_losses = [float(point[1]) for point in losses[seen:]]
                 seen = len(losses)
                 train_loss = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
@@ -418,3 +418,17 @@ def image_sample_rdd(spark, dataset, split: str, partitions: int):
     frame = spark.read.parquet(dataset.split_uri(split)).select("image", "label")
     to_samples = functools.partial(image_samples, ImageSampleSpec.of(dataset))
     return frame.rdd.repartition(partitions).mapPartitions(to_samples).cache()
+
+
+def _read_losses(summary, attempts: int = 5) -> list:
+    """The per-iteration losses BigDL's TrainSummary wrote so far. Its event writer flushes
+    on a thread of its own (bigdl-dllib 2.4.0), so a read can meet a record half written
+    ("InvalidProtocolBufferException: invalid tag (zero)"): wait and read again."""
+    for attempt in range(attempts):
+        try:
+            return summary.read_scalar("Loss")
+        except Exception as exc:  # Py4JJavaError wrapping the protobuf error
+            if "InvalidProtocolBuffer" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return []
