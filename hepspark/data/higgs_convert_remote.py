@@ -115,47 +115,98 @@ def count_range(chunk: Chunk) -> Chunk:
                  name=chunk.name)
 
 
-def decompress(job: DecompressJob) -> list[Chunk]:
-    """Stream ``job.uri`` once into line-aligned chunk files; returns them (line counts in
-    ``first_line``, as :func:`count_range`)."""
+def chunk_manifest(chunks_uri: str, file_index: int, number: int) -> str:
+    """Where :func:`decompress` announces chunk ``number`` of input ``file_index`` (JSON:
+    ``bytes``, ``lines``, ``packed_pos``), once its text file is complete."""
+    return f"{chunks_uri}/f{file_index:05d}-c{number:06d}.json"
+
+
+def done_manifest(chunks_uri: str, file_index: int) -> str:
+    """Where :func:`decompress` writes ``{"chunks": N}`` when input ``file_index`` is done."""
+    return f"{chunks_uri}/f{file_index:05d}.done.json"
+
+
+def _publish(out_fs, path: str, data) -> None:
+    """Write then rename: a reader polling for ``path`` never sees half of it (and a
+    retried task rewrites the same bytes)."""
+    import uuid
+
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    with out_fs.open_output_stream(tmp) as out:
+        out.write(data)
+    out_fs.move(tmp, path)
+
+
+def _text_blocks(job: DecompressJob):
+    """``(text, compressed bytes read so far)`` of the whole compressed file."""
+    from hepspark.data.gzip_stream import DamagedGzipError, inflate_blocks
+
     fs, path = _filesystem(job.uri)
+    try:
+        if job.uri.lower().endswith(".gz"):
+            with fs.open_input_stream(path, compression=None) as raw:  # not "detect"
+                yield from inflate_blocks(raw)
+            return
+        size = fs.get_file_info(path).size
+        with fs.open_input_stream(path, compression="detect") as stream:
+            while True:  # other codecs: pyarrow's stream (no position: report the end)
+                block = stream.read(job.chunk_bytes)
+                if not block:
+                    break
+                yield block, size
+    except (OSError, DamagedGzipError) as exc:  # pyarrow: "Truncated compressed stream"
+        raise OSError(f"{DAMAGED_INPUT} {exc}") from exc
+
+
+def decompress(job: DecompressJob) -> int:
+    """Stream ``job.uri`` once into line-aligned plain chunk files under
+    ``job.chunks_uri``, announcing each in a small manifest as soon as it is complete (so
+    the driver parses it while this task goes on); returns the number of chunks."""
+    import json
+
     out_fs, out_dir = _filesystem(job.chunks_uri)
     out_fs.create_dir(out_dir, recursive=True)
-    chunks: list[Chunk] = []
-    pending = b""
+    written = 0
 
-    def flush(data: bytes) -> None:
-        name = f"f{job.file_index:05d}-c{len(chunks):06d}"
-        with out_fs.open_output_stream(f"{out_dir}/{name}.csv") as out:
-            out.write(data)
-        chunks.append(Chunk(f"{job.chunks_uri}/{name}.csv", 0, len(data), job.uri,
-                            first_line=count_lines(data), name=name))
+    def flush(data, lines: int, packed_pos: int) -> None:
+        nonlocal written
+        name = f"f{job.file_index:05d}-c{written:06d}"
+        _publish(out_fs, f"{out_dir}/{name}.csv", data)
+        manifest = {"bytes": len(data), "lines": lines, "packed_pos": packed_pos}
+        _publish(out_fs, f"{out_dir}/{name}.json", json.dumps(manifest).encode())
+        written += 1
 
     # Each full chunk is held back until the next one is ready, so a short tail can join
     # it: a tail chunk of a few rows would become a row group of a few rows, and ranks
     # sharding row groups i % N would get very unequal shards.
-    held: bytes | None = None
-    try:
-        with fs.open_input_stream(path, compression="detect") as stream:
-            while True:
-                block = stream.read(job.chunk_bytes)
-                if not block:
-                    break
-                pending += block
-                cut = pending.rfind(b"\n") + 1
-                if cut and len(pending) >= job.chunk_bytes:
-                    if held is not None:
-                        flush(held)
-                    held, pending = pending[:cut], pending[cut:]
-    except OSError as exc:  # pyarrow: "Truncated compressed stream", "zlib inflate failed"
-        raise OSError(f"{DAMAGED_INPUT} {exc}") from exc
+    held = None  # (memoryview of the text up to the cut, its lines)
+    parts: list[bytes] = []
+    size = packed_pos = 0
+    for block, packed_pos in _text_blocks(job):
+        parts.append(block)
+        size += len(block)
+        if size < job.chunk_bytes:
+            continue
+        data = b"".join(parts)
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            continue  # no line end yet: keep reading
+        if held is not None:
+            flush(held[0], held[1], packed_pos)
+        held = (memoryview(data)[:cut], count_lines(data, cut))
+        parts = [data[cut:]]
+        size = len(parts[0])
+    pending = b"".join(parts)
     if held is not None and pending and len(pending) < job.chunk_bytes // 2:
-        held, pending = held + pending, b""  # held ends with a line end
+        joined = bytes(held[0]) + pending  # held ends with a line end
+        held, pending = (joined, count_lines(joined)), b""
     if held is not None:
-        flush(held)
-    if pending or not chunks:
-        flush(pending)
-    return chunks
+        flush(held[0], held[1], packed_pos)
+    if pending or not written:
+        flush(pending, count_lines(pending), packed_pos)
+    _publish(out_fs, done_manifest(out_dir, job.file_index),
+             json.dumps({"chunks": written}).encode())
+    return written
 
 
 def parse_and_write(chunk: Chunk, rule: SplitRule) -> ChunkResult:
