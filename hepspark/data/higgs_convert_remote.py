@@ -30,6 +30,7 @@ COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4", ".br")
 # Raised by a task for a damaged compressed input; the driver turns it into one clear line.
 DAMAGED_INPUT = "hepspark: truncated or corrupt compressed input:"
 _ALIGN_READ = 1 << 16
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -215,40 +216,47 @@ def parse_and_write(chunk: Chunk, rule: SplitRule) -> ChunkResult:
     bad = [(row, _where(chunk, row, message)) for row, message in parsed.bad]
     split = _split_of(parsed.row_index, rule)
     keep = [0, *(COLUMNS.index(f) for f in rule.features)]
+    # columns x rows: each stored column contiguous (Arrow takes it without a copy)
+    columns = parsed.values.T
+    if keep != list(range(len(COLUMNS))):
+        columns = columns[keep]
     rows, train = {}, Moments.empty(len(rule.features))
-    for name in ("train", "val", "test"):
-        mask = split == name
-        rows[name] = int(mask.sum())
+    for code, name in enumerate(SPLIT_NAMES):
+        mask = split == code
+        rows[name] = int(np.count_nonzero(mask))
         if not rows[name]:
             continue
-        values = parsed.values[mask][:, keep]
+        whole = rows[name] == len(mask)
+        part = columns if whole else columns[:, mask]
+        row_index = parsed.row_index if whole else parsed.row_index[mask]
         if name == "train":
-            train = Moments.of(values[:, 1:])
-        _write_parquet(rule, name, chunk.name, parsed.row_index[mask], values)
+            train = Moments.of(part[1:].T)
+        _write_parquet(rule, name, chunk.name, row_index, part)
     return ChunkResult(rows, train, len(bad), bad[: rule.max_examples],
                        input_bytes=chunk.end - chunk.start)
 
 
 def _split_of(row_index: np.ndarray, rule: SplitRule) -> np.ndarray:
-    """The same rule as always: test tail first, then the hashed validation rows."""
-    split = np.full(row_index.shape, "train", dtype=object)
-    val = pmod_xxhash64(row_index, rule.seed, 1_000_000) < rule.val_threshold
-    split[val] = "val"
-    split[row_index >= rule.test_start_row] = "test"
+    """Index into SPLIT_NAMES per row, the same rule as always: test tail first, then the
+    hashed validation rows."""
+    split = np.zeros(row_index.shape, dtype=np.uint8)
+    split[pmod_xxhash64(row_index, rule.seed, 1_000_000) < rule.val_threshold] = 1
+    split[row_index >= rule.test_start_row] = 2
     return split
 
 
 def _write_parquet(rule: SplitRule, split: str, name: str, row_index: np.ndarray,
-                   values: np.ndarray) -> None:
-    """One file per chunk and split, written under a temporary name then moved, so a
-    retried or speculative task never leaves half a file under the final name."""
+                   columns: np.ndarray) -> None:
+    """One file per chunk and split (``columns``: label then features, one row each),
+    written under a temporary name then moved, so a retried or speculative task never
+    leaves half a file under the final name."""
     import uuid
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = [pa.array(row_index)] + [pa.array(values[:, j]) for j in range(values.shape[1])]
-    table = pa.Table.from_arrays(columns, names=["row_index", LABEL, *rule.features])
+    arrays = [pa.array(row_index)] + [pa.array(np.ascontiguousarray(c)) for c in columns]
+    table = pa.Table.from_arrays(arrays, names=["row_index", LABEL, *rule.features])
     fs, directory = _filesystem(f"{rule.output_uri}/{split}")
     fs.create_dir(directory, recursive=True)
     final = f"{directory}/{name}.parquet"
@@ -256,7 +264,10 @@ def _write_parquet(rule: SplitRule, split: str, name: str, row_index: np.ndarray
     # equal row groups (not full ones and a short last one): ranks shard row groups i % N
     groups = max(1, -(-len(row_index) // rule.rows_per_group))
     with fs.open_output_stream(tmp) as out:
-        pq.write_table(table, out, row_group_size=max(1, -(-len(row_index) // groups)))
+        # no dictionary pages: measured floats never repeat enough, and trying costs
+        # 10x the rest of the write (356 vs 32 ms CPU for 134k rows, pyarrow 14)
+        pq.write_table(table, out, row_group_size=max(1, -(-len(row_index) // groups)),
+                       use_dictionary=False)
     fs.move(tmp, final)
 
 
