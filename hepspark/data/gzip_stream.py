@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-READ_BYTES = 8 << 20  # compressed bytes per read: large, so per-call costs vanish
+READ_BYTES = 4 << 20  # compressed bytes per read: large, so per-call costs vanish
 GZIP_WBITS = 31  # zlib's "gzip header and trailer" mode
 
 

@@ -55,7 +55,7 @@ from hepspark.data.higgs_convert_remote import (
 )
 from hepspark.data.higgs_schema import LABEL, UCI_TEST_ROWS, feature_set
 from hepspark.data.moments import Moments
-from hepspark.data.petastorm_compat import quiet_petastorm
+from hepspark.data.petastorm_compat import write_dataset_metadata
 from hepspark.progress import Progress
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ MIN_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 64 << 20
 # A compressed input's chunks are smaller: its parsing starts once the first is inflated,
 # and the test split's chunks wait for the end of the stream.
-MAX_STREAM_CHUNK_BYTES = 32 << 20
+MAX_STREAM_CHUNK_BYTES = 24 << 20
 CHUNKS_PER_CORE = 4
 # Decompressed HIGGS text is about 5x its gzip size (for sizing the chunks of a .gz).
 EXPANSION_ESTIMATE = 5
@@ -265,8 +265,6 @@ def _convert_higgs(
     progress: Callable[[str], None],
     on_bytes: Callable[[int, int], None] | None,
 ) -> ConvertSummary:
-    from petastorm.etl.dataset_metadata import materialize_dataset
-
     start = time.perf_counter()
     features = feature_set(config.features)
     paths = resolve_inputs(config.input)
@@ -307,16 +305,13 @@ def _convert_higgs(
 
         schema = _unischema(features)
         for name in SPLITS:
-            if rows[name] == 0:
-                continue
-            # The tasks wrote the Parquet files; petastorm adds its schema and row-group
-            # index to each split.
-            with quiet_petastorm(), materialize_dataset(
-                spark, storage.join(tmp_uri, name), schema, config.row_group_size_mb
-            ):
-                pass
-            progress(f"[convert] wrote {name}: {rows[name]:,d} rows "
-                     f"({time.perf_counter() - start:.1f} s)")
+            if rows[name]:
+                # petastorm's schema and row-group index (the tasks wrote the files)
+                write_dataset_metadata(
+                    spark, storage.join(tmp_uri, name), schema,
+                    {f: n for r in results for f, n in r.row_groups.get(name, {}).items()})
+                progress(f"[convert] wrote {name}: {rows[name]:,d} rows "
+                         f"({time.perf_counter() - start:.1f} s)")
         higgs_fields = {
             "label": LABEL,
             "feature_set": config.features,

@@ -75,6 +75,7 @@ class ChunkResult:
     bad_count: int
     bad_examples: list[tuple[int, str]] = field(default_factory=list)  # (row, "file:line: ...")
     input_bytes: int = 0
+    row_groups: dict[str, dict[str, int]] = field(default_factory=dict)  # split: {file: n}
 
 
 def _filesystem(uri: str):
@@ -220,7 +221,7 @@ def parse_and_write(chunk: Chunk, rule: SplitRule) -> ChunkResult:
     columns = parsed.values.T
     if keep != list(range(len(COLUMNS))):
         columns = columns[keep]
-    rows, train = {}, Moments.empty(len(rule.features))
+    rows, train, row_groups = {}, Moments.empty(len(rule.features)), {}
     for code, name in enumerate(SPLIT_NAMES):
         mask = split == code
         rows[name] = int(np.count_nonzero(mask))
@@ -231,9 +232,9 @@ def parse_and_write(chunk: Chunk, rule: SplitRule) -> ChunkResult:
         row_index = parsed.row_index if whole else parsed.row_index[mask]
         if name == "train":
             train = Moments.of(part[1:].T)
-        _write_parquet(rule, name, chunk.name, row_index, part)
+        row_groups[name] = _write_parquet(rule, name, chunk.name, row_index, part)
     return ChunkResult(rows, train, len(bad), bad[: rule.max_examples],
-                       input_bytes=chunk.end - chunk.start)
+                       input_bytes=chunk.end - chunk.start, row_groups=row_groups)
 
 
 def _split_of(row_index: np.ndarray, rule: SplitRule) -> np.ndarray:
@@ -246,10 +247,10 @@ def _split_of(row_index: np.ndarray, rule: SplitRule) -> np.ndarray:
 
 
 def _write_parquet(rule: SplitRule, split: str, name: str, row_index: np.ndarray,
-                   columns: np.ndarray) -> None:
+                   columns: np.ndarray) -> dict[str, int]:
     """One file per chunk and split (``columns``: label then features, one row each),
     written under a temporary name then moved, so a retried or speculative task never
-    leaves half a file under the final name."""
+    leaves half a file under the final name. Returns ``{file name: row groups}``."""
     import uuid
 
     import pyarrow as pa
@@ -269,6 +270,7 @@ def _write_parquet(rule: SplitRule, split: str, name: str, row_index: np.ndarray
         pq.write_table(table, out, row_group_size=max(1, -(-len(row_index) // groups)),
                        use_dictionary=False)
     fs.move(tmp, final)
+    return {f"{name}.parquet": groups}
 
 
 def _where(chunk: Chunk, row: int, message: str) -> str:
