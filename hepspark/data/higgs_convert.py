@@ -1,17 +1,20 @@
 """HIGGS CSV (UCI layout) → Petastorm Parquet dataset with train / val / test splits.
 
-Two Spark jobs, every core busy (issue #17):
+Every core busy, nothing done twice (issue #17):
 
-1. *plan*: plain ``.csv`` files are cut into byte ranges moved to line boundaries and
-   their lines counted; each compressed file (``.csv.gz``: not splittable) is streamed
-   once by one task into line-aligned plain chunks (under the output's temporary
-   directory), counting lines on the way. The driver then knows every chunk's first line
-   number and row index, and the total (the UCI test split is the last 500,000 rows);
-2. *parse and write*: one task per chunk parses it with Arrow's CSV reader (falling back
-   to an exact line-by-line check where a chunk holds anything odd, see
+1. *cut*: plain ``.csv`` files are cut into byte ranges moved to line boundaries and
+   their lines counted (one quick job); each compressed file (``.csv.gz``: not
+   splittable) is inflated by one task (ISA-L, :mod:`hepspark.data.gzip_stream`) into
+   line-aligned plain chunks under the output's temporary directory, each announced by a
+   manifest as soon as it is complete (:mod:`hepspark.data.chunk_feed`);
+2. *parse and write*, overlapping the inflating: each chunk, once its first line number
+   and row index are known, is one small Spark job that parses it with Arrow's CSV reader
+   (falling back to an exact line-by-line check where a chunk holds anything odd, see
    :mod:`hepspark.data.higgs_rows`), splits its rows, writes one Parquet file per split
-   and returns its row counts, bad lines and the training-set moments, which the driver
-   merges into the standardization - no extra pass over the data.
+   and returns its row counts, bad lines, row groups and the training-set moments, which
+   the driver merges into the standardization - no extra pass over the data. The UCI test
+   split is the *last* 500,000 rows, so the chunks that may hold test rows wait for the
+   total (see :func:`_parse_as_placed`).
 
 The executor side lives in :mod:`hepspark.data.higgs_convert_remote`.
 

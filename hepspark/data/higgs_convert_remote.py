@@ -5,9 +5,9 @@ Three kinds of task (the driver, :mod:`hepspark.data.higgs_convert`, plans and m
 - :func:`count_range`: a byte range of a plain ``.csv``, moved to line boundaries, and the
   lines it holds (so every chunk knows its first line number before anything is parsed);
 - :func:`decompress`: one ``.csv.gz`` (or other compressed file: not splittable) streamed
-  once, cut into
-  line-aligned plain-text chunk files under the output's temporary directory, counting
-  lines on the way;
+  once, cut into line-aligned plain-text chunk files under the output's temporary
+  directory, each announced by a small manifest (its bytes, lines and how far the
+  compressed file has been read) as soon as it is complete;
 - :func:`parse_and_write`: one chunk parsed (:func:`~hepspark.data.higgs_rows.parse_chunk`),
   split into train / val / test, written as one Parquet file per split, and summarised
   (rows, training-set moments, bad lines) for the driver.
