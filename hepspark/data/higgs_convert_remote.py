@@ -190,13 +190,18 @@ def decompress(job: DecompressJob) -> int:
         if size < job.chunk_bytes:
             continue
         data = b"".join(parts)
-        cut = data.rfind(b"\n") + 1
-        if not cut:
-            continue  # no line end yet: keep reading
-        if held is not None:
-            flush(held[0], held[1], packed_pos)
-        held = (memoryview(data)[:cut], count_lines(data, cut))
-        parts = [data[cut:]]
+        view, start = memoryview(data), 0
+        while len(data) - start >= job.chunk_bytes:  # a block may hold several chunks
+            cut = data.rfind(b"\n", start, start + job.chunk_bytes) + 1
+            if cut <= start:  # a line longer than a chunk: cut after it
+                cut = data.find(b"\n", start + job.chunk_bytes) + 1
+                if not cut:
+                    break  # no line end yet: keep reading
+            if held is not None:
+                flush(held[0], held[1], packed_pos)
+            held = (view[start:cut], count_lines(data, start, cut))
+            start = cut
+        parts = [data[start:]]
         size = len(parts[0])
     pending = b"".join(parts)
     if held is not None and pending and len(pending) < job.chunk_bytes // 2:

@@ -102,14 +102,14 @@ def _first_error(parts: list[str], raw: list[str], nums: list[float | None]) -> 
     return f"field 1 (label): must be 0 or 1, found {raw[0]}"
 
 
-def count_lines(data: bytes, end: int | None = None) -> int:
-    """Lines in ``data[:end]`` as Hadoop's line reader (and :meth:`bytes.splitlines`) count
-    them: ``\\n``, ``\\r\\n`` and a lone ``\\r`` end a line; a last line needs no end."""
+def count_lines(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """Lines in ``data[start:end]`` as Hadoop's line reader (and :meth:`bytes.splitlines`)
+    count them: ``\\n``, ``\\r\\n`` and a lone ``\\r`` end a line; a last line needs no end."""
     end = len(data) if end is None else end
-    ends = data.count(b"\n", 0, end)
-    if data.find(b"\r", 0, end) >= 0:  # rare: the two extra passes only where needed
-        ends += data.count(b"\r", 0, end) - data.count(b"\r\n", 0, end)
-    return ends + (1 if end and data[end - 1:end] not in (b"\n", b"\r") else 0)
+    ends = data.count(b"\n", start, end)
+    if data.find(b"\r", start, end) >= 0:  # rare: the two extra passes only where needed
+        ends += data.count(b"\r", start, end) - data.count(b"\r\n", start, end)
+    return ends + (1 if end > start and data[end - 1:end] not in (b"\n", b"\r") else 0)
 
 
 @dataclass
