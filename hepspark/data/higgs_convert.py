@@ -54,7 +54,7 @@ from hepspark.data.higgs_convert_remote import (
     DecompressJob,
     SplitRule,
     chunk_verdicts,
-    parse_and_write,
+    parse_item,
 )
 from hepspark.data.higgs_schema import LABEL, UCI_TEST_ROWS, feature_set
 from hepspark.data.moments import Moments
@@ -74,12 +74,12 @@ DEFAULT_SMALL_TEST_FRACTION = 0.1
 # Arrow's float64 columns, the float32 rows - about 2x the chunk).
 MIN_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 64 << 20
-# A compressed input's chunks are smaller: its parsing starts once the first is inflated,
-# and the test split's chunks wait for the end of the stream.
-MAX_STREAM_CHUNK_BYTES = 24 << 20
 CHUNKS_PER_CORE = 4
-# Decompressed HIGGS text is about 5x its gzip size (for sizing the chunks of a .gz).
-EXPANSION_ESTIMATE = 5
+# Inflated HIGGS text is 2-3x its gzip size (UCI: 7.5 GB from 2.6 GB; generated: 2x),
+# for sizing the chunks of a .gz; a stream is cut finer (parsing starts after its first
+# chunk, and the test split's chunks wait for its end).
+EXPANSION_ESTIMATE = 3
+STREAM_CHUNKS_PER_CORE = 8
 CHUNKS_DIR = "_chunks"  # decompressed chunks, inside the temporary output directory
 
 
@@ -178,9 +178,8 @@ def feed_plan(spark: "SparkSession", paths: list[str], scratch_uri: str) -> Feed
     plain_bytes = sum(s for p, s in zip(paths, sizes) if not _is_compressed(p))
     packed_bytes = sum(s for p, s in zip(paths, sizes) if _is_compressed(p))
     plain_chunk = _chunk_bytes(plain_bytes, parallelism)
-    # smaller chunks for a stream: parsing starts after the first one is inflated
-    stream_chunk = min(MAX_STREAM_CHUNK_BYTES,
-                       _chunk_bytes(packed_bytes * EXPANSION_ESTIMATE, parallelism))
+    stream_chunk = _chunk_bytes(packed_bytes * EXPANSION_ESTIMATE,
+                                parallelism * STREAM_CHUNKS_PER_CORE // CHUNKS_PER_CORE)
     plain: list[Chunk] = []
     packed: list[DecompressJob] = []
     for index, (uri, size) in enumerate(zip(paths, sizes)):
@@ -371,26 +370,36 @@ def _parse_as_placed(
     lock = threading.Lock()
     parsed_bytes = [0, 0]  # [parsed, placed]
     placed: list[tuple[Chunk, int]] = []
-    futures = []
+    pending: list[tuple[Chunk, SplitRule]] = []
+    jobs: list[tuple[Any, list[tuple[Chunk, SplitRule]]]] = []
 
-    def parsed(chunk: Chunk) -> None:
-        if chunk.uri != chunk.source:  # an inflated chunk: no longer needed
-            fs.delete(chunk.uri)
+    def parsed(batch: list[tuple[Chunk, SplitRule]]) -> None:
+        for chunk, _ in batch:
+            if chunk.uri != chunk.source:  # an inflated chunk: no longer needed
+                fs.delete(chunk.uri)
         with lock:
-            parsed_bytes[0] += chunk.end - chunk.start
+            parsed_bytes[0] += sum(chunk.end - chunk.start for chunk, _ in batch)
             if on_bytes is not None:
                 on_bytes(parsed_bytes[0], parsed_bytes[1])
 
-    def submit(chunk: Chunk, test_start_row: int) -> None:
-        task_rule = rule(test_start_row=test_start_row)
-        future = pool.submit(run_tasks, spark, lambda c: parse_and_write(c, task_rule), [chunk])
-        future.add_done_callback(lambda f: f.exception() is None and parsed(chunk))
-        futures.append(future)
+    def dispatch(last: bool = False) -> None:
+        """The pending chunks as one Spark job (a task each) once fewer than
+        ``parallelism`` jobs run: each job costs the JVM ~70 ms of CPU, a task ~17 ms."""
+        running = sum(not future.done() for future, _ in jobs)
+        if pending and (last or running < parallelism):
+            batch = pending[:]
+            pending.clear()
+            future = pool.submit(run_tasks, spark, parse_item, batch)
+            future.add_done_callback(lambda f: f.exception() is None and parsed(batch))
+            jobs.append((future, batch))
 
+    # polled 20 times a second: through the JVM each look costs ~1 ms of its CPU
+    local = plan.packed and storage.is_local(plan.packed[0].chunks_uri)
+    manifests = storage.LocalFileSystem() if local else fs
     rows = released = 0
-    with ThreadPoolExecutor(parallelism, thread_name_prefix="hepspark-parse") as pool:
+    with ThreadPoolExecutor(parallelism + 1, thread_name_prefix="hepspark-parse") as pool:
         try:
-            for chunk, lines in feed_chunks(spark, plan, fs,
+            for chunk, lines in feed_chunks(spark, plan, manifests,
                                             on_packed=lambda done: inflate_bar.update(done / 1e6)):
                 with lock:
                     parsed_bytes[1] += chunk.end - chunk.start
@@ -399,9 +408,10 @@ def _parse_as_placed(
                 safe_start = rows - _test_rows(config, rows)
                 while (released < len(placed)
                        and placed[released][0].first_row + placed[released][1] <= safe_start):
-                    submit(placed[released][0], safe_start)
+                    pending.append((placed[released][0], rule(test_start_row=safe_start)))
                     released += 1
-                for future in futures:  # a failed parse stops the conversion now
+                dispatch()
+                for future, _ in jobs:  # a failed parse stops the conversion now
                     if future.done() and future.exception() is not None:
                         raise future.exception()
             if plan.packed:
@@ -414,12 +424,15 @@ def _parse_as_placed(
                     f"test split ({test_rows:,d} rows) would take all {rows:,d} rows; "
                     "use a smaller --test-rows or --test-fraction"
                 )
-            for chunk, _ in placed[released:]:
-                submit(chunk, rows - test_rows)
-            results = [future.result()[0] for future in futures]
+            final_rule = rule(test_start_row=rows - test_rows)
+            pending.extend((chunk, final_rule) for chunk, _ in placed[released:])
+            dispatch(last=True)
+            done = [(chunk, result) for future, batch in jobs
+                    for (chunk, _), result in zip(batch, future.result())]
         except BaseException:
             pool.shutdown(cancel_futures=True)  # the running jobs end before the cleanup
             raise
+    results = [result for _, result in sorted(done, key=lambda pair: pair[0].first_row)]
     return results, rows, test_rows
 
 

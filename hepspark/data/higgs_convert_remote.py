@@ -242,6 +242,12 @@ def parse_and_write(chunk: Chunk, rule: SplitRule) -> ChunkResult:
                        input_bytes=chunk.end - chunk.start, row_groups=row_groups)
 
 
+def parse_item(item: tuple[Chunk, SplitRule]) -> ChunkResult:
+    """:func:`parse_and_write` of one ``(chunk, rule)`` (chunks of one job may have
+    different rules: those placed early only know a lower bound of the test start)."""
+    return parse_and_write(*item)
+
+
 def _split_of(row_index: np.ndarray, rule: SplitRule) -> np.ndarray:
     """Index into SPLIT_NAMES per row, the same rule as always: test tail first, then the
     hashed validation rows."""

@@ -207,7 +207,7 @@ def test_multi_member_gz_in_many_streamed_chunks(spark, tmp_path, monkeypatch):
     from hepspark.data import higgs_convert
 
     monkeypatch.setattr(higgs_convert, "MIN_CHUNK_BYTES", 16384)
-    monkeypatch.setattr(higgs_convert, "MAX_STREAM_CHUNK_BYTES", 16384)
+    monkeypatch.setattr(higgs_convert, "MAX_CHUNK_BYTES", 16384)
     rows = make_rows(3000, seed=9)
     lines = [",".join(f"{v:.7g}" for v in row) for row in rows]
     lines.insert(2499, "1,2")  # line 2500, in the third member
