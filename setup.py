@@ -15,7 +15,7 @@ setup(
     packages=find_packages(include=["hepspark", "hepspark.*"]),
     # hepspark.logs: the log4j2 configuration of quiet Spark drivers ships in the wheel
     package_data={"hepspark": ["conf/*.properties"]},
-    install_requires=["numpy", "pyarrow", "pyspark", "petastorm", "mlflow", "pyyaml"],
+    install_requires=["numpy", "pyarrow", "pyspark", "petastorm", "mlflow", "pyyaml", "isal"],
     # --backend torch (opt-in; `make install-torch` installs the CPU build without
     # disturbing the setuptools<70 pin, see scripts/install_torch.sh)
     extras_require={"torch": ["torch==2.13.0"]},

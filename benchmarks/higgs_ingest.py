@@ -6,6 +6,9 @@
 Measures a ``.csv.gz`` and a plain ``.csv`` (``--formats``) and prints, for each, MB/s of
 pyarrow ``read_csv`` + ``write_table`` on one thread and of ``hepspark convert higgs``,
 their ratio and the ratio per core used. Target (issue #17): >= 0.5 per core used.
+It also prints the CPU seconds each used (ours: the driver, its JVM and the Python
+workers, read from /proc): on a shared machine wall times swing with the other load, while
+``cpu ratio`` = pyarrow CPU / our CPU barely moves (>= 0.5 is needed for the target).
 Generated inputs are made once per workdir (``--rows``); ``--input`` takes an existing file
 (its plain twin is written next to the generated ones when ``.csv`` is measured).
 """
@@ -15,6 +18,7 @@ import argparse
 import gzip
 import os
 import shutil
+import time
 
 from common import Timer
 
@@ -41,12 +45,34 @@ def _inputs(args, spark) -> dict[str, str]:
     return found
 
 
-def _pyarrow_seconds(path: str, out: str) -> float:
+def _tree_cpu_s() -> dict[int, float]:
+    """CPU seconds (user + system, with reaped children) of this process and every
+    descendant (Spark's JVM and its Python workers), by pid."""
+    import psutil
+
+    me = psutil.Process()
+    found = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            found[proc.pid] = t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:  # ended meanwhile
+            pass
+    return found
+
+
+def _cpu_since(before: dict[int, float]) -> float:
+    after = _tree_cpu_s()
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def _pyarrow_seconds(path: str, out: str) -> tuple[float, float]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     from hepspark.data.higgs_schema import COLUMNS
 
+    cpu = time.process_time()
     with Timer() as timer:
         table = pacsv.read_csv(
             path,
@@ -54,7 +80,7 @@ def _pyarrow_seconds(path: str, out: str) -> float:
             convert_options=pacsv.ConvertOptions(column_types={c: "float32" for c in COLUMNS}),
         )
         pq.write_table(table, out)
-    return timer.seconds
+    return timer.seconds, time.process_time() - cpu
 
 
 def main() -> None:
@@ -76,21 +102,26 @@ def main() -> None:
     rows_out = []
     for kind, path in _inputs(args, spark).items():
         size_mb = os.path.getsize(path) / 1e6
-        arrow_s = _pyarrow_seconds(path, os.path.join(args.workdir, "ingest-pyarrow.parquet"))
+        arrow_s, arrow_cpu = _pyarrow_seconds(
+            path, os.path.join(args.workdir, "ingest-pyarrow.parquet"))
         out = os.path.join(args.workdir, "ingest-hepspark")
         shutil.rmtree(out, ignore_errors=True)
+        before = _tree_cpu_s()
         with Timer() as ours:
             convert_higgs(spark, ConvertConfig(input=path, output=out, checksum=False),
                           progress=lambda _: None)
-        rows_out.append((kind, path, size_mb, arrow_s, ours.seconds))
+        rows_out.append((kind, path, size_mb, arrow_s, ours.seconds, arrow_cpu,
+                         _cpu_since(before)))
 
     print(f"\nhepspark convert on {args.master} ({cores} cores) vs pyarrow on 1 thread")
     print(f"{'input':<8} {'MB':>9} {'pyarrow s':>10} {'MB/s':>8} {'ours s':>8} {'MB/s':>8} "
-          f"{'ratio':>6} {'per core':>9}")
-    for kind, _path, size_mb, arrow_s, ours_s in rows_out:
+          f"{'ratio':>6} {'per core':>9} {'pyarrow cpu s':>14} {'our cpu s':>10} "
+          f"{'cpu ratio':>10}")
+    for kind, _path, size_mb, arrow_s, ours_s, arrow_cpu, ours_cpu in rows_out:
         ratio = (size_mb / ours_s) / (size_mb / arrow_s)
         print(f"{kind:<8} {size_mb:9.1f} {arrow_s:10.2f} {size_mb / arrow_s:8.1f} "
-              f"{ours_s:8.2f} {size_mb / ours_s:8.1f} {ratio:6.2f} {ratio / cores:9.2f}")
+              f"{ours_s:8.2f} {size_mb / ours_s:8.1f} {ratio:6.2f} {ratio / cores:9.2f} "
+              f"{arrow_cpu:14.2f} {ours_cpu:10.2f} {arrow_cpu / ours_cpu:10.2f}")
     print("target: per core >= 0.5. (hepspark also validates every field, numbers the "
           "lines, splits, computes the standardization and writes Petastorm metadata)")
 

@@ -1,17 +1,20 @@
 """HIGGS CSV (UCI layout) → Petastorm Parquet dataset with train / val / test splits.
 
-Two Spark jobs, every core busy (issue #17):
+Every core busy, nothing done twice (issue #17):
 
-1. *plan*: plain ``.csv`` files are cut into byte ranges moved to line boundaries and
-   their lines counted; each compressed file (``.csv.gz``: not splittable) is streamed
-   once by one task into line-aligned plain chunks (under the output's temporary
-   directory), counting lines on the way. The driver then knows every chunk's first line
-   number and row index, and the total (the UCI test split is the last 500,000 rows);
-2. *parse and write*: one task per chunk parses it with Arrow's CSV reader (falling back
-   to an exact line-by-line check where a chunk holds anything odd, see
+1. *cut*: plain ``.csv`` files are cut into byte ranges moved to line boundaries and
+   their lines counted (one quick job); each compressed file (``.csv.gz``: not
+   splittable) is inflated by one task (ISA-L, :mod:`hepspark.data.gzip_stream`) into
+   line-aligned plain chunks under the output's temporary directory, each announced by a
+   manifest as soon as it is complete (:mod:`hepspark.data.chunk_feed`);
+2. *parse and write*, overlapping the inflating: each chunk, once its first line number
+   and row index are known, is one small Spark job that parses it with Arrow's CSV reader
+   (falling back to an exact line-by-line check where a chunk holds anything odd, see
    :mod:`hepspark.data.higgs_rows`), splits its rows, writes one Parquet file per split
-   and returns its row counts, bad lines and the training-set moments, which the driver
-   merges into the standardization - no extra pass over the data.
+   and returns its row counts, bad lines, row groups and the training-set moments, which
+   the driver merges into the standardization - no extra pass over the data. The UCI test
+   split is the *last* 500,000 rows, so the chunks that may hold test rows wait for the
+   total (see :func:`_parse_as_placed`).
 
 The executor side lives in :mod:`hepspark.data.higgs_convert_remote`.
 
@@ -27,6 +30,7 @@ Layout written::
 """
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import os
@@ -41,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hepspark.data import convert, storage
+from hepspark.data.chunk_feed import FeedPlan, feed_chunks
 from hepspark.data.higgs_convert_remote import (
     COMPRESSED_SUFFIXES,
     DAMAGED_INPUT,
@@ -49,13 +54,12 @@ from hepspark.data.higgs_convert_remote import (
     DecompressJob,
     SplitRule,
     chunk_verdicts,
-    count_range,
-    decompress,
-    parse_and_write,
+    parse_item,
 )
 from hepspark.data.higgs_schema import LABEL, UCI_TEST_ROWS, feature_set
 from hepspark.data.moments import Moments
-from hepspark.data.petastorm_compat import quiet_petastorm
+from hepspark.data.petastorm_compat import write_dataset_metadata
+from hepspark.progress import Progress
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -71,8 +75,11 @@ DEFAULT_SMALL_TEST_FRACTION = 0.1
 MIN_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 64 << 20
 CHUNKS_PER_CORE = 4
-# Decompressed HIGGS text is about 5x its gzip size (for sizing the chunks of a .gz).
-EXPANSION_ESTIMATE = 5
+# Inflated HIGGS text is 2-3x its gzip size (UCI: 7.5 GB from 2.6 GB; generated: 2x),
+# for sizing the chunks of a .gz; a stream is cut finer (parsing starts after its first
+# chunk, and the test split's chunks wait for its end).
+EXPANSION_ESTIMATE = 3
+STREAM_CHUNKS_PER_CORE = 8
 CHUNKS_DIR = "_chunks"  # decompressed chunks, inside the temporary output directory
 
 
@@ -163,86 +170,35 @@ def _file_size(uri: str) -> int:
     return fs.get_file_info(path).size
 
 
-def plan_chunks(spark: "SparkSession", paths: list[str],
-                scratch_uri: str) -> tuple[list[Chunk], int]:
-    """Line-aligned chunks of all inputs, in input order, each with its first line (per
-    file, 1-based) and first row (global, 0-based), and the total line count. One Spark job: plain files are counted
-    by byte range, compressed files decompressed into ``scratch_uri``, all in parallel."""
+def feed_plan(spark: "SparkSession", paths: list[str], scratch_uri: str) -> FeedPlan:
+    """How the inputs are cut (:class:`~hepspark.data.chunk_feed.FeedPlan`): plain files
+    into equal byte ranges, compressed ones inflated into ``scratch_uri``."""
     sizes = [_file_size(p) for p in paths]
     parallelism = spark.sparkContext.defaultParallelism
     plain_bytes = sum(s for p, s in zip(paths, sizes) if not _is_compressed(p))
     packed_bytes = sum(s for p, s in zip(paths, sizes) if _is_compressed(p))
     plain_chunk = _chunk_bytes(plain_bytes, parallelism)
-    stream_chunk = _chunk_bytes(packed_bytes * EXPANSION_ESTIMATE, parallelism)
-    jobs: list[Chunk | DecompressJob] = []
+    stream_chunk = _chunk_bytes(packed_bytes * EXPANSION_ESTIMATE,
+                                parallelism * STREAM_CHUNKS_PER_CORE // CHUNKS_PER_CORE)
+    plain: list[Chunk] = []
+    packed: list[DecompressJob] = []
     for index, (uri, size) in enumerate(zip(paths, sizes)):
         if _is_compressed(uri):
-            jobs.append(DecompressJob(uri, storage.join(scratch_uri, CHUNKS_DIR), index,
-                                      stream_chunk))
+            packed.append(DecompressJob(uri, storage.join(scratch_uri, CHUNKS_DIR), index,
+                                        stream_chunk))
             continue
         # equal byte ranges (not full ones and a short tail: see decompress)
         pieces = max(1, math.ceil(size / plain_chunk))
         step = max(1, math.ceil(size / pieces))
         for piece, start in enumerate(range(0, max(size, 1), step)):
-            jobs.append(Chunk(uri, start, min(start + step, size), uri,
-                              name=f"f{index:05d}-c{piece:06d}"))
-    counted = run_tasks(spark, _plan_task, jobs)
-    chunks, row = [], 0
-    for source in paths:
-        line = 1
-        for part in (c for group in counted for c in group if c.source == source):
-            lines = part.first_line  # the planning tasks return the count there
-            if part.end > part.start:
-                chunks.append(Chunk(part.uri, part.start, part.end, part.source,
-                                    first_line=line, first_row=row, name=part.name))
-            line += lines
-            row += lines
-    return chunks, row
+            plain.append(Chunk(uri, start, min(start + step, size), uri,
+                               name=f"f{index:05d}-c{piece:06d}"))
+    return FeedPlan(tuple(paths), tuple(plain), tuple(packed))
 
 
-def _plan_task(job: "Chunk | DecompressJob") -> list[Chunk]:
-    return decompress(job) if isinstance(job, DecompressJob) else [count_range(job)]
-
-
-def run_tasks(
-    spark: "SparkSession",
-    task: Callable[[Any], Any],
-    items: Sequence[Any],
-    on_done: Callable[[int, int], None] | None = None,
-    weight: Callable[[Any], int] = lambda _: 1,
-) -> list:
-    """``[task(item) for item in items]``, one Spark task per item, results in order.
-
-    ``on_done(done, total)`` is the progress hook: called with the summed ``weight`` of
-    the finished items (e.g. input bytes) about twice a second while the job runs."""
-    sc = spark.sparkContext
-    rdd = sc.parallelize(list(items), max(1, len(items)))
-    if on_done is None:
-        return rdd.map(task).collect()
-    finished = sc.accumulator(0)
-
-    def counted(item):
-        result = task(item)
-        finished.add(weight(item))
-        return result
-
-    outcome: dict[str, Any] = {}
-
-    def collect() -> None:
-        try:
-            outcome["results"] = rdd.map(counted).collect()
-        except BaseException as exc:  # re-raised on the calling thread
-            outcome["error"] = exc
-
-    total = sum(weight(item) for item in items)
-    worker = threading.Thread(target=collect, daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.5)
-        on_done(finished.value, total)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["results"]
+def run_tasks(spark: "SparkSession", task: Callable[[Any], Any], items: Sequence[Any]) -> list:
+    """``[task(item) for item in items]``, one Spark task per item, results in order."""
+    return spark.sparkContext.parallelize(list(items), max(1, len(items))).map(task).collect()
 
 
 def row_verdicts(spark: "SparkSession", input: str) -> list[dict]:
@@ -253,7 +209,8 @@ def row_verdicts(spark: "SparkSession", input: str) -> list[dict]:
     local temporary directory (so: local Spark)."""
     scratch = tempfile.mkdtemp(prefix="hepspark-verdicts-")
     try:
-        chunks, _ = plan_chunks(spark, resolve_inputs(input), storage.to_uri(scratch))
+        plan = feed_plan(spark, resolve_inputs(input), storage.to_uri(scratch))
+        chunks = [chunk for chunk, _ in feed_chunks(spark, plan, storage.LocalFileSystem())]
         verdicts = [v for part in run_tasks(spark, chunk_verdicts, chunks) for v in part]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -310,8 +267,6 @@ def _convert_higgs(
     progress: Callable[[str], None],
     on_bytes: Callable[[int, int], None] | None,
 ) -> ConvertSummary:
-    from petastorm.etl.dataset_metadata import materialize_dataset
-
     start = time.perf_counter()
     features = feature_set(config.features)
     paths = resolve_inputs(config.input)
@@ -320,27 +275,18 @@ def _convert_higgs(
     input_bytes = convert.local_input_bytes(paths)
     progress(f"[convert] reading {len(paths)} file(s), {input_bytes / 1e6:,.1f} MB")
     with output.build() as tmp_uri:
-        chunks, total_lines = plan_chunks(spark, paths, tmp_uri)
-        if total_lines == 0:
-            raise BadInputError(f"input {config.input!r} has no rows")
-        progress(f"[convert] {total_lines:,d} lines in {len(chunks)} chunk(s) "
-                 f"({time.perf_counter() - start:.1f} s)")
-        test_rows = _test_rows(config, total_lines)
-        if test_rows >= total_lines:
-            raise ValueError(
-                f"test split ({test_rows:,d} rows) would take all {total_lines:,d} rows; "
-                "use a smaller --test-rows or --test-fraction"
-            )
         val_threshold = int(round(config.val_fraction * 1_000_000))
-        rule = SplitRule(
-            output_uri=tmp_uri, features=tuple(features),
-            test_start_row=total_lines - test_rows, val_threshold=val_threshold,
-            seed=config.seed, rows_per_group=_rows_per_group(config, len(features)),
+        rule = functools.partial(
+            SplitRule, output_uri=tmp_uri, features=tuple(features),
+            val_threshold=val_threshold, seed=config.seed,
+            rows_per_group=_rows_per_group(config, len(features)),
             max_examples=convert.MAX_REPORTED_BAD_ROWS,
         )
-        results: list[ChunkResult] = run_tasks(
-            spark, lambda chunk: parse_and_write(chunk, rule), chunks, on_bytes,
-            weight=lambda chunk: chunk.end - chunk.start)
+        results, total_lines, test_rows = _parse_as_placed(
+            spark, config, feed_plan(spark, paths, tmp_uri), output.fs, rule, progress,
+            on_bytes)
+        progress(f"[convert] {total_lines:,d} lines in {len(results)} chunk(s) "
+                 f"({time.perf_counter() - start:.1f} s)")
         output.fs.delete(storage.join(tmp_uri, CHUNKS_DIR))
         rows = {s: sum(r.rows[s] for r in results) for s in SPLITS}
         bad_rows = sum(r.bad_count for r in results)
@@ -361,16 +307,13 @@ def _convert_higgs(
 
         schema = _unischema(features)
         for name in SPLITS:
-            if rows[name] == 0:
-                continue
-            # The tasks wrote the Parquet files; petastorm adds its schema and row-group
-            # index to each split.
-            with quiet_petastorm(), materialize_dataset(
-                spark, storage.join(tmp_uri, name), schema, config.row_group_size_mb
-            ):
-                pass
-            progress(f"[convert] wrote {name}: {rows[name]:,d} rows "
-                     f"({time.perf_counter() - start:.1f} s)")
+            if rows[name]:
+                # petastorm's schema and row-group index (the tasks wrote the files)
+                write_dataset_metadata(
+                    spark, storage.join(tmp_uri, name), schema,
+                    {f: n for r in results for f, n in r.row_groups.get(name, {}).items()})
+                progress(f"[convert] wrote {name}: {rows[name]:,d} rows "
+                         f"({time.perf_counter() - start:.1f} s)")
         higgs_fields = {
             "label": LABEL,
             "feature_set": config.features,
@@ -399,6 +342,98 @@ def _convert_higgs(
         seconds=time.perf_counter() - start,
         features=list(features),
     )
+
+
+def _parse_as_placed(
+    spark: "SparkSession",
+    config: ConvertConfig,
+    plan: FeedPlan,
+    fs: storage.HadoopFileSystem,
+    rule: Callable[..., SplitRule],
+    progress: Callable[[str], None],
+    on_bytes: Callable[[int, int], None] | None,
+) -> tuple[list[ChunkResult], int, int]:
+    """Parse and write every chunk, in parallel with the inflating of compressed inputs:
+    (results in input order, total lines, test rows).
+
+    Each chunk is one small Spark job, started as soon as the chunk is placed (its first
+    row is known) and surely before the test split: that split is the input's *last* rows,
+    so only chunks ending before ``rows_so_far - test_rows(rows_so_far)`` (a lower bound of
+    the final test start, which never decreases as rows are added) go early; the tail
+    waits for the total."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    parallelism = spark.sparkContext.defaultParallelism
+    packed_bytes = sum(_file_size(job.uri) for job in plan.packed)
+    # compressed MB inflated so far: lines (not a bar: the CLI's Spark task bar is drawn)
+    inflate_bar = Progress("inflate", packed_bytes / 1e6, unit="MB", emit=progress, tty=False)
+    lock = threading.Lock()
+    parsed_bytes = [0, 0]  # [parsed, placed]
+    placed: list[tuple[Chunk, int]] = []
+    pending: list[tuple[Chunk, SplitRule]] = []
+    jobs: list[tuple[Any, list[tuple[Chunk, SplitRule]]]] = []
+
+    def parsed(batch: list[tuple[Chunk, SplitRule]]) -> None:
+        for chunk, _ in batch:
+            if chunk.uri != chunk.source:  # an inflated chunk: no longer needed
+                fs.delete(chunk.uri)
+        with lock:
+            parsed_bytes[0] += sum(chunk.end - chunk.start for chunk, _ in batch)
+            if on_bytes is not None:
+                on_bytes(parsed_bytes[0], parsed_bytes[1])
+
+    def dispatch(last: bool = False) -> None:
+        """The pending chunks as one Spark job (a task each) once fewer than
+        ``parallelism`` jobs run: each job costs the JVM ~70 ms of CPU, a task ~17 ms."""
+        running = sum(not future.done() for future, _ in jobs)
+        if pending and (last or running < parallelism):
+            batch = pending[:]
+            pending.clear()
+            future = pool.submit(run_tasks, spark, parse_item, batch)
+            future.add_done_callback(lambda f: f.exception() is None and parsed(batch))
+            jobs.append((future, batch))
+
+    # polled 20 times a second: through the JVM each look costs ~1 ms of its CPU
+    local = plan.packed and storage.is_local(plan.packed[0].chunks_uri)
+    manifests = storage.LocalFileSystem() if local else fs
+    rows = released = 0
+    with ThreadPoolExecutor(parallelism + 1, thread_name_prefix="hepspark-parse") as pool:
+        try:
+            for chunk, lines in feed_chunks(spark, plan, manifests,
+                                            on_packed=lambda done: inflate_bar.update(done / 1e6)):
+                with lock:
+                    parsed_bytes[1] += chunk.end - chunk.start
+                placed.append((chunk, lines))
+                rows += lines
+                safe_start = rows - _test_rows(config, rows)
+                while (released < len(placed)
+                       and placed[released][0].first_row + placed[released][1] <= safe_start):
+                    pending.append((placed[released][0], rule(test_start_row=safe_start)))
+                    released += 1
+                dispatch()
+                for future, _ in jobs:  # a failed parse stops the conversion now
+                    if future.done() and future.exception() is not None:
+                        raise future.exception()
+            if plan.packed:
+                inflate_bar.close()
+            if rows == 0:
+                raise BadInputError(f"input {config.input!r} has no rows")
+            test_rows = _test_rows(config, rows)
+            if test_rows >= rows:
+                raise ValueError(
+                    f"test split ({test_rows:,d} rows) would take all {rows:,d} rows; "
+                    "use a smaller --test-rows or --test-fraction"
+                )
+            final_rule = rule(test_start_row=rows - test_rows)
+            pending.extend((chunk, final_rule) for chunk, _ in placed[released:])
+            dispatch(last=True)
+            done = [(chunk, result) for future, batch in jobs
+                    for (chunk, _), result in zip(batch, future.result())]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the running jobs end before the cleanup
+            raise
+    results = [result for _, result in sorted(done, key=lambda pair: pair[0].first_row)]
+    return results, rows, test_rows
 
 
 def _rows_per_group(config: ConvertConfig, n_features: int) -> int:

@@ -199,3 +199,36 @@ def test_a_truncated_gz_input_is_one_line_from_the_cli(spark, higgs_csv, tmp_pat
     assert err.startswith(f"hepspark: error: input {truncated}: truncated or corrupt "
                           "compressed file"), err
     assert not out.exists()
+
+
+def test_multi_member_gz_in_many_streamed_chunks(spark, tmp_path, monkeypatch):
+    """A .gz of several members (as `cat a.gz b.gz`), inflated into many small chunks that
+    are parsed while the stream goes on: exact line numbers, test split and progress."""
+    from hepspark.data import higgs_convert
+
+    monkeypatch.setattr(higgs_convert, "MIN_CHUNK_BYTES", 16384)
+    monkeypatch.setattr(higgs_convert, "MAX_CHUNK_BYTES", 16384)
+    rows = make_rows(3000, seed=9)
+    lines = [",".join(f"{v:.7g}" for v in row) for row in rows]
+    lines.insert(2499, "1,2")  # line 2500, in the third member
+    members = [lines[:1000], lines[1000:2000], lines[2000:]]
+    src = tmp_path / "multi.csv.gz"
+    src.write_bytes(b"".join(gzip.compress(("\n".join(m) + "\n").encode()) for m in members))
+    with pytest.raises(BadInputError, match=r"multi\.csv\.gz:2500: expected 29"):
+        convert_higgs(spark, ConvertConfig(input=str(src), output=str(tmp_path / "ds"),
+                                           test_rows=400), **QUIET)
+    said = []
+    summary = convert_higgs(spark, ConvertConfig(input=str(src), output=str(tmp_path / "ds"),
+                                                 test_rows=400, on_bad_row="skip"),
+                            progress=said.append)
+    assert summary.bad_rows == 1 and sum(summary.rows.values()) == 3000
+    counted = next(line.split() for line in said if " lines in " in line)
+    assert counted[1:3] == ["3,001", "lines"] and int(counted[4]) > 8  # many chunks
+    test = parquet_rows(str(tmp_path / "ds"), "test")
+    assert test["row_index"].tolist() == list(range(2601, 3001))  # the last 400 lines
+    np.testing.assert_allclose(test[list(FEATURES)].to_numpy(), rows[-400:, 1:], rtol=1e-6)
+    assert HiggsDataset(str(tmp_path / "ds")).rows("test") == 400
+    inflated = [line for line in said if line.startswith("[inflate]")]
+    assert inflated and "done in" in inflated[-1], said
+    size_mb = f"{src.stat().st_size / 1e6:,.0f}/{src.stat().st_size / 1e6:,.0f} MB"
+    assert inflated[-1].startswith(f"[inflate] {size_mb}"), inflated
