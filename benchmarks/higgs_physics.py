@@ -48,6 +48,23 @@ def every_pairing_masses(x):
     return np.stack([invariant_mass(p) for p in systems], axis=1).astype(np.float32)
 
 
+def lepton_jet_masses_and_angles(x):
+    """m(lepton, jet) per jet (the t -> b l nu endpoint, no neutrino needed), and cos(dphi)
+    and deta of every pair of objects: decay-angle information a mass list leaves out."""
+    import itertools
+
+    from hepspark.data.higgs_generator import four_vector, invariant_mass
+
+    lep = four_vector(x[:, 0], x[:, 1], x[:, 2])
+    jets = [four_vector(x[:, 5 + 4 * i], x[:, 6 + 4 * i], x[:, 7 + 4 * i]) for i in range(4)]
+    features = [invariant_mass(lep + j) for j in jets]
+    phis = [x[:, 2], x[:, 4]] + [x[:, 7 + 4 * i] for i in range(4)]  # lepton, MET, jets
+    etas = [x[:, 1]] + [x[:, 6 + 4 * i] for i in range(4)]  # lepton, jets
+    features += [np.cos(a - b) for a, b in itertools.combinations(phis, 2)]
+    features += [a - b for a, b in itertools.combinations(etas, 2)]
+    return np.stack(features, axis=1).astype(np.float32)
+
+
 def dnn_auc(x_train, y_train, x_val, y_val, x_test, y_test, epochs: int, batch_size: int,
             seed: int) -> float:
     import keras
@@ -84,6 +101,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--every-pairing", action="store_true",
                         help="also: trees on low-level + the masses of every jet pairing")
+    parser.add_argument("--angles", action="store_true",
+                        help="with --every-pairing: also lepton+jet masses and pair angles")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from threadpoolctl import threadpool_limits
@@ -103,10 +122,14 @@ def main() -> None:
         # assignment? Trees on low-level + every pairing's masses bound what assignment
         # alone can give.
         with threadpool_limits(2):
-            extended = np.hstack([x[:, :21], every_pairing_masses(x)])
+            parts = [x[:, :21], every_pairing_masses(x)]
+            if args.angles:
+                parts.append(lepton_jet_masses_and_angles(x))
+            extended = np.hstack(parts)
             auc = trees_auc(extended[: n_train + n_val], y[: n_train + n_val],
                             extended[test], y[test])
-        print(f"  trees low + every pairing's masses: AUC {auc:.4f}", flush=True)
+        extra = " + lepton-jet masses and pair angles" if args.angles else ""
+        print(f"  trees low + every pairing's masses{extra}: AUC {auc:.4f}", flush=True)
     models, sets = args.models.split(","), args.sets.split(",")
     ours: dict[str, dict[str, float]] = {m: {} for m in models}
     for model in models:
