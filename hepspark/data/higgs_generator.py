@@ -13,8 +13,12 @@ Physics, for an 8 TeV LHC-like collider:
   falling spectrum that peaks ~45 GeV above threshold) gets a pT from Gamma(1.5, 40 GeV)
   (mean 60 GeV: the broad recoil of gluon-fusion production at the LHC), a Gaussian
   rapidity (sigma 1.2) and an ISR jet balancing its pT. Every
-  decay is an isotropic two-body decay in the parent rest frame with truncated
-  Breit-Wigner masses, boosted to the lab.
+  decay is a two-body decay in the parent rest frame with truncated Breit-Wigner masses,
+  boosted to the lab; isotropic, except the W decays, which carry the W polarization:
+  longitudinal in the signal (a scalar decaying to a W and a scalar), 70% longitudinal and
+  30% left-handed from top quarks (Standard Model helicity fractions), the helicity angle
+  measured to the W's lab direction. These angular distributions are low-level
+  information that none of the 7 masses holds.
 * Partons to jets: 40% of b jets lose U(0, 40%) of their momentum to a semileptonic-decay
   neutrino (which adds to the true MET); each quark radiates, with probability 50%, a
   gluon outside the jet cone (momentum fraction in [0.05, 0.5] and distance dR in
@@ -76,6 +80,7 @@ PT_SHAPE, PT_SCALE = 1.5, 40.0
 RAPIDITY_SIGMA, ISR_ETA_SIGMA = 1.2, 2.0
 MTT_SHAPE, MTT_SCALE = 1.5, 90.0
 W_TO_CHARM = 0.5
+W_LONGITUDINAL_IN_TOP = 0.7
 B_SEMILEPTONIC, B_NU_FRACTION_MAX = 0.4, 0.4
 B_JET_CORRECTION = 1 / (1 - B_SEMILEPTONIC * B_NU_FRACTION_MAX / 2)
 FSR_PROBABILITY, FSR_Z, FSR_DR = 0.5, (0.05, 0.5), (0.4, 1.6)
@@ -246,8 +251,9 @@ def _signal_chain(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
     a_is_leptonic = rng.random(n, dtype=_F32) < 0.5
     w_lep, w_had = np.where(a_is_leptonic, w_a, w_b), np.where(a_is_leptonic, w_b, w_a)
     m_lep, m_had = np.where(a_is_leptonic, m_wa, m_wb), np.where(a_is_leptonic, m_wb, m_wa)
-    lep, nu = _decay(rng, w_lep, m_lep, 0.0, 0.0)
-    q1, q2 = _decay(rng, w_had, m_had, 0.0, 0.0)
+    # A scalar decaying to a W and a scalar gives a longitudinal W: both Ws here.
+    lep, nu = _decay(rng, w_lep, m_lep, 0.0, 0.0, _cos_longitudinal(rng, n))
+    q1, q2 = _decay(rng, w_had, m_had, 0.0, 0.0, _cos_longitudinal(rng, n))
     return lep, nu, np.stack([b1, b2, q1, q2], axis=1), isr_pt, isr_phi
 
 
@@ -262,8 +268,8 @@ def _background_chain(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...
     t1, t2 = _decay(rng, tt, m_tt, m_t1, m_t2)
     w1, b1 = _decay(rng, t1, m_t1, m_w1, M_B)
     w2, b2 = _decay(rng, t2, m_t2, m_w2, M_B)
-    lep, nu = _decay(rng, w1, m_w1, 0.0, 0.0)
-    q1, q2 = _decay(rng, w2, m_w2, 0.0, 0.0)
+    lep, nu = _decay(rng, w1, m_w1, 0.0, 0.0, _cos_top_w(rng, n))
+    q1, q2 = _decay(rng, w2, m_w2, 0.0, 0.0, _cos_top_w(rng, n))
     return lep, nu, np.stack([b1, b2, q1, q2], axis=1), isr_pt, isr_phi
 
 
@@ -349,17 +355,56 @@ def _decay(
     m: np.ndarray,
     m1: np.ndarray | float,
     m2: np.ndarray | float,
+    cos_helicity: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Isotropic two-body decay of ``parent`` (4, n), of mass ``m``, into masses m1, m2."""
+    """Two-body decay of ``parent`` (4, n), of mass ``m``, into masses m1, m2.
+
+    Isotropic, or with the first daughter at ``cos_helicity`` to the parent's flight
+    direction (the helicity angle: a polarized W).
+    """
     n = parent.shape[1]
     # Clipped: a W truncated at the H0 -> W H+- threshold can round to just below it.
     p = np.sqrt(np.maximum((m**2 - (m1 + m2) ** 2) * (m**2 - (m1 - m2) ** 2), 0.0)) / (2 * m)
-    cos_t = 2 * rng.random(n, dtype=_F32) - 1
-    p_t = p * np.sqrt(1 - cos_t**2)
+    polarized = cos_helicity is not None
+    cos_t = cos_helicity if polarized else 2 * rng.random(n, dtype=_F32) - 1
+    p_t = p * np.sqrt(np.maximum(1 - cos_t**2, 0))
     cos_phi, sin_phi, _ = _azimuth(rng, n)
     rest = np.stack([np.sqrt(p**2 + m1**2), p_t * cos_phi, p_t * sin_phi, p * cos_t])
+    if polarized:
+        rest[1:] = _to_helicity_frame(rest[1:], parent[1:])
     d1 = _boost(rest, parent, m)
     return d1, parent - d1  # momentum conservation is cheaper than a second boost
+
+
+def _to_helicity_frame(v: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Rotate (3, n) vectors given in axes whose z is ``direction`` back to the lab axes.
+
+    The pure boost along the parent's momentum keeps that axis, so an angle to it in the
+    rest frame is the helicity angle (the Wigner rotation of a two-step boost is ignored).
+    """
+    z = direction / np.sqrt((direction**2).sum(axis=0))
+    # x: perpendicular to z in the transverse plane (parents always have pT > 0 here).
+    x = np.stack([-z[1], z[0], np.zeros_like(z[0])])
+    x /= np.sqrt(x[0] ** 2 + x[1] ** 2)
+    y = np.stack([z[1] * x[2] - z[2] * x[1], z[2] * x[0] - z[0] * x[2], z[0] * x[1] - z[1] * x[0]])
+    return v[0] * x + v[1] * y + v[2] * z
+
+
+def _cos_longitudinal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Helicity angle of a longitudinal W's decay, density 3/4 (1 - cos^2).
+
+    The median of three uniforms on [-1, 1] has exactly that density.
+    """
+    a, b, c = 2 * rng.random((3, n), dtype=_F32) - 1
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+
+
+def _cos_top_w(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Helicity angle of the lepton (or down-type quark) from a top's W: fractions
+    F0 = 0.7 longitudinal (1 - cos^2) and FL = 0.3 left-handed ((1 - cos)^2), as in the
+    Standard Model; the charge conjugate (anti-top) has the same distribution."""
+    left = 1 - 2 * np.cbrt(rng.random(n, dtype=_F32))  # density 3/8 (1 - cos)^2
+    return np.where(rng.random(n, dtype=_F32) < W_LONGITUDINAL_IN_TOP, _cos_longitudinal(rng, n), left)
 
 
 def _boost(p: np.ndarray, parent: np.ndarray, m: np.ndarray) -> np.ndarray:

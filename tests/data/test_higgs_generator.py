@@ -11,7 +11,10 @@ from hepspark.data.higgs_generator import (
     FEATURES,
     HIGH_LEVEL_FEATURES,
     LOW_LEVEL_FEATURES,
+    four_vector,
     generate_events,
+    invariant_mass,
+    neutrino_from_met,
 )
 
 N_EVENTS = 100_000
@@ -124,13 +127,37 @@ def test_high_level_masses_are_consistent(events: np.ndarray) -> None:
     assert (col(events, "m_wwbb") * tol >= col(events, "m_jlv")).all()
 
 
+def test_high_level_features_are_functions_of_the_low_level_ones(events: np.ndarray) -> None:
+    """As in real data, the masses carry nothing the 21 low-level columns do not: recomputed
+    from the written-out lepton, MET and jets (b candidates: the two highest b-tags, ties to
+    the higher pT), they match. A DNN on low-level features can in principle learn them."""
+    x = events[:5000, 1:]
+    lep = four_vector(x[:, 0], x[:, 1], x[:, 2])
+    jets = x[:, 5:21].reshape(-1, 4, 4)
+    order = np.argsort(-jets[:, :, 3], axis=1, kind="stable")
+    jets = np.take_along_axis(jets, order[:, :, None], axis=1)
+    b1, b2, j1, j2 = (four_vector(jets[:, i, 0], jets[:, i, 1], jets[:, i, 2]) for i in range(4))
+    w_lep = lep + neutrino_from_met(lep, x[:, 3], x[:, 4])
+    recomputed = {
+        "m_jj": invariant_mass(j1 + j2),
+        "m_lv": invariant_mass(w_lep),
+        "m_bb": invariant_mass(b1 + b2),
+        "m_wbb": invariant_mass(j1 + j2 + b1 + b2),
+        "m_wwbb": invariant_mass(j1 + j2 + b1 + b2 + w_lep),
+    }
+    for name, mass in recomputed.items():
+        np.testing.assert_allclose(x[:, FEATURES.index(name)], mass, rtol=1e-5, err_msg=name)
+
+
 @pytest.mark.parametrize(
     ("feature", "label", "expected", "tolerance"),
     [
         ("m_bb", 1, 125.0, 15.0),  # h0 -> b b
         ("m_jj", 1, 80.4, 10.0),  # hadronic W
         ("m_jj", 0, 80.4, 10.0),
-        ("m_wbb", 1, 325.0, 30.0),  # H+- -> W h0
+        # H+- -> W h0; m_wbb takes the hadronic W, the right one only half the time, and
+        # out-of-cone losses pull it down: a broad peak ~30 GeV below m_H+-.
+        ("m_wbb", 1, 325.0, 40.0),
         ("m_wwbb", 1, 425.0, 40.0),  # H0
         ("m_jjj", 0, 172.5, 25.0),  # hadronic top
         ("m_jlv", 0, 172.5, 25.0),  # leptonic top
