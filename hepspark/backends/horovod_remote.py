@@ -78,7 +78,8 @@ def _rank_main(spec: RankSpec) -> RankResult:
     task, model = built.task, built.model
     optimizer = hvd.DistributedOptimizer(built.optimizer)
     # weighted_metrics=[]: the physical weights of image datasets weigh the loss
-    model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[])
+    model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[],
+                  steps_per_execution=config.steps_per_execution)
     if spec.checkpoint:
         restore_payload(model, optimizer, spec.checkpoint)
 

@@ -67,7 +67,8 @@ class KerasBackend(Engine):
             model = task.build(keras)
             optimizer = keras_optimizer(keras, config.optimizer, config.learning_rate)
             # weighted_metrics=[]: sample weights (physical weights) weigh the loss.
-            model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[])
+            model.compile(optimizer=optimizer, loss=task.loss, weighted_metrics=[],
+                          steps_per_execution=config.steps_per_execution)
 
         def predict(x: np.ndarray) -> np.ndarray:
             return task.predict(model, x)

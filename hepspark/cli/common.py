@@ -69,6 +69,11 @@ def add_training_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, A
         help="horovod: a rank that stalls (stops progressing without dying) ends the job "
         "after this long, exit 4 (default 600; longer than any one epoch must be)",
     )
+    engine.add_argument(
+        "--steps-per-execution", type=int, dest="steps_per_execution",
+        help="keras, horovod: training steps per compiled call (same updates, less Python "
+        "between steps; default 8, 1: one step per call)",
+    )
     run = parser.add_argument_group("run")
     run.add_argument("--optimizer", choices=OPTIMIZERS,
                      help=f"optimizer (default {defaults['optimizer']})")
@@ -128,7 +133,7 @@ RUN_FLAGS = (
     "backend", "optimizer", "learning_rate", "epochs", "batch_size", "seed",
     "early_stopping_patience", "num_executors", "scale_learning_rate", "master",
     "checkpoint_dir", "resume_if_present", "executor_wait_s", "stall_timeout_s",
-    "target_quality",
+    "target_quality", "steps_per_execution",
 )  # fmt: skip
 
 
