@@ -63,6 +63,7 @@ def run_rank(spec: RankSpec) -> TorchRunResult | None:
 
 def _rank_main(spec: RankSpec) -> TorchRunResult | None:
     import datetime
+    import gc
     import socket
 
     from hepspark.logs import configure_logging
@@ -144,6 +145,12 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
                       lead=lead)
     gathered: list = [None] * size
     dist.all_gather_object(gathered, mine)
+    # DDP's reducer holds the Gloo process group: drop it first, so destroy_process_group
+    # really ends Gloo's threads now. Left to interpreter shutdown, a Gloo thread holding a
+    # tensor can abort the process ("terminate called without an active exception",
+    # SIGABRT; torch 2.13, once in a 2-rank sweep run, after its last epoch).
+    del step, module
+    gc.collect()
     dist.destroy_process_group()
     return TorchRunResult(ranks=tuple(gathered)) if rank == 0 else None
 
