@@ -473,6 +473,25 @@ OOM_MARKERS = ("java.lang.OutOfMemoryError", "GC overhead limit exceeded",
                "oom-kill", "OOMKilled")
 
 
+# An executor that died (an out-of-memory kill is the usual reason) surfaces on the driver
+# as lost shuffle output or a lost executor; the OutOfMemoryError itself stays in the
+# executor's stderr, not in the exception the driver gets (seen with BigDL CNN training on
+# 1g executors: "MetadataFetchFailedException: Missing an output location for shuffle").
+EXECUTOR_LOST_MARKERS = ("MetadataFetchFailedException", "FetchFailedException",
+                         "ExecutorLostFailure", "Missing an output location")
+
+
+def executor_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says an executor or its shuffle output was lost."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if any(marker in str(exc) for marker in EXECUTOR_LOST_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def out_of_memory_cause(exc: BaseException) -> str | None:
     """The first line that says ``exc`` (or what it wraps: a Py4JJavaError's Java stack,
     a Spark task failure) is an out-of-memory stop, or None. A Python MemoryError counts."""

@@ -59,3 +59,18 @@ def test_out_of_memory_is_one_line_naming_the_process_and_setting(higgs_dataset,
     assert len(lines) == 1, proc.stderr[-3000:]
     assert "out of memory in the driver's JVM" in lines[0], lines[0]
     assert "HEPSPARK_DRIVER_MEMORY" in lines[0] and "--resume" not in lines[0].split(";")[0]
+
+
+def test_a_lost_executor_is_told_apart_from_other_failures():
+    # the driver's view of an executor killed by its OutOfMemoryError (BigDL CNN on 1g
+    # executors): only the lost shuffle output reaches the exception
+    from hepspark.backends.bigdl_compat import executor_lost
+
+    lost = RuntimeError("Job aborted due to stage failure: org.apache.spark.shuffle."
+                        "MetadataFetchFailedException: Missing an output location for "
+                        "shuffle 1 partition 0")
+    try:
+        raise ValueError("BigDL training failed") from lost
+    except ValueError as wrapped:
+        assert executor_lost(wrapped)
+    assert not executor_lost(RuntimeError("Py4JJavaError: division by zero"))
