@@ -1,11 +1,11 @@
 """The performance model on runs already measured: fit, held-out check, USL, prediction.
 
-    python benchmarks/perfmodel_check.py [--report benchmarks/results/scaling-2core/report.md]
+    python benchmarks/perfmodel_check.py [--report benchmarks/results/scaling-2core-pinned/higgs/report.md]
         [--exchange benchmarks/results/exchange_2core.json --link veth-10gbit]
         [--output /tmp/hepspark-model-check]
 
 Reads the "Runs" table of a scaling report (the sweep's MLflow store is not always kept;
-``benchmarks/results/scaling-2core/`` has only its report), rebuilds the runs, and writes the
+the kept reports in ``benchmarks/results/`` come without it), rebuilds the runs, and writes the
 report's model sections (:mod:`hepspark.report.scaling_model`) to ``OUTPUT/report.md`` with
 their plots, then prints per engine the held-out errors, the USL fit and the 64-node
 prediction over the chosen link. Nothing is measured here; the numbers are those runs'.
@@ -47,7 +47,8 @@ def read_runs_table(path: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", default=os.path.join(HERE, "results", "scaling-2core",
+    parser.add_argument("--report", default=os.path.join(HERE, "results",
+                                                         "scaling-2core-pinned", "higgs",
                                                          "report.md"))
     parser.add_argument("--exchange", help="'hepspark bench exchange' JSON (default: assumed "
                         "10 Gbit/s, 50 µs)")
