@@ -437,11 +437,11 @@ def _read_losses(summary, attempts: int = 5) -> list:
     """The per-iteration losses BigDL's TrainSummary wrote so far. Its event writer flushes
     on a thread of its own (bigdl-dllib 2.4.0), so a read can meet a record half written
     ("InvalidProtocolBufferException: invalid tag (zero)"): wait and read again."""
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
             return summary.read_scalar("Loss")
         except Exception as exc:  # Py4JJavaError wrapping the protobuf error
-            if "InvalidProtocolBuffer" not in str(exc) or attempt == attempts - 1:
+            if "InvalidProtocolBuffer" not in str(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
-    return []
+    return summary.read_scalar("Loss")  # the last attempt: its error is the error

@@ -481,27 +481,29 @@ EXECUTOR_LOST_MARKERS = ("MetadataFetchFailedException", "FetchFailedException",
                          "ExecutorLostFailure", "Missing an output location")
 
 
-def executor_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it wraps) says an executor or its shuffle output was lost."""
+def _exception_chain(exc: BaseException | None):
+    """``exc`` and what it wraps (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if any(marker in str(exc) for marker in EXECUTOR_LOST_MARKERS):
-            return True
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return False
+
+
+def executor_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says an executor or its shuffle output was lost."""
+    return any(marker in str(e) for e in _exception_chain(exc)
+               for marker in EXECUTOR_LOST_MARKERS)
 
 
 def out_of_memory_cause(exc: BaseException) -> str | None:
     """The first line that says ``exc`` (or what it wraps: a Py4JJavaError's Java stack,
     a Spark task failure) is an out-of-memory stop, or None. A Python MemoryError counts."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, MemoryError):
-            return f"{type(exc).__name__}: {exc}".strip()
-        text = str(exc)
-        java = getattr(exc, "java_exception", None)
+    for link in _exception_chain(exc):
+        if isinstance(link, MemoryError):
+            return f"{type(link).__name__}: {link}".strip()
+        text = str(link)
+        java = getattr(link, "java_exception", None)
         if java is not None:
             try:
                 text += "\n" + str(java.toString())
@@ -514,5 +516,4 @@ def out_of_memory_cause(exc: BaseException) -> str | None:
         for line in text.splitlines():
             if any(marker in line for marker in OOM_MARKERS):
                 return line.strip()[:300]
-        exc = exc.__cause__ or exc.__context__
     return None
