@@ -115,6 +115,7 @@ class _EpochTracker(keras.callbacks.Callback):
         self.book = EpochBook(config, on_epoch_end, lambda: get_model().get_weights())
         self.peak_rss_mb = peak_rss_mb()
         self._start = 0.0
+        self._steps_before, self._epochs_begun = 0, 0  # steps of the epochs run before
         self.progress = Progress("train", None, "steps")
 
     def on_train_begin(self, logs=None):
@@ -123,10 +124,16 @@ class _EpochTracker(keras.callbacks.Callback):
         self.progress.update(0, steps * epochs_left if steps else None)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.progress.advance()
+        # With steps_per_execution > 1 Keras calls this once per call, with the index of
+        # the call's last step (a partial last call reports where a full one would end):
+        # count steps from it, not calls.
+        steps = self.params.get("steps") or batch + 1
+        self.progress.update(self._steps_before + min(batch + 1, steps))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self._steps_before = self._epochs_begun * (self.params.get("steps") or 0)
+        self._epochs_begun += 1
 
     def on_epoch_end(self, epoch, logs=None):
         wall = time.perf_counter() - self._start

@@ -105,3 +105,22 @@ def test_a_stalled_rank_ends_the_job_after_the_stall_timeout(spark, higgs_datase
     assert sorted(os.listdir(ckpt)) == ["epoch-0001"]
     # the Spark session is still usable for the next job
     assert spark.sparkContext.parallelize(range(4), 2).sum() == 6
+
+
+def test_a_ranks_stream_ends_with_the_runs_last_step_and_is_not_autotuned(higgs_dataset):
+    # An endless, autotuned stream kept fit() from returning until tf.data's model thread
+    # woke (up to a minute after the last epoch at 10M rows): the stream must end with the
+    # run's steps, cross shard passes in between, and carry autotune off.
+    from hepspark.backends.horovod_remote import read_shard
+    from hepspark.backends.tasks import Task
+
+    config = TrainConfig(data=higgs_dataset, batch_size=500)
+    task = Task.open(config)
+    per_pass = task.dataset.shard_rows("train", 0, 2) // 500
+    stream = read_shard(task, rank=0, size=2, first_pass=0, batches=2 * per_pass + 3)
+    assert stream.options().autotune.enabled is False
+    batches = list(stream.as_numpy_iterator())
+    assert len(batches) == 2 * per_pass + 3
+    assert all(x.shape == (500, 28) and y.shape == (500,) for x, y in batches)
+    # the second pass is the shard reshuffled, not the first pass again
+    assert not np.array_equal(batches[0][1], batches[per_pass][1])

@@ -43,12 +43,16 @@ def test_seeded_runs_are_reproducible(higgs_dataset):
     assert a[0].val_auc == pytest.approx(b[0].val_auc, abs=1e-6)
 
 
-def test_steps_per_execution_changes_speed_not_training(higgs_dataset):
+def test_steps_per_execution_changes_speed_not_training(higgs_dataset, capsys):
     # 44 steps per epoch: 3 steps per call leaves a partial call at the end, which must
     # still train (the same updates, in the same order, as one step per call)
     small = DenseNetConfig(depth=1, width=16)
     _, one, _ = fit(higgs_dataset, epochs=1, model=small, seed=5, steps_per_execution=1)
+    capsys.readouterr()
     _, three, _ = fit(higgs_dataset, epochs=1, model=small, seed=5, steps_per_execution=3)
+    # the progress counts steps, not the 15 calls Keras reports them in
+    lines = [line for line in capsys.readouterr().err.splitlines() if "steps" in line]
+    assert lines and lines[-1].lstrip("\r").startswith("[train] 44/44 steps"), lines
     assert three[0].val_auc == pytest.approx(one[0].val_auc, abs=1e-5)
     assert three[0].train_loss == pytest.approx(one[0].train_loss, rel=1e-4)
     with pytest.raises(ValueError, match="steps_per_execution must be >= 1"):
