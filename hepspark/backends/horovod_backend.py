@@ -134,8 +134,6 @@ class HorovodBackend(Engine):
                        "hvd.DistributedOptimizer)")
 
 
-HOROVOD_CYCLE_TIME_MS = 0.1  # the ranks' default; $HOROVOD_CYCLE_TIME overrides it
-
 # What a rank's environment takes from the driver's (besides Horovod's own variables):
 # settings, not paths. Ranks take hepspark's own settings from the RankSpec (EngineSettings,
 # read on the driver); HEPSPARK_* still passes so that a rank's environment shows them. The driver's PATH, VIRTUAL_ENV, PYTHONHOME (BigDL's trap) or
@@ -159,12 +157,11 @@ def rank_environment(threads: int, stall_timeout_s: float = 600.0) -> dict[str, 
     env = {k: v for k, v in os.environ.items() if k.startswith(RANK_ENV_PREFIXES)}
     env.update(TF_USE_LEGACY_KERAS="1", OMP_NUM_THREADS=str(threads))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # --verbose (or the user) may have set 0
-    # Horovod's background thread looks for ready all-reduces every cycle (default 1 ms):
-    # at one all-reduce per step that is up to 1 ms of each ~12 ms step. A Horovod timeline
-    # of 2 pinned one-core ranks (HIGGS net, batch 1000) showed negotiation median 1.0 ms at
-    # 1 ms, 0.1-0.3 ms at 0.1 ms; epochs 2-3 ran 135.5k rows/s on average (2 runs) against
-    # 124.6k (3 runs), with a wide spread (116k-145k): the straggler waits remain.
-    env.setdefault("HOROVOD_CYCLE_TIME", str(HOROVOD_CYCLE_TIME_MS))
+    # HOROVOD_CYCLE_TIME stays at Horovod's 1 ms. 0.1 ms cut the negotiation per step from
+    # 1.0 to 0.1-0.3 ms (median, Horovod timeline of 2 pinned one-core ranks) but the
+    # background thread then coordinates every 0.1 ms on the rank's only core: a pinned
+    # single rank ran 87-91k rows/s instead of 104-110k, two ranks gained nothing (two
+    # alternating A/B pairs, HIGGS net, batch 1000).
     env.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, int(min(60, stall_timeout_s / 2)))))
     env.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(max(2, int(stall_timeout_s))))
     return env

@@ -100,8 +100,6 @@ def run_allreduce(spec: ProcessSpec) -> None:
         "HOROVOD_LOCAL_RANK": "0", "HOROVOD_LOCAL_SIZE": "1",
         "HOROVOD_CROSS_RANK": str(spec.rank), "HOROVOD_CROSS_SIZE": str(spec.size),
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        # the training ranks' cycle (horovod_backend.HOROVOD_CYCLE_TIME_MS), unless set
-        "HOROVOD_CYCLE_TIME": os.environ.get("HOROVOD_CYCLE_TIME", "0.1"),
     })
     import horovod.tensorflow as hvd
     import numpy as np
