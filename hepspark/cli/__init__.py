@@ -64,6 +64,8 @@ COMMANDS: dict[str, dict[str, tuple[str, Adder]]] = {
                             bench.add_import_baseline),
         "exchange": ("time the per-step exchange (Horovod Gloo all-reduce, TCP) per link",
                      bench.add_exchange),
+        "horovod-timeline": ("where a Horovod step's time goes, from a HOROVOD_TIMELINE file",
+                             bench.add_horovod_timeline),
     },
     "report": {
         "scaling": ("write the scaling report (Markdown, HTML, PNG) of an MLflow experiment",

@@ -211,3 +211,20 @@ def run_exchange(args: argparse.Namespace) -> int:
     print(f"[exchange] {args.output}: use it with 'hepspark report scaling --exchange "
           f"{args.output} --link {link}'", flush=True)
     return 0
+
+
+def add_horovod_timeline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("timeline", help="the file a run wrote with HOROVOD_TIMELINE=FILE set "
+                        "(rank 0 writes it; ranks get the driver's HOROVOD_* variables)")
+    parser.add_argument("--skip", type=float, default=1 / 3, dest="skip_fraction",
+                        help="fraction of the first steps left out as warm-up (default 1/3)")
+    parser.set_defaults(handler=run_horovod_timeline)
+
+
+def run_horovod_timeline(args: argparse.Namespace) -> int:
+    from hepspark.bench.horovod_timeline import format_summary, summarize
+
+    if not 0 <= args.skip_fraction < 1:
+        raise ValueError(f"--skip must be in [0, 1), got {args.skip_fraction:g}")
+    print(format_summary(summarize(args.timeline, args.skip_fraction)), flush=True)
+    return 0

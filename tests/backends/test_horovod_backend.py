@@ -26,7 +26,10 @@ def fit(higgs_dataset, **overrides):
     return config, records, result
 
 
-def test_two_ranks_learn_and_end_with_identical_weights(spark, higgs_dataset):
+def test_two_ranks_learn_and_end_with_identical_weights(spark, higgs_dataset, tmp_path,
+                                                        monkeypatch):
+    # ranks take the driver's HOROVOD_* variables: rank 0 writes a timeline
+    monkeypatch.setenv("HOROVOD_TIMELINE", str(tmp_path / "timeline.json"))
     config, records, result = fit(higgs_dataset, epochs=3, optimizer="adam")
     # identical weights on every rank are checked inside fit (it raises otherwise); the
     # digests it compared are what each rank computed from its own final weights
@@ -42,6 +45,15 @@ def test_two_ranks_learn_and_end_with_identical_weights(spark, higgs_dataset):
     assert scores.shape == y.shape and np.all((scores >= 0) & (scores <= 1))
     assert result.info["parameters"] == config.model.num_parameters(28)
     assert result.info["threads_per_rank"] == 1
+    # one grouped gradient all-reduce per step, all of them in the timeline
+    from hepspark.bench.horovod_timeline import format_summary, summarize
+
+    summary = summarize(str(tmp_path / "timeline.json"), skip_fraction=0)
+    assert summary.steps == 3 * steps and "Grouped" in summary.tensor, summary
+    phases = summary.phases
+    assert 0 < phases["GLOO_ALLREDUCE"].median_ms <= phases["ALLREDUCE"].median_ms
+    assert summary.period.median_ms > phases["ALLREDUCE"].median_ms
+    assert "outside the exchange" in format_summary(summary)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamax", "adadelta", "adagrad", "nadam",
