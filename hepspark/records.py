@@ -69,10 +69,12 @@ def out_of_memory(what: str, process: str, setting: str, cause: str) -> OutOfMem
                            "out of memory the same way)")
 
 
-def training_failed(what: str, config: "TrainConfig", exc: BaseException) -> TrainingFailedError:
+def training_failed(what: str, config: "TrainConfig", exc: BaseException,
+                    hint: str = "") -> TrainingFailedError:
     """The error for distributed training that stopped part-way: ``what`` failed (e.g.
-    "BigDL training failed in epoch 3"), the cause's type and first line, and how the run
-    continues (``--resume`` from its checkpoints, or how to have checkpoints next time)."""
+    "BigDL training failed in epoch 3"), the cause's type and first line, how the run
+    continues (``--resume`` from its checkpoints, or how to have checkpoints next time),
+    then ``hint`` (what else the cause suggests), if any."""
     text = str(exc).strip()
     first = text.splitlines()[0][:300] if text else ""
     if config.checkpoint_dir:
@@ -82,7 +84,7 @@ def training_failed(what: str, config: "TrainConfig", exc: BaseException) -> Tra
     else:
         way = "Run with --checkpoint-dir DIR to be able to --resume after such a failure."
     return TrainingFailedError(f"{what} ({type(exc).__name__}: {first}); see the executor "
-                               f"logs. {way}")
+                               f"logs. {way}" + (f" {hint}" if hint else ""))
 
 
 @dataclass

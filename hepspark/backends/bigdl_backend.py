@@ -405,11 +405,11 @@ class _OutOfMemory:
     def or_failure(self, what: str, config: "TrainConfig", exc: BaseException) -> Exception:
         cause = compat.out_of_memory_cause(exc)
         if cause is None and not self.local and compat.executor_lost(exc):
-            failed = training_failed(what, config, exc)
-            return type(failed)(
-                f"{failed} An executor was lost: most often it ran out of memory (its "
-                "stderr under the worker's work directory says); give executors more with "
-                "--executor-memory (a worker must offer at least that: --worker-memory).")
+            return training_failed(
+                what, config, exc, hint="An executor was lost: most often it ran out of "
+                "memory (its stderr under the worker's work directory says); give executors "
+                "more with --executor-memory (a worker must offer at least that: "
+                "--worker-memory).")
         if cause is None:
             return training_failed(what, config, exc)
         if isinstance(exc, MemoryError):

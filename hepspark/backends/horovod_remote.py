@@ -182,8 +182,9 @@ def read_shard(task: "Task", rank: int, size: int, first_pass: int, batches: int
     tf.data's autotuning is off: its model thread sleeps between optimizations for a period
     that doubles up to a minute, and ``fit`` cannot return before the iterator is destroyed,
     which waits for that thread to wake: up to 18 s more after the last epoch at 1M rows,
-    about a minute at 10M (a full-size run: 83 s epoch, 158 s training), before. The fixed ``prefetch(2)`` is all a one-core rank gains from. The stream
-    ends with the run's last step, so no pass is opened that no step reads."""
+    about a minute at 10M (a full-size run: 83 s epoch, 158 s training), before. The fixed
+    ``prefetch(2)`` is all a one-core rank gains from. The stream ends with the run's last
+    step, so no pass is opened that no step reads."""
     import itertools
 
     import tensorflow as tf
