@@ -91,11 +91,14 @@ def summarize(path: str, skip_fraction: float = 1 / 3) -> TimelineSummary:
                          "shorter than a few steps, or not a Horovod training run?")
     pid = max(candidates, key=lambda p: len(spans[p]["NEGOTIATE_ALLREDUCE"]))
     requests = spans[pid]["NEGOTIATE_ALLREDUCE"]
-    skip = int(len(requests) * skip_fraction)
+    skip = min(int(len(requests) * skip_fraction), len(requests) - 2)  # >= 1 period left
     starts = [start for start, _ in requests]
     period = [b - a for a, b in zip(starts[skip:], starts[skip + 1:])]
     phases = {name: Stat.of([d for _, d in spans[pid][name][skip:]])
               for name in PHASES if len(spans[pid][name]) > skip}
+    if "ALLREDUCE" not in phases:
+        raise ValueError(f"{path}: {len(requests)} negotiations but no all-reduce after them; "
+                         "was the timeline cut off mid-step (a killed run)?")
     return TimelineSummary(tensor=names.get(pid, str(pid)).rsplit("/", 1)[-1],
                            steps=len(requests) - skip, skipped=skip, period=Stat.of(period),
                            phases=phases)

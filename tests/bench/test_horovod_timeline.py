@@ -12,17 +12,18 @@ import pytest
 from hepspark.bench.horovod_timeline import summarize
 
 
-def _events(steps: int) -> list[dict]:
+def _events(steps: int, exchange: bool = True) -> list[dict]:
     events = [{"name": "process_name", "ph": "M", "pid": 1,
                "args": {"name": "x/HorovodGroupedAllreduce_grads_0_1of2"}}]
     for step in range(steps):
         t = 10_000 * step
         events += [{"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": t, "pid": 1},
-                   {"ph": "E", "ts": t + 1000, "pid": 1},
-                   {"ph": "B", "name": "ALLREDUCE", "ts": t + 1000, "pid": 1},
-                   {"ph": "B", "name": "GLOO_ALLREDUCE", "ts": t + 1100, "pid": 1},
-                   {"ph": "E", "ts": t + 3100, "pid": 1},
-                   {"ph": "E", "ts": t + 3200, "pid": 1}]
+                   {"ph": "E", "ts": t + 1000, "pid": 1}]
+        if exchange:
+            events += [{"ph": "B", "name": "ALLREDUCE", "ts": t + 1000, "pid": 1},
+                       {"ph": "B", "name": "GLOO_ALLREDUCE", "ts": t + 1100, "pid": 1},
+                       {"ph": "E", "ts": t + 3100, "pid": 1},
+                       {"ph": "E", "ts": t + 3200, "pid": 1}]
     return events
 
 
@@ -38,10 +39,19 @@ def test_an_unterminated_timeline_is_read(tmp_path):
     assert summary.outside_ms == pytest.approx(10.0 - 1.0 - 2.2)
 
 
+def test_a_heavy_skip_still_leaves_one_period(tmp_path):
+    path = tmp_path / "timeline.json"
+    path.write_text(json.dumps(_events(3)))
+    summary = summarize(str(path), skip_fraction=0.9)
+    assert summary.steps == 2 and summary.period.median_ms == pytest.approx(10.0)
+
+
 @pytest.mark.parametrize("text, error", [
     ("epoch 1/3  9.6 s", "not a Horovod timeline (no JSON list)"),
     ("[{\"ph\": \"B\", ", "not a Horovod timeline"),
     ("[]", "fewer than 3 all-reduces"),
+    # cut off after the negotiations, before any all-reduce span was closed
+    (json.dumps(_events(4, exchange=False)), "4 negotiations but no all-reduce"),
 ])
 def test_what_is_not_a_timeline_is_one_line(tmp_path, text, error):
     path = tmp_path / "timeline.json"
