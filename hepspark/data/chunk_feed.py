@@ -107,7 +107,7 @@ def feed_chunks(
                       else _counted(plan, counted, index))
             for chunk, lines in pieces:
                 placed = Chunk(chunk.uri, chunk.start, chunk.end, source, first_line=line,
-                               first_row=row, name=chunk.name)
+                               first_row=row, name=chunk.name, lines=lines)
                 line += lines
                 row += lines
                 if chunk.end > chunk.start:
@@ -138,8 +138,7 @@ def _manifests(fs: Any, job: DecompressJob, inflating: _PackedJob, packed_done: 
             if on_packed is not None:
                 on_packed(sum(packed_done.values()))
             name = f"f{job.file_index:05d}-c{number:06d}"
-            yield Chunk(f"{job.chunks_uri}/{name}.csv", 0, entry["bytes"], job.uri,
-                        name=name), entry["lines"]
+            yield Chunk(entry["uri"], 0, entry["bytes"], job.uri, name=name), entry["lines"]
             number += 1
             continue
         if expected is None and fs.exists(done_manifest(job.chunks_uri, job.file_index)):

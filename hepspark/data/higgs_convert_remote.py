@@ -36,7 +36,8 @@ SPLIT_NAMES = ("train", "val", "test")
 @dataclass(frozen=True)
 class Chunk:
     """Bytes ``[start, end)`` of ``uri``, line-aligned; its first line is line
-    ``first_line`` (1-based) of ``source`` and row ``first_row`` of the whole input."""
+    ``first_line`` (1-based) of ``source`` and row ``first_row`` of the whole input;
+    ``lines``: how many lines it holds, where already counted (placed chunks)."""
 
     uri: str
     start: int
@@ -45,14 +46,21 @@ class Chunk:
     first_line: int = 1
     first_row: int = 0
     name: str = "part"
+    lines: int | None = None
 
 
 @dataclass(frozen=True)
 class DecompressJob:
+    """Inflate ``uri`` into chunks of about ``chunk_bytes``, announced under ``chunks_uri``;
+    the chunk files go to ``memory_dir`` (a local tmpfs directory, when every task runs on
+    the driver's host) while it holds under ``memory_bytes`` of them, else to ``chunks_uri``."""
+
     uri: str
-    chunks_uri: str  # directory for the decompressed chunk files
+    chunks_uri: str  # directory for the manifests, and for the chunk files memory cannot take
     file_index: int
     chunk_bytes: int
+    memory_dir: str | None = None
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,14 +136,15 @@ def done_manifest(chunks_uri: str, file_index: int) -> str:
     return f"{chunks_uri}/f{file_index:05d}.done.json"
 
 
-def _publish(out_fs, path: str, data) -> None:
-    """Write then rename: a reader polling for ``path`` never sees half of it (and a
-    retried task rewrites the same bytes)."""
+def _publish(out_fs, path: str, parts) -> None:
+    """Write ``parts`` (bytes-like pieces, in order) then rename: a reader polling for
+    ``path`` never sees half of it (and a retried task rewrites the same bytes)."""
     import uuid
 
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     with out_fs.open_output_stream(tmp) as out:
-        out.write(data)
+        for part in parts:
+            out.write(part)
     out_fs.move(tmp, path)
 
 
@@ -160,65 +169,116 @@ def _text_blocks(job: DecompressJob):
         raise OSError(f"{DAMAGED_INPUT} {exc}") from exc
 
 
+def _memory_held(directory: str) -> int:
+    """Bytes of the chunk files (not yet parsed and deleted) in a memory directory."""
+    import os
+
+    return sum(entry.stat().st_size for entry in os.scandir(directory)
+               if entry.name.endswith(".csv"))
+
+
+class _ChunkText:
+    """Pieces of inflated text making one chunk, with their ``\n`` count taken as each
+    piece arrives (still in cache) and whether any holds a ``\r`` (then the chunk is
+    counted whole by :func:`count_lines`: a ``\r\n`` may straddle two pieces)."""
+
+    def __init__(self) -> None:
+        self.parts: list[memoryview] = []
+        self.size = self.newlines = 0
+        self.has_cr = False
+
+    def add(self, block: bytes, start: int, end: int) -> None:
+        if end > start:
+            self.parts.append(memoryview(block)[start:end])
+            self.size += end - start
+            self.newlines += block.count(b"\n", start, end)
+            self.has_cr = self.has_cr or block.find(b"\r", start, end) >= 0
+
+    def extend(self, other: "_ChunkText") -> None:
+        self.parts += other.parts
+        self.size += other.size
+        self.newlines += other.newlines
+        self.has_cr = self.has_cr or other.has_cr
+
+    def lines(self) -> int:
+        if self.has_cr:
+            return count_lines(b"".join(self.parts))
+        last = bytes(self.parts[-1][-1:]) if self.parts else b""
+        return self.newlines + (1 if self.size and last not in (b"\n", b"\r") else 0)
+
+
 def decompress(job: DecompressJob) -> int:
-    """Stream ``job.uri`` once into line-aligned plain chunk files under
-    ``job.chunks_uri``, announcing each in a small manifest as soon as it is complete (so
-    the driver parses it while this task goes on); returns the number of chunks."""
+    """Stream ``job.uri`` once into line-aligned plain chunk files (in memory while it has
+    room, see :class:`DecompressJob`), announcing each in a small manifest under
+    ``job.chunks_uri`` as soon as it is complete (so the driver parses it while this task
+    goes on); returns the number of chunks.
+
+    A chunk ends at the last line end within ``chunk_bytes`` of the inflated text of the
+    block that fills it (or at the first one after, where there is none), and is written
+    piece by piece: never joined into one buffer (that copy cost 1.3 s at 11M events)."""
     import json
 
     out_fs, out_dir = _filesystem(job.chunks_uri)
     out_fs.create_dir(out_dir, recursive=True)
+    memory_fs, _ = _filesystem("file:///")
     written = 0
 
-    def flush(data, lines: int, packed_pos: int) -> None:
+    def flush(text: _ChunkText, packed_pos: int) -> None:
         nonlocal written
         name = f"f{job.file_index:05d}-c{written:06d}"
-        _publish(out_fs, f"{out_dir}/{name}.csv", data)
-        manifest = {"bytes": len(data), "lines": lines, "packed_pos": packed_pos}
-        _publish(out_fs, f"{out_dir}/{name}.json", json.dumps(manifest).encode())
+        # memory while it has room: writing through a disk's page cache cost this task
+        # 4.2 s of CPU for the 2.75 GB of the 11M-event file (tmpfs: ~0.9 s)
+        if job.memory_dir and _memory_held(job.memory_dir) + text.size <= job.memory_bytes:
+            chunk_uri = f"file://{job.memory_dir}/{name}.csv"
+            _publish(memory_fs, f"{job.memory_dir}/{name}.csv", text.parts)
+        else:
+            chunk_uri = f"{job.chunks_uri}/{name}.csv"
+            _publish(out_fs, f"{out_dir}/{name}.csv", text.parts)
+        manifest = {"bytes": text.size, "lines": text.lines(), "packed_pos": packed_pos,
+                    "uri": chunk_uri}
+        _publish(out_fs, f"{out_dir}/{name}.json", [json.dumps(manifest).encode()])
         written += 1
 
     # Each full chunk is held back until the next one is ready, so a short tail can join
     # it: a tail chunk of a few rows would become a row group of a few rows, and ranks
     # sharding row groups i % N would get very unequal shards.
-    held = None  # (memoryview of the text up to the cut, its lines)
-    parts: list[bytes] = []
-    size = packed_pos = 0
+    held: _ChunkText | None = None
+    current = _ChunkText()
+    packed_pos = 0
     for block, packed_pos in _text_blocks(job):
-        parts.append(block)
-        size += len(block)
-        if size < job.chunk_bytes:
-            continue
-        data = b"".join(parts)
-        view, start = memoryview(data), 0
-        while len(data) - start >= job.chunk_bytes:  # a block may hold several chunks
-            cut = data.rfind(b"\n", start, start + job.chunk_bytes) + 1
-            if cut <= start:  # a line longer than a chunk: cut after it
-                cut = data.find(b"\n", start + job.chunk_bytes) + 1
-                if not cut:
-                    break  # no line end yet: keep reading
+        at = 0
+        while at < len(block):  # a block may fill several chunks
+            need = job.chunk_bytes - current.size
+            if len(block) - at < need:  # the rest of the block fits: keep reading
+                current.add(block, at, len(block))
+                break
+            limit = at + max(0, need)
+            cut = block.rfind(b"\n", at, limit) + 1
+            if cut <= at:  # no line end before the limit here: the first one after it
+                cut = block.find(b"\n", limit) + 1
+                if not cut:  # none in the rest of the block: keep reading
+                    current.add(block, at, len(block))
+                    break
+            current.add(block, at, cut)
             if held is not None:
-                flush(held[0], held[1], packed_pos)
-            held = (view[start:cut], count_lines(data, start, cut))
-            start = cut
-        parts = [data[start:]]
-        size = len(parts[0])
-    pending = b"".join(parts)
-    if held is not None and pending and len(pending) < job.chunk_bytes // 2:
-        joined = bytes(held[0]) + pending  # held ends with a line end
-        held, pending = (joined, count_lines(joined)), b""
+                flush(held, packed_pos)
+            held, current, at = current, _ChunkText(), cut
+    if held is not None and current.size and current.size < job.chunk_bytes // 2:
+        held.extend(current)  # held ends with a line end
+        current = _ChunkText()
     if held is not None:
-        flush(held[0], held[1], packed_pos)
-    if pending or not written:
-        flush(pending, count_lines(pending), packed_pos)
+        flush(held, packed_pos)
+    if current.size or not written:
+        flush(current, packed_pos)
     _publish(out_fs, done_manifest(out_dir, job.file_index),
-             json.dumps({"chunks": written}).encode())
+             [json.dumps({"chunks": written}).encode()])
     return written
 
 
 def parse_and_write(chunk: Chunk, rule: SplitRule) -> ChunkResult:
     """Parse one chunk, write its rows per split, summarise it for the driver."""
-    parsed = parse_chunk(_read(chunk.uri, chunk.start, chunk.end), chunk.first_row)
+    parsed = parse_chunk(_read(chunk.uri, chunk.start, chunk.end), chunk.first_row,
+                         lines=chunk.lines)
     bad = [(row, _where(chunk, row, message)) for row, message in parsed.bad]
     split = _split_of(parsed.row_index, rule)
     keep = [0, *(COLUMNS.index(f) for f in rule.features)]

@@ -52,6 +52,19 @@ def test_fast_and_exact_paths_agree(odd):
         assert fast.bad == exact.bad
 
 
+def test_fast_path_over_many_arrow_blocks():
+    # Arrow's reader cuts its input into 1 MB blocks: a chunk of several MB is read as
+    # several, which the fast path stitches back in order.
+    rng = random.Random(5)
+    data = ("\n".join(random_line(rng, 0.0) for _ in range(12_000)) + "\n").encode()
+    assert len(data) > 3 << 20
+    fast = parse_chunk(data, first_row=7, lines=12_000)
+    exact = parse_chunk(data, first_row=7, allow_fast=False)
+    assert not fast.bad and fast.lines == 12_000
+    np.testing.assert_array_equal(fast.row_index, exact.row_index)
+    np.testing.assert_array_equal(fast.values, exact.values)
+
+
 def test_count_lines_matches_splitlines():
     for data in [b"", b"a", b"a\n", b"a\r\nb", b"a\rb\r", b"\n\n", b"a\r\n\r\nb\n"]:
         assert count_lines(data) == len(data.splitlines()), data
