@@ -67,3 +67,32 @@ def test_a_short_tail_joins_the_last_chunk(tmp_path):
                                      chunk_bytes=10_000))
     sizes = [m["bytes"] for m, _ in _chunks(tmp_path / "c", count)]
     assert sum(sizes) == len(text) and min(sizes) >= 5_000, sizes
+
+
+def test_memory_scratch_is_removed_with_what_killed_runs_left(spark, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from hepspark.data import higgs_convert
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = os.path.join(higgs_convert.MEMORY_DIR, f"{higgs_convert.MEMORY_PREFIX}{dead}-x")
+    alive = os.path.join(higgs_convert.MEMORY_DIR,
+                         f"{higgs_convert.MEMORY_PREFIX}{os.getppid()}-y")  # still running
+    other = os.path.join(higgs_convert.MEMORY_DIR, "hepspark-not-chunks-1-z")
+    for path in (stale, alive, other):
+        os.makedirs(path)
+    try:
+        with higgs_convert.memory_scratch(spark) as (directory, room):
+            assert directory.startswith(higgs_convert.MEMORY_DIR) and room > 0
+            assert os.path.basename(directory).startswith(
+                f"{higgs_convert.MEMORY_PREFIX}{os.getpid()}-")
+            assert not os.path.exists(stale)
+            assert os.path.isdir(alive) and os.path.isdir(other)
+        assert not os.path.exists(directory)
+    finally:
+        for path in (stale, alive, other):
+            if os.path.isdir(path):
+                os.rmdir(path)
