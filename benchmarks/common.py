@@ -21,6 +21,43 @@ def ceiling_rows_per_s(n_params: int) -> float:
     return MACHINE_GFLOPS * 1e9 / flops_per_row(n_params)
 
 
+def pyarrow_convert_s(path: str, out: str, one_core: bool = False) -> tuple[float, float]:
+    """(wall, CPU) seconds of pyarrow's ``read_csv`` (one thread) + ``write_table`` of a
+    HIGGS CSV: the ingest reference. ``one_core``: in a child process pinned to one core.
+    Unpinned, the "single-thread" read is not one core: its I/O thread inflates a ``.gz``
+    beside the parser (1.5 cores busy on the 11M-event file), so its speed is not a
+    per-core speed."""
+    if one_core:
+        import json
+        import subprocess
+        import sys
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        core = min(os.sched_getaffinity(0))
+        code = (f"import os, json, sys; os.sched_setaffinity(0, {{{core}}}); "
+                f"sys.path.insert(0, {here!r}); from common import pyarrow_convert_s; "
+                f"print(json.dumps(pyarrow_convert_s({path!r}, {out!r})))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True)
+        wall, cpu = json.loads(done.stdout.strip().splitlines()[-1])
+        return wall, cpu
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from hepspark.data.higgs_schema import COLUMNS
+
+    cpu = time.process_time()
+    start = time.perf_counter()
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=list(COLUMNS), use_threads=False),
+        convert_options=pacsv.ConvertOptions(column_types={c: "float32" for c in COLUMNS}),
+    )
+    pq.write_table(table, out)
+    wall = time.perf_counter() - start
+    return wall, time.process_time() - cpu
+
+
 def ensure_dataset(workdir: str, rows: int, spark, compress: bool = False) -> tuple[str, str]:
     """(csv_path, dataset_dir) of a generated sample, made once per workdir."""
     from hepspark.data.higgs_convert import ConvertConfig, convert_higgs

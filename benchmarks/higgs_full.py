@@ -5,8 +5,8 @@ convert it, and train one epoch on each engine, through the CLI as a user runs i
         [--engines keras,horovod,bigdl[,torch]] [--out results/higgs-full]
 
 Prints one table (also ``--out``/higgs_full.json and .md): per step its wall time, rows/s,
-the fraction of a reference (ingest: single-threaded pyarrow ``read_csv`` +
-``write_table`` of the same file; training: the FLOP ceiling of the cores used, fp32
+the fraction of a reference (ingest: pyarrow's ``read_csv`` + ``write_table`` of the same
+file on one thread, in a process pinned to one core; training: the FLOP ceiling of the cores used, fp32
 matmul measured here) and the peak resident memory of the step's processes (the sum over
 the step's process tree, sampled every 0.5 s: the driver, its JVM, Python workers, ranks).
 A step that fails is one row with its own error line; the steps after it that need its
@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+
+from common import pyarrow_convert_s
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -113,28 +115,12 @@ def convert_step(csv: str, data: str, rows: int | None, args) -> Step:
     rows = rows or sum(split["rows"] for split in meta["splits"].values())
     step.rows_per_s = rows / step.wall_s
     if not args.no_pyarrow:
-        reference = pyarrow_ingest_s(csv, os.path.join(args.workdir, "pyarrow.parquet"))
+        out = os.path.join(args.workdir, "pyarrow.parquet")
+        reference, _ = pyarrow_convert_s(csv, out, one_core=True)
+        os.remove(out)
         step.fraction = reference / step.wall_s
-        step.reference = f"pyarrow 1 thread ({rows / reference:,.0f} rows/s)"
+        step.reference = f"pyarrow on 1 core ({rows / reference:,.0f} rows/s)"
     return step
-
-
-def pyarrow_ingest_s(csv: str, out: str) -> float:
-    """Seconds for pyarrow to read the CSV (one thread) and write it as one Parquet file."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from hepspark.data.higgs_schema import COLUMNS
-
-    start = time.perf_counter()
-    table = pacsv.read_csv(csv, read_options=pacsv.ReadOptions(column_names=list(COLUMNS),
-                                                               use_threads=False),
-                           convert_options=pacsv.ConvertOptions(
-                               column_types={c: "float32" for c in COLUMNS}))
-    pq.write_table(table, out)
-    seconds = time.perf_counter() - start
-    os.remove(out)
-    return seconds
 
 
 def torch_missing() -> str | None:

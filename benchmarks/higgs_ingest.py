@@ -19,9 +19,8 @@ import argparse
 import gzip
 import os
 import shutil
-import time
 
-from common import Timer
+from common import Timer, pyarrow_convert_s
 
 
 def _inputs(args, spark) -> dict[str, str]:
@@ -67,42 +66,6 @@ def _cpu_since(before: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
-def _pyarrow_seconds(path: str, out: str) -> tuple[float, float]:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from hepspark.data.higgs_schema import COLUMNS
-
-    cpu = time.process_time()
-    with Timer() as timer:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=list(COLUMNS), use_threads=False),
-            convert_options=pacsv.ConvertOptions(column_types={c: "float32" for c in COLUMNS}),
-        )
-        pq.write_table(table, out)
-    return timer.seconds, time.process_time() - cpu
-
-
-def _pyarrow_one_core(path: str, out: str) -> tuple[float, float]:
-    """:func:`_pyarrow_seconds` in a child process pinned to one core. Unpinned, pyarrow's
-    "single-thread" read is not one core: its I/O thread inflates a ``.gz`` beside the
-    parser (1.56 cores busy on the 11M-event file), so its speed is not a per-core speed."""
-    import json
-    import subprocess
-    import sys
-
-    core = min(os.sched_getaffinity(0))
-    code = (f"import os, json, sys; os.sched_setaffinity(0, {{{core}}}); "
-            f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-            f"from higgs_ingest import _pyarrow_seconds; "
-            f"print(json.dumps(_pyarrow_seconds({path!r}, {out!r})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
-    wall, cpu = json.loads(done.stdout.strip().splitlines()[-1])
-    return wall, cpu
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -123,8 +86,8 @@ def main() -> None:
     for kind, path in _inputs(args, spark).items():
         size_mb = os.path.getsize(path) / 1e6
         arrow_out = os.path.join(args.workdir, "ingest-pyarrow.parquet")
-        arrow_s, arrow_cpu = _pyarrow_seconds(path, arrow_out)
-        pinned_s, _ = _pyarrow_one_core(path, arrow_out)
+        arrow_s, arrow_cpu = pyarrow_convert_s(path, arrow_out)
+        pinned_s, _ = pyarrow_convert_s(path, arrow_out, one_core=True)
         out = os.path.join(args.workdir, "ingest-hepspark")
         shutil.rmtree(out, ignore_errors=True)
         before = _tree_cpu_s()
