@@ -142,9 +142,16 @@ def _publish(out_fs, path: str, parts) -> None:
     import uuid
 
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with out_fs.open_output_stream(tmp) as out:
-        for part in parts:
-            out.write(part)
+    try:
+        with out_fs.open_output_stream(tmp) as out:
+            for part in parts:
+                out.write(part)
+    except OSError:
+        try:
+            out_fs.delete_file(tmp)
+        except OSError:
+            pass  # never created
+        raise
     out_fs.move(tmp, path)
 
 
@@ -223,15 +230,26 @@ def decompress(job: DecompressJob) -> int:
     memory_fs, _ = _filesystem("file:///")
     written = 0
 
+    def to_memory(name: str, text: _ChunkText) -> str | None:
+        """The chunk written to memory where it has room: its URI, else None."""
+        if not job.memory_dir:
+            return None
+        path = f"{job.memory_dir}/{name}.csv"
+        try:
+            if _memory_held(job.memory_dir) + text.size > job.memory_bytes:
+                return None
+            _publish(memory_fs, path, text.parts)
+        except OSError:  # filled by another process meanwhile, or gone: the disk takes it
+            return None
+        return f"file://{path}"
+
     def flush(text: _ChunkText, packed_pos: int) -> None:
         nonlocal written
         name = f"f{job.file_index:05d}-c{written:06d}"
         # memory while it has room: writing through a disk's page cache cost this task
         # 4.2 s of CPU for the 2.75 GB of the 11M-event file (tmpfs: ~0.9 s)
-        if job.memory_dir and _memory_held(job.memory_dir) + text.size <= job.memory_bytes:
-            chunk_uri = f"file://{job.memory_dir}/{name}.csv"
-            _publish(memory_fs, f"{job.memory_dir}/{name}.csv", text.parts)
-        else:
+        chunk_uri = to_memory(name, text)
+        if chunk_uri is None:
             chunk_uri = f"{job.chunks_uri}/{name}.csv"
             _publish(out_fs, f"{out_dir}/{name}.csv", text.parts)
         manifest = {"bytes": text.size, "lines": text.lines(), "packed_pos": packed_pos,

@@ -59,6 +59,20 @@ def test_chunks_are_line_aligned_and_counted(tmp_path):
     assert sum(m["bytes"] for m in in_memory) <= 3 << 20
 
 
+def test_memory_that_fails_leaves_the_chunks_to_the_disk(tmp_path):
+    text = b"".join(b"%d,0.5\n" % i for i in range(3000))
+    source = tmp_path / "in.csv.gz"
+    source.write_bytes(gzip.compress(text))
+    gone = tmp_path / "removed-meanwhile"  # as a full or vanished tmpfs would fail
+    count = decompress(DecompressJob(f"file://{source}", f"file://{tmp_path}/c", 0,
+                                     chunk_bytes=4_000, memory_dir=str(gone),
+                                     memory_bytes=1 << 30))
+    chunks = _chunks(tmp_path / "c", count)
+    assert b"".join(data for _, data in chunks) == text
+    assert all(m["uri"].startswith(f"file://{tmp_path}/c/") for m, _ in chunks)
+    assert not gone.exists()
+
+
 def test_a_short_tail_joins_the_last_chunk(tmp_path):
     text = b"".join(b"%d,0.5\n" % i for i in range(3000))  # ~25 kB
     source = tmp_path / "in.csv.gz"
