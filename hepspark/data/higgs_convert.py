@@ -406,9 +406,9 @@ def _parse_as_placed(
     placed: list[tuple[Chunk, int]] = []
     pending: list[tuple[Chunk, SplitRule]] = []
     jobs: list[tuple[Any, list[tuple[Chunk, SplitRule]]]] = []
+    in_memory = tuple(f"file://{job.memory_dir}/" for job in plan.packed if job.memory_dir)
 
     def parsed(batch: list[tuple[Chunk, SplitRule]]) -> None:
-        in_memory = tuple(f"file://{job.memory_dir}/" for job in plan.packed if job.memory_dir)
         for chunk, _ in batch:
             if in_memory and chunk.uri.startswith(in_memory):  # parsed: free its memory
                 os.remove(storage.local_path(chunk.uri))
