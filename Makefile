@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SPARK_ENV := PYSPARK_PYTHON=$(abspath $(PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(PY)) SPARK_LOCAL_IP=127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch demo test test-all test-cluster lint bench bench-full scaling clean
+.PHONY: install install-torch demo test test-all test-cluster test-physics lint bench bench-full scaling clean
 
 install:
 	bash scripts/install.sh
@@ -19,13 +19,17 @@ demo: install
 	$(SPARK_ENV) $(VENV)/bin/spark-submit --master "local[*]" spark_jobs/train_higgs.py
 
 test: install-torch
-	$(SPARK_ENV) $(PY) -m pytest -m "not cluster" -q $(PYTEST_ARGS)
+	$(SPARK_ENV) $(PY) -m pytest -m "not cluster and not physics" -q $(PYTEST_ARGS)
 
 test-all: install-torch
 	$(SPARK_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-cluster: install-torch
 	$(SPARK_ENV) $(PY) -m pytest -m cluster -q $(PYTEST_ARGS)
+
+# The toy HIGGS sample against the paper's DNN ordering: 1M events, 24 epochs (~15 min).
+test-physics: install
+	$(PY) -m pytest -m physics -q $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check hepspark spark_jobs benchmarks tests

@@ -129,13 +129,16 @@ def test_high_level_masses_are_consistent(events: np.ndarray) -> None:
 
 def test_high_level_features_are_functions_of_the_low_level_ones(events: np.ndarray) -> None:
     """As in real data, the masses carry nothing the 21 low-level columns do not: recomputed
-    from the written-out lepton, MET and jets (b candidates: the two highest b-tags, ties to
-    the higher pT), they match. A DNN on low-level features can in principle learn them."""
+    from the written-out lepton, MET and jets (b candidates: the two leading jets with
+    b-tag >= 1), they match. A DNN on low-level features can in principle learn them."""
     x = events[:5000, 1:]
     lep = four_vector(x[:, 0], x[:, 1], x[:, 2])
     jets = x[:, 5:21].reshape(-1, 4, 4)
-    order = np.argsort(-jets[:, :, 3], axis=1, kind="stable")
-    jets = np.take_along_axis(jets, order[:, :, None], axis=1)
+    tagged_first = [
+        [j for j in range(4) if row[j] >= 1] + [j for j in range(4) if row[j] < 1]
+        for row in jets[:, :, 3]
+    ]
+    jets = np.take_along_axis(jets, np.array(tagged_first)[:, :, None], axis=1)
     b1, b2, j1, j2 = (four_vector(jets[:, i, 0], jets[:, i, 1], jets[:, i, 2]) for i in range(4))
     w_lep = lep + neutrino_from_met(lep, x[:, 3], x[:, 4])
     recomputed = {
@@ -146,7 +149,11 @@ def test_high_level_features_are_functions_of_the_low_level_ones(events: np.ndar
         "m_wwbb": invariant_mass(j1 + j2 + b1 + b2 + w_lep),
     }
     for name, mass in recomputed.items():
-        np.testing.assert_allclose(x[:, FEATURES.index(name)], mass, rtol=1e-5, err_msg=name)
+        # atol: masses are written as float32, and near the W-mass constraint's branch
+        # point (no real pz solution) m_lv moves by a few keV with the last bit of MET.
+        np.testing.assert_allclose(
+            x[:, FEATURES.index(name)], mass, rtol=1e-5, atol=1e-2, err_msg=name
+        )
 
 
 @pytest.mark.parametrize(
