@@ -2,6 +2,7 @@
 
     python benchmarks/perfmodel_check.py [--report benchmarks/results/scaling-2core-pinned/higgs/report.md]
         [--exchange benchmarks/results/exchange_2core.json --link veth-10gbit]
+        [--colocation benchmarks/results/colocation_horovod_2core_run1.json]
         [--output /tmp/hepspark-model-check]
 
 Reads the "Runs" table of a scaling report (the sweep's MLflow store is not always kept;
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--exchange", help="'hepspark bench exchange' JSON (default: assumed "
                         "10 Gbit/s, 50 µs)")
     parser.add_argument("--link", default="veth-10gbit")
+    parser.add_argument("--colocation", help="'benchmarks/colocation.py --horovod --out FILE' "
+                        "JSON: the group cost g, x of a one-core Horovod node, measured apart")
     parser.add_argument("--output", default="/tmp/hepspark-model-check")
     parser.add_argument("--max-nodes", type=int, default=64)
     args = parser.parse_args()
@@ -64,7 +67,7 @@ def main() -> None:
     runs = read_runs_table(args.report)
     dist = [r for r in runs if r.backend in DISTRIBUTED]
     settings = ModelSettings(HIGGS_TRAIN_ROWS, args.max_nodes, exchange_file=args.exchange,
-                             link=args.link)
+                             link=args.link, group_cost_file=args.colocation)
     os.makedirs(os.path.join(args.output, "plots"), exist_ok=True)
     sections = model_sections(dist, _baseline_rates([r for r in runs if r.backend not in
                                                      DISTRIBUTED]), settings,

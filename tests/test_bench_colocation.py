@@ -13,16 +13,28 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "colocation
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
-def test_colocation_benchmark_runs(tmp_path):
+@pytest.mark.parametrize("horovod", [False, True], ids=["plain", "horovod"])
+def test_colocation_benchmark_runs(tmp_path, horovod):
     cpus = sorted(os.sched_getaffinity(0))[:2]
     out = tmp_path / "colocation.json"
     done = subprocess.run([sys.executable, SCRIPT, "--rows", "3000", "--epochs", "1",
-                           "--cpus", *map(str, cpus), "--out", str(out)],
+                           "--cpus", *map(str, cpus), "--out", str(out),
+                           *(["--horovod"] if horovod else [])],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["steps"] == 3 and result["cpus"] == cpus
-    for phase in ("alone", "side_by_side"):
+    phases = ["alone", "side_by_side"]
+    if horovod:  # real Horovod ranks over Gloo: idle, then all-reducing the gradients
+        phases += ["horovod_idle", "horovod_allreduce"]
+        assert result["horovod_idle_slowdown_mean"] > 0
+        assert "the all-reduce adds" in done.stdout
+        from hepspark.bench.perfmodel import load_group_cost  # the model reads it as is
+
+        assert load_group_cost(str(out)).compute_factor > 0
+    else:
+        assert "horovod_idle" not in result
+    for phase in phases:
         stats = result[phase]
         assert 0 < stats["median_ms"] <= stats["p90_ms"], stats
     assert result["slowdown_mean"] > 0 and result["straggler_wait_ms"] >= 0

@@ -75,32 +75,44 @@ def _wait_port(path: str) -> int:
     raise TimeoutError(f"no port in {path} after {PORT_WAIT_S:.0f} s (the peer did not start)")
 
 
-def run_allreduce(spec: ProcessSpec) -> None:
-    """One Horovod rank timing ``hvd.allreduce`` (see module)."""
+def join_gloo_ranks(rank: int, size: int, server_address: str, port_file: str,
+                    iface: str = "lo"):
+    """Make this process Horovod rank ``rank`` of ``size`` over Gloo, launched by hand the way
+    ``horovod.runner.gloo_run`` does: rank 0 serves the rendezvous and writes its port to
+    ``port_file``, the others read it; every rank sets its slot's ``HOROVOD_*`` variables
+    (one rank per host). Call ``hvd.init()`` next. Returns rank 0's RendezvousServer (stop
+    it after ``hvd.shutdown()``), else None."""
     server = None
-    if spec.rank == 0:
+    if rank == 0:
         from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
         from horovod.runner.http.http_server import RendezvousServer
 
         server = RendezvousServer(verbose=0)
         port = server.start()
-        hosts = ",".join(f"node{r}:1" for r in range(spec.size))
-        server.init(get_host_assignments(parse_hosts(hosts), spec.size))
-        _publish_port(spec.port_file, port)
+        hosts = ",".join(f"node{r}:1" for r in range(size))
+        server.init(get_host_assignments(parse_hosts(hosts), size))
+        _publish_port(port_file, port)
     else:
-        port = _wait_port(spec.port_file)
+        port = _wait_port(port_file)
     # The variables gloo_run.create_slot_env_vars/create_run_env_vars set for a slot: one
     # rank per host, so local rank 0 of size 1 and cross rank = rank.
     os.environ.update({
-        "HOROVOD_GLOO_RENDEZVOUS_ADDR": spec.server_address,
+        "HOROVOD_GLOO_RENDEZVOUS_ADDR": server_address,
         "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
         "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
-        "HOROVOD_GLOO_IFACE": spec.iface, "HOROVOD_HOSTNAME": f"node{spec.rank}",
-        "HOROVOD_RANK": str(spec.rank), "HOROVOD_SIZE": str(spec.size),
+        "HOROVOD_GLOO_IFACE": iface, "HOROVOD_HOSTNAME": f"node{rank}",
+        "HOROVOD_RANK": str(rank), "HOROVOD_SIZE": str(size),
         "HOROVOD_LOCAL_RANK": "0", "HOROVOD_LOCAL_SIZE": "1",
-        "HOROVOD_CROSS_RANK": str(spec.rank), "HOROVOD_CROSS_SIZE": str(spec.size),
+        "HOROVOD_CROSS_RANK": str(rank), "HOROVOD_CROSS_SIZE": str(size),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     })
+    return server
+
+
+def run_allreduce(spec: ProcessSpec) -> None:
+    """One Horovod rank timing ``hvd.allreduce`` (see module)."""
+    server = join_gloo_ranks(spec.rank, spec.size, spec.server_address, spec.port_file,
+                             spec.iface)
     import horovod.tensorflow as hvd
     import numpy as np
     import tensorflow as tf

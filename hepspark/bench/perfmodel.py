@@ -3,10 +3,10 @@
 For ``N`` nodes, ``R`` training rows and ``B`` rows per node per step (``S = R / (N B)``
 steps)::
 
-    T(N) = a * R / N                   compute: seconds per row on one node
-         + S * b                       fixed cost of a step (launch, data feed, Spark tasks)
+    T(N) = g(N) * (a * R / N + S * b)  compute: seconds per row on one node, and the
+                                       fixed cost of a step (launch, data feed, Spark tasks)
          + S * c * (N - 1)             coordination: cost per step per extra node
-         + S * sync(N)                 parameter exchange over the link
+         + S * (sync(N) + x(N))        parameter exchange over the link
 
 Each term comes from its own measurements (:func:`fit_perf_model`), not from one blend:
 
@@ -16,9 +16,15 @@ Each term comes from its own measurements (:func:`fit_perf_model`), not from one
 2. ``sync(N)`` from the exchange micro-benchmark (:mod:`hepspark.bench.exchange`) of the
    link the runs used (or an assumed :class:`Network`): a ring all-reduce of the ``P``
    parameter bytes, ``overhead + 2(N-1)/N·P·8/bandwidth + 2(N-1)·latency``.
-3. ``c`` from the multi-node runs, after removing 1 and 2: what grows with the number of
-   peers and neither explains (Horovod's negotiation, Spark scheduling of N tasks, and on a
-   single machine the N executors sharing its cores).
+3. ``g`` and ``x`` (optional, :class:`GroupCost`; 1 and 0 without it): what being one
+   rank of a synchronous group costs a node, measured in isolation by
+   ``benchmarks/colocation.py --horovod`` (two pinned Horovod ranks, no Spark, no reader):
+   at ``N >= 2`` the compute runs ``g`` times slower (co-location, and Horovod's background
+   thread on the core that computes) and the all-reduce inside a training step takes ``x``
+   longer than between idle processes (its threads wait for the busy core).
+4. ``c`` from the multi-node runs, after removing 1 to 3: what grows with the number of
+   peers and nothing above explains (Spark scheduling of N tasks, and on a single machine
+   the N executors sharing its cores).
 
 :func:`held_out_check` fits on part of the runs and predicts the others (another node
 count, batch size or link), so a model earns its extrapolation before it extrapolates;
@@ -76,14 +82,18 @@ def ring_allreduce_s(nodes: int, param_bytes: float, network: Network) -> float:
             + 2.0 * (nodes - 1) * network.latency_s)
 
 
-def load_networks(path: str) -> dict[str, Network]:
-    """The links measured by ``hepspark bench exchange`` (its JSON), by link name."""
+def _read_json(path: str, writer: str):
+    """``path``'s JSON; a file that is not JSON is one ValueError naming what writes it."""
     with open(path) as handle:
         try:
-            data = json.load(handle)
+            return json.load(handle)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not JSON ({error}); write it with 'hepspark bench "
-                             "exchange --output FILE'") from None
+            raise ValueError(f"{path}: not JSON ({error}); write it with {writer}") from None
+
+
+def load_networks(path: str) -> dict[str, Network]:
+    """The links measured by ``hepspark bench exchange`` (its JSON), by link name."""
+    data = _read_json(path, "'hepspark bench exchange --output FILE'")
     if not isinstance(data, dict) or not str(data.get("format", "")).startswith(
             "hepspark-exchange/"):
         raise ValueError(f"{path}: not an exchange benchmark file (no 'format': "
@@ -94,6 +104,42 @@ def load_networks(path: str) -> dict[str, Network]:
         out[name] = Network(float(net["bandwidth_gbps"]), float(net["latency_s"]),
                             float(net.get("overhead_s", 0.0)), source=f"measured: {name}")
     return out
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """What being one rank of a synchronous group costs a node, measured in isolation (see
+    module, term 3): the compute is ``compute_factor`` times slower, and one all-reduce
+    inside a training step takes ``allreduce_s`` on the link it was measured over."""
+
+    compute_factor: float
+    allreduce_s: float
+    source: str = "measured"
+
+    def __post_init__(self) -> None:
+        if not self.compute_factor > 0 or self.allreduce_s < 0:
+            raise ValueError(f"compute_factor must be > 0 and allreduce_s >= 0, got {self}")
+
+    def extra_exchange_s(self, param_bytes: float, measured_network: Network) -> float:
+        """x: the in-training all-reduce minus the model's idle one at 2 nodes (>= 0)."""
+        return max(self.allreduce_s - ring_allreduce_s(2, param_bytes, measured_network), 0.0)
+
+    def describe(self) -> str:
+        return (f"compute x{self.compute_factor:.3f}, all-reduce {self.allreduce_s * 1e3:.2f} ms "
+                f"per step in training ({self.source})")
+
+
+def load_group_cost(path: str) -> GroupCost:
+    """The :class:`GroupCost` of a ``benchmarks/colocation.py --horovod --out FILE`` run:
+    the idle Horovod ranks' step over one process alone, and what the all-reduce adds."""
+    data = _read_json(path, "'python benchmarks/colocation.py --horovod --out FILE'")
+    try:
+        idle, alone = data["horovod_idle"]["mean_ms"], data["alone"]["mean_ms"]
+        allreduce_ms = data["horovod_allreduce_ms"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: not a co-location run with Horovod phases; write it with "
+                         "'python benchmarks/colocation.py --horovod --out FILE'") from None
+    return GroupCost(idle / alone, allreduce_ms / 1e3, source=f"measured: {path}")
 
 
 @dataclass(frozen=True)
@@ -131,12 +177,16 @@ class PerfModel:
     batch_per_node: int | None  # set when a and b are folded (one batch per node measured)
     notes: tuple[str, ...] = field(default=())
     measurements: tuple[Measurement, ...] = field(default=())
+    group: GroupCost | None = None
 
     def _time(self, rows: float, nodes: int, batch_per_node: float, network: Network) -> float:
         steps = rows / (batch_per_node * nodes)
         sync = ring_allreduce_s(nodes, self.param_bytes, network)
-        return (self.row_time_s * rows / nodes
-                + steps * (self.step_time_s + self.peer_step_time_s * (nodes - 1) + sync))
+        compute = self.row_time_s * rows / nodes + steps * self.step_time_s
+        if self.group is not None and nodes > 1:
+            compute *= self.group.compute_factor
+            sync += self.group.extra_exchange_s(self.param_bytes, self.measured_network)
+        return compute + steps * (self.peer_step_time_s * (nodes - 1) + sync)
 
     def epoch_time_s(self, rows: int, nodes: int, batch_per_node: int,
                      network: Network | None = None) -> float:
@@ -166,8 +216,10 @@ class PerfModel:
         else:
             compute = (f"{self.row_time_s * 1e6:.2f} µs per row + {self.step_time_s * 1e3:.2f} ms "
                        "per step")
+        group = f"; in a group: {self.group.describe()}" if self.group else ""
         return (f"{compute} + {self.peer_step_time_s * 1e3:.3f} ms per step per extra node "
-                f"+ ring exchange of {self.param_bytes / 1e6:.2f} MB over {self.network.describe()}")
+                f"+ ring exchange of {self.param_bytes / 1e6:.2f} MB over {self.network.describe()}"
+                f"{group}")
 
 
 def _nnls_relative(columns: dict[str, np.ndarray], target: np.ndarray,
@@ -189,9 +241,11 @@ def fit_perf_model(
     param_bytes: int,
     measured_network: Network = LOOPBACK,
     network: Network | None = None,
+    group: GroupCost | None = None,
 ) -> PerfModel:
     """Fit the terms one after another (see module): ``a``, ``b`` on the single-node runs,
-    the exchange from the link, ``c`` on what the multi-node runs leave."""
+    the exchange from the link, ``g`` and ``x`` from ``group`` (measured apart), ``c`` on
+    what the multi-node runs leave."""
     if not measurements:
         raise ValueError(f"no measured runs for backend {backend!r}")
     notes: list[str] = []
@@ -203,6 +257,10 @@ def fit_perf_model(
     sync = np.array([ring_allreduce_s(m.nodes, param_bytes, m.network or measured_network)
                      for m in ms])
     single = peers == 0
+    factor = np.ones(len(ms))
+    if group is not None:  # the group's terms apply from 2 nodes on
+        factor[~single] = group.compute_factor
+        sync[~single] += group.extra_exchange_s(param_bytes, measured_network)
     batch_per_node = None
     batches = {m.batch_per_node for m in ms}
     fold = len(batches) == 1 or len({m.batch_per_node for m in ms if m.nodes == 1}) == 1
@@ -232,10 +290,10 @@ def fit_perf_model(
                      "taken as 0 (only the exchange grows with N)")
         c = 0.0
     elif ab:
-        rest = t - rows_per_node * ab["a"] - steps * (ab.get("b", 0.0) + sync)
+        rest = t - factor * (rows_per_node * ab["a"] + steps * ab.get("b", 0.0)) - steps * sync
         c = _nnls_relative({"c": (steps * peers)[multi]}, rest[multi], t[multi])["c"]
     else:
-        joint = _nnls_relative({**{k: v[multi] for k, v in compute.items()},
+        joint = _nnls_relative({**{k: (v * factor)[multi] for k, v in compute.items()},
                                 "c": (steps * peers)[multi]}, (t - steps * sync)[multi], t[multi])
         ab, c = joint, joint["c"]
     return PerfModel(
@@ -243,6 +301,7 @@ def fit_perf_model(
         peer_step_time_s=c, param_bytes=int(param_bytes), measured_network=measured_network,
         network=network or DEFAULT_NETWORKS.get(backend, Network()),
         batch_per_node=batch_per_node, notes=tuple(notes), measurements=tuple(measurements),
+        group=group,
     )
 
 
@@ -270,7 +329,8 @@ def _link_name(m: Measurement, default: Network) -> str:
 
 
 def held_out_check(backend: str, measurements: list[Measurement], param_bytes: int,
-                   measured_network: Network = LOOPBACK) -> list[HeldOut]:
+                   measured_network: Network = LOOPBACK,
+                   group: GroupCost | None = None) -> list[HeldOut]:
     """For each dimension that varies (nodes, batch per node, link), fit on the runs without
     its extreme value (the largest N and batch, the slowest link: the direction a prediction
     extrapolates to) and predict the held-out runs."""
@@ -288,7 +348,7 @@ def held_out_check(backend: str, measurements: list[Measurement], param_bytes: i
         held = pick(values)
         train = [m for m in measurements if key(m) != held]
         test = [m for m in measurements if key(m) == held]
-        model = fit_perf_model(backend, train, param_bytes, measured_network)
+        model = fit_perf_model(backend, train, param_bytes, measured_network, group=group)
         caveat = "; ".join(n for n in model.notes if "no multi-node" in n)
         for m in test:
             try:

@@ -61,11 +61,12 @@ class ReportConfig:
     target_auc: float | None = None  # None: the target the runs logged, else HIGGS's default
     exchange_file: str | None = None  # 'hepspark bench exchange' JSON: measured links
     link: str = "veth-10gbit"         # the measured link the prediction runs over
+    group_cost_file: str | None = None  # 'benchmarks/colocation.py --horovod' JSON
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(self.epoch_rows, self.max_nodes, self.bandwidth_gbps,
                              self.latency_us, self.bigdl_fetch_latency_ms, self.exchange_file,
-                             self.link)
+                             self.link, self.group_cost_file)
 
 
 def latest_per_configuration(runs: list[MeasuredRun]) -> tuple[list[MeasuredRun], int]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from hepspark.bench.perfmodel import (
     LOOPBACK,
+    GroupCost,
     HeldOut,
     Measurement,
     Network,
@@ -26,6 +27,7 @@ from hepspark.bench.perfmodel import (
     fit_usl,
     gain_per_added_node,
     held_out_check,
+    load_group_cost,
     load_networks,
 )
 from hepspark.bench.sweep import DISTRIBUTED
@@ -46,6 +48,14 @@ class ModelSettings:
     bigdl_fetch_latency_ms: float = 1.0
     exchange_file: str | None = None   # JSON of 'hepspark bench exchange'
     link: str = "veth-10gbit"          # the measured link the prediction runs over
+    group_cost_file: str | None = None  # 'benchmarks/colocation.py --horovod' JSON
+
+    def group_cost(self, backend: str) -> GroupCost | None:
+        """The measured cost of being one Horovod rank of a group (Horovod only: the
+        co-location benchmark runs Horovod ranks)."""
+        if backend != "horovod" or not self.group_cost_file:
+            return None
+        return load_group_cost(self.group_cost_file)
 
     def networks(self, backend: str) -> tuple[Network, Network]:
         """(the network the runs were measured on, the target network of the prediction)."""
@@ -91,7 +101,8 @@ def fit_models(dist: list[MeasuredRun], settings: ModelSettings) -> dict[str, Pe
         if mine:
             measured, target = settings.networks(backend)
             models[backend] = fit_perf_model(backend, _measurements(mine), _param_bytes(mine),
-                                             measured_network=measured, network=target)
+                                             measured_network=measured, network=target,
+                                             group=settings.group_cost(backend))
     return models
 
 
@@ -99,7 +110,8 @@ def _held_out_section(dist: list[MeasuredRun], models: dict[str, PerfModel]) -> 
     rows, verdicts = [], []
     for backend, model in models.items():
         checks: list[HeldOut] = held_out_check(
-            backend, list(model.measurements), model.param_bytes, model.measured_network)
+            backend, list(model.measurements), model.param_bytes, model.measured_network,
+            model.group)
         errors = [abs(c.error) for c in checks if c.error is not None]
         for c in checks:
             rows.append([backend, c.dimension, c.held_out, c.measurement.label,
@@ -207,10 +219,14 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
                              _fmt(predicted), _fmt(100 * (predicted / m.epoch_time_s - 1), "+.1f")])
         fit_points[backend] = pts
     plots.plot_fit(fit_points, png("model_fit.png"))
-    params = Table(["backend", "a: µs/row", "b: ms/step", "c: ms/step/extra node", "P MB",
-                    "measured on", "target network", "notes"],
+    params = Table(["backend", "a: µs/row", "b: ms/step", "c: ms/step/extra node",
+                    "g, x (N ≥ 2)", "P MB", "measured on", "target network", "notes"],
                    [[b, _fmt(m.row_time_s * 1e6), _fmt(m.step_time_s * 1e3, ".3f"),
-                     _fmt(m.peer_step_time_s * 1e3, ".3f"), _fmt(m.param_bytes / 1e6),
+                     _fmt(m.peer_step_time_s * 1e3, ".3f"),
+                     (f"x{m.group.compute_factor:.3f}, "
+                      f"{m.group.extra_exchange_s(m.param_bytes, m.measured_network) * 1e3:.2f} ms"
+                      if m.group else "1, 0 (none given)"),
+                     _fmt(m.param_bytes / 1e6),
                      m.measured_network.describe(), m.network.describe(),
                      "; ".join(m.notes) or "–"]
                     for b, m in models.items()])
@@ -219,11 +235,17 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
             f"an assumed {settings.bandwidth_gbps:g} Gbit/s, {settings.latency_us:g} µs per "
             "message (measure it: hepspark bench exchange, then --exchange FILE)")
     sections = [Section(title, [
-        "T(N) = a·R/N + S·(b + c·(N−1) + sync(N)), with R rows, S steps per epoch and "
-        "sync(N) = overhead + 2(N−1)/N·P·8/bandwidth + 2(N−1)·latency the ring all-reduce of "
-        "the P parameter bytes. The terms are measured separately: a and b from the "
+        "T(N) = g·(a·R/N + S·b) + S·(c·(N−1) + sync(N) + x), with R rows, S steps per epoch "
+        "and sync(N) = overhead + 2(N−1)/N·P·8/bandwidth + 2(N−1)·latency the ring all-reduce "
+        "of the P parameter bytes. The terms are measured separately: a and b from the "
         "single-node runs (T/S = a·B + b over the batch sizes B measured), sync from the link, "
-        "c from what the multi-node runs leave once compute, step and exchange are removed.",
+        "g and x (from 2 nodes on; 1 and 0 without such a file) from two pinned Horovod ranks "
+        "with no Spark and no reader ('benchmarks/colocation.py --horovod', --colocation): "
+        "the compute's slow-down in a group (co-location, Horovod's background thread on the "
+        "core that computes) and how much longer the all-reduce takes inside a training step "
+        "than between idle processes; c from what the multi-node runs leave once all of "
+        "these are removed."
+        + (f" Here: {settings.group_cost_file}." if settings.group_cost_file else ""),
         "Assumptions:\n" + "\n".join([
             "- a node is one executor with the measured cores; nodes are identical and "
             "compute scales linearly with 1/N at a fixed batch per node",

@@ -72,3 +72,18 @@ def test_a_link_the_file_does_not_have_is_refused_naming_the_ones_it_has(tmp_pat
                           link="veth-1gbit")
     with pytest.raises(ValueError, match="'veth-1gbit' is not in .* loopback, veth-10gbit"):
         build_report(runs_from_known_terms(), config, str(tmp_path))
+
+
+def test_a_measured_group_cost_enters_the_horovod_model_and_is_shown(tmp_path):
+    colocation = tmp_path / "colocation.json"
+    colocation.write_text(json.dumps({"alone": {"mean_ms": 10.0},
+                                      "horovod_idle": {"mean_ms": 11.0},
+                                      "horovod_allreduce_ms": 7.0}))
+    config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(tmp_path),
+                          group_cost_file=str(colocation))
+    (tmp_path / "plots").mkdir()
+    md = build_report(runs_from_known_terms(), config, str(tmp_path / "plots")).to_markdown()
+    assert f"Here: {colocation}." in md
+    # Horovod gets g = 1.1 and x = 7 ms minus the loopback's idle all-reduce; BigDL does not
+    assert "| horovod | " in md and "| x1.100, " in md
+    assert "| bigdl | " in md and "1, 0 (none given)" in md
