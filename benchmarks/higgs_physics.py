@@ -116,6 +116,13 @@ def dnn_auc(x_train, y_train, x_val, y_val, x_test, y_test, epochs: int, batch_s
     return float(roc_auc_score(y_test, predict_scores(model, x_test)))
 
 
+def split(rows: int) -> tuple[slice, slice, slice]:
+    """Training rows, then the validation (5%) and test (the last 10%) rows of a sample."""
+    n_test, n_val = rows // 10, rows // 20
+    n_train = rows - n_test - n_val
+    return slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, rows)
+
+
 def measure(events, models=("trees", "dnn"), sets=("low", "high", "all"), epochs: int = 24,
             batch_size: int = 1000, seed: int = 1, raw_azimuths: bool = False,
             cosine_decay: bool = True, log=print) -> dict[str, dict[str, float]]:
@@ -124,10 +131,7 @@ def measure(events, models=("trees", "dnn"), sets=("low", "high", "all"), epochs
     from threadpoolctl import threadpool_limits
 
     y, x = events[:, 0], events[:, 1:]
-    rows = len(events)
-    n_test, n_val = rows // 10, rows // 20
-    n_train = rows - n_test - n_val
-    train, val, test = slice(0, n_train), slice(n_train, n_train + n_val), slice(-n_test, None)
+    train, val, test = split(len(events))
     ours: dict[str, dict[str, float]] = {m: {} for m in models}
     for model in models:
         for name in sets:
@@ -137,8 +141,7 @@ def measure(events, models=("trees", "dnn"), sets=("low", "high", "all"), epochs
                 # Trees fit on train + val (they need no epoch choice); one thread per
                 # OpenMP pool on the shared machine.
                 with threadpool_limits(2):
-                    auc = trees_auc(x[: n_train + n_val, cols], y[: n_train + n_val],
-                                    x[test, cols], y[test])
+                    auc = trees_auc(x[: val.stop, cols], y[: val.stop], x[test, cols], y[test])
             else:
                 xs = x[:, cols] if raw_azimuths else phi_from_lepton(x, cols)
                 auc = dnn_auc(xs[train], y[train], xs[val], y[val], xs[test], y[test],
@@ -187,21 +190,18 @@ def main() -> None:
     start = time.perf_counter()
     events = generate_events(args.rows, seed=args.seed)
     print(f"generated {args.rows:,} events in {time.perf_counter() - start:.1f} s", flush=True)
-    n_test, n_val = args.rows // 10, args.rows // 20
-    n_train = args.rows - n_test - n_val
+    _, val, test = split(args.rows)
     if args.every_pairing:
         # Diagnosis: how much do the low-level features hold beyond the masses of some jet
         # assignment? Trees on low-level + every pairing's masses bound what assignment
         # alone can give.
         y, x = events[:, 0], events[:, 1:]
-        test = slice(-n_test, None)
         with threadpool_limits(2):
             parts = [x[:, :21], every_pairing_masses(x)]
             if args.angles:
                 parts.append(lepton_jet_masses_and_angles(x))
             extended = np.hstack(parts)
-            auc = trees_auc(extended[: n_train + n_val], y[: n_train + n_val],
-                            extended[test], y[test])
+            auc = trees_auc(extended[: val.stop], y[: val.stop], extended[test], y[test])
         extra = " + lepton-jet masses and pair angles" if args.angles else ""
         print(f"  trees low + every pairing's masses{extra}: AUC {auc:.4f}", flush=True)
     models, sets = args.models.split(","), args.sets.split(",")
@@ -211,7 +211,7 @@ def main() -> None:
 
     azimuths = "raw azimuths" if args.raw_azimuths else "azimuths from the lepton's"
     rate = "constant rate 1e-3" if args.constant_lr else "rate 1e-3 cosine-decayed to 0"
-    print(f"\n{args.rows:,} events ({n_train:,} train, {n_test:,} test); DNN: "
+    print(f"\n{args.rows:,} events ({val.start:,} train, {test.stop - test.start:,} test); DNN: "
           f"{args.epochs} epochs, batch {args.batch_size}, Adam at {rate}, {azimuths}\n")
     print("| model | features | toy sample AUC | paper AUC |")
     print("|---|---|---|---|")
