@@ -1,7 +1,7 @@
 """What one-core "nodes" on one machine cost each other, measured without any exchange.
 
     python benchmarks/colocation.py [--rows 200000] [--batch-size 1000] [--epochs 3]
-        [--cpus 0 1] [--horovod] [--out results/colocation.json]
+        [--cpus 0 1] [--horovod | --torch] [--out results/colocation.json]
 
 The HIGGS DNN (3x300 tanh, Adam, ``tf_keras`` as on the Horovod ranks) trains on in-memory
 generated events, one process per CPU, each pinned to its CPU with one TensorFlow thread,
@@ -26,6 +26,14 @@ which negotiates with the other rank every cycle, costs the compute on its core)
 full synchronous step (the gradients all-reduced in one group, as the Horovod engine does).
 The steps from "side by side" to "idle" to "all-reduce" split a two-node Horovod step into
 co-location, Horovod's background cost and the exchange, each measured.
+
+``--torch`` does the same for the torch engine: every phase runs its step (Keras 3 on the
+torch backend, one torch thread, :class:`~hepspark.backends.torch_step.TorchStep`), "idle"
+with a Gloo process group initialized (torch's Gloo has no background negotiation, so this
+should cost nothing) and "all-reduce" with the model in ``DistributedDataParallel``, whose
+backward pass all-reduces the gradients as the torch engine's ranks do (no Spark, no
+``torchrun``, no reader). ``hepspark report scaling --colocation FILE`` takes either file
+as the model's g and x for that engine.
 """
 from __future__ import annotations
 
@@ -39,16 +47,19 @@ import time
 
 import numpy as np
 
-PHASES = ("plain", "horovod-idle", "horovod-allreduce")
+GROUPS = ("horovod", "torch")
+PHASES = ("plain", "idle", "allreduce")
+STEPS = {"horovod": "tf_keras step (the Horovod engine's)",
+         "torch": "Keras 3 on torch, TorchStep (the torch engine's)"}
+IDLE = {"horovod": "Horovod initialized, idle (its background thread negotiates every cycle "
+                   "on the core that computes)",
+        "torch": "Gloo process group initialized, model not in DDP"}
 
 
-def worker(cpu: int, rows: int, batch: int, epochs: int, sync_dir: str, out: str,
-           phase: str = "plain", rank: int = 0, size: int = 1) -> None:
-    """One pinned process: a warm-up epoch, then (once every process is ready) ``epochs``
-    timed epochs; writes the step durations (s) as JSON to ``out``. ``phase`` "horovod-*":
-    this process is Horovod rank ``rank`` of ``size``, idle or all-reducing the gradients."""
-    os.sched_setaffinity(0, {cpu})
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+def _horovod_step(phase, rank, size, sync_dir, x, y):
+    """The Horovod engine's step (tf_keras, one TF thread; ``phase`` "idle": Horovod
+    initialized, nothing all-reduced; "allreduce": the gradients in one group). Returns
+    (step(xb, yb) that blocks until done, the batches' tensor type, close())."""
     hvd = server = None
     if phase != "plain":
         from hepspark.bench.exchange_remote import join_gloo_ranks
@@ -64,13 +75,9 @@ def worker(cpu: int, rows: int, batch: int, epochs: int, sync_dir: str, out: str
         hvd.init()
     import tf_keras
 
-    from hepspark.data.higgs_generator import generate_events
     from hepspark.models.config import DenseNetConfig
     from hepspark.models.keras_dense import build_dense
 
-    events = generate_events(rows, seed=cpu + 1).astype(np.float32)
-    x = (events[:, 1:] - events[:, 1:].mean(0)) / events[:, 1:].std(0)
-    y = events[:, :1]
     model = build_dense(DenseNetConfig(), x.shape[1], keras=tf_keras, seed=1)
     optimizer = tf_keras.optimizers.Adam()
     loss_fn = tf_keras.losses.BinaryCrossentropy()
@@ -79,16 +86,76 @@ def worker(cpu: int, rows: int, batch: int, epochs: int, sync_dir: str, out: str
     def step(xb, yb):
         with tf.GradientTape() as tape:
             loss = loss_fn(yb, model(xb, training=True))
-        if phase == "horovod-allreduce":  # one grouped all-reduce, as the Horovod engine
+        if phase == "allreduce":  # one grouped all-reduce, as the Horovod engine
             tape = hvd.DistributedGradientTape(tape, num_groups=1)
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
                                       model.trainable_variables))
         return loss
 
-    batches = [(tf.constant(x[i:i + batch]), tf.constant(y[i:i + batch]))
+    def close():
+        if hvd is not None:
+            hvd.shutdown()
+        if server is not None:
+            server.stop()
+
+    return (lambda xb, yb: step(xb, yb).numpy()), tf.constant, close
+
+
+def _torch_step(phase, rank, size, sync_dir, x, y):
+    """The torch engine's step (Keras 3 on torch, one torch thread, TorchStep; "idle": a
+    Gloo process group, the model not wrapped; "allreduce": the model in
+    DistributedDataParallel, whose backward pass all-reduces the gradients)."""
+    os.environ["KERAS_BACKEND"] = "torch"
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    import keras
+
+    from hepspark.backends.optimizers import keras_optimizer
+    from hepspark.backends.torch_step import TorchStep
+    from hepspark.models.config import DenseNetConfig
+    from hepspark.models.keras_dense import build_dense
+
+    if phase != "plain":
+        dist.init_process_group("gloo", rank=rank, world_size=size,
+                                init_method=f"file://{os.path.join(sync_dir, 'torch-store')}")
+    model = build_dense(DenseNetConfig(), x.shape[1], keras=keras, seed=1)
+    module = torch.nn.parallel.DistributedDataParallel(model) if phase == "allreduce" else None
+    step = TorchStep(keras, model, keras_optimizer(keras, "adam"), "binary_crossentropy",
+                     module=module)
+
+    def close():
+        # The DDP Reducer holds the Gloo group and pybind frees it with the GIL held:
+        # ~ProcessGroupGloo then joins a Gloo worker thread that needs the GIL to free its
+        # last work item, a deadlock (torch 2.13; pytorch/pytorch#56297). It hung one run in
+        # four here. The timings are written: end the process without the teardown.
+        if phase != "plain":
+            os._exit(0)
+
+    return (lambda xb, yb: float(step(xb, yb))), torch.from_numpy, close
+
+
+def worker(cpu: int, rows: int, batch: int, epochs: int, sync_dir: str, out: str,
+           phase: str = "plain", rank: int = 0, size: int = 1, group: str = "horovod") -> None:
+    """One pinned process: a warm-up epoch, then (once every process is ready) ``epochs``
+    timed epochs; writes the step durations (s) as JSON to ``out``. ``group``: whose step
+    (the Horovod engine's or the torch engine's); ``phase`` "idle"/"allreduce": this process
+    is rank ``rank`` of ``size`` in that engine's group, idle or all-reducing the gradients."""
+    os.sched_setaffinity(0, {cpu})
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    from hepspark.data.higgs_generator import generate_events
+
+    events = generate_events(rows, seed=cpu + 1).astype(np.float32)
+    x = (events[:, 1:] - events[:, 1:].mean(0)) / events[:, 1:].std(0)
+    y = np.ascontiguousarray(events[:, :1])
+    make = {"horovod": _horovod_step, "torch": _torch_step}[group]
+    step, tensor, close = make(phase, rank, size, sync_dir, x, y)
+    batches = [(tensor(np.ascontiguousarray(x[i:i + batch])), tensor(y[i:i + batch]))
                for i in range(0, rows - batch + 1, batch)]
     for xb, yb in batches:  # warm-up epoch: tracing, allocations
-        step(xb, yb).numpy()
+        step(xb, yb)
     open(os.path.join(sync_dir, f"ready-{cpu}"), "w").close()
     while not os.path.exists(os.path.join(sync_dir, "go")):
         time.sleep(0.001)
@@ -96,14 +163,11 @@ def worker(cpu: int, rows: int, batch: int, epochs: int, sync_dir: str, out: str
     for _ in range(epochs):
         for xb, yb in batches:
             start = time.perf_counter()
-            step(xb, yb).numpy()
+            step(xb, yb)
             durations.append(time.perf_counter() - start)
     with open(out, "w") as handle:
         json.dump(durations, handle)
-    if hvd is not None:
-        hvd.shutdown()
-    if server is not None:
-        server.stop()
+    close()
 
 
 def run_together(cpus: list[int], args, phase: str = "plain") -> list[np.ndarray]:
@@ -114,7 +178,8 @@ def run_together(cpus: list[int], args, phase: str = "plain") -> list[np.ndarray
                                    sync_dir, "--rows", str(args.rows), "--batch-size",
                                    str(args.batch_size), "--epochs", str(args.epochs),
                                    "--phase", phase, "--rank", str(rank),
-                                   "--size", str(len(cpus))])
+                                   "--size", str(len(cpus)),
+                                   "--group", args.group or "horovod"])
                  for rank, (cpu, out) in enumerate(zip(cpus, outs))]
         while not all(os.path.exists(os.path.join(sync_dir, f"ready-{c}")) for c in cpus):
             if any(p.poll() not in (None, 0) for p in procs):
@@ -137,19 +202,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cpus", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--horovod", action="store_true",
-                        help="also: the processes as Horovod ranks, idle and all-reducing")
+    engines = parser.add_mutually_exclusive_group()
+    engines.add_argument("--horovod", action="store_const", const="horovod", dest="group",
+                         help="also: the processes as Horovod ranks, idle and all-reducing")
+    engines.add_argument("--torch", action="store_const", const="torch", dest="group",
+                         help="the torch engine's step throughout (Keras 3 on torch), and "
+                         "also: the processes as a Gloo process group, idle and in DDP")
     parser.add_argument("--out", help="also write the numbers as JSON here")
     parser.add_argument("--worker", nargs=3, metavar=("CPU", "OUT", "SYNC_DIR"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=PHASES, default="plain", help=argparse.SUPPRESS)
+    parser.add_argument("--group", choices=GROUPS, help=argparse.SUPPRESS)  # a worker's
     parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         cpu, out, sync_dir = args.worker
         worker(int(cpu), args.rows, args.batch_size, args.epochs, sync_dir, out, args.phase,
-               args.rank, args.size)
+               args.rank, args.size, args.group)
         return
     if len(set(args.cpus)) < 2 or not set(args.cpus) <= os.sched_getaffinity(0):
         raise SystemExit(f"--cpus needs at least two of this process's CPUs "
@@ -157,11 +227,12 @@ def main() -> None:
 
     alone = run_together(args.cpus[:1], args)[0]
     phases = {"side_by_side": run_together(args.cpus, args)}
-    if args.horovod:
-        phases["horovod_idle"] = run_together(args.cpus, args, "horovod-idle")
-        phases["horovod_allreduce"] = run_together(args.cpus, args, "horovod-allreduce")
+    group = args.group
+    if group:
+        phases[f"{group}_idle"] = run_together(args.cpus, args, "idle")
+        phases[f"{group}_allreduce"] = run_together(args.cpus, args, "allreduce")
     result = {"rows": args.rows, "batch_size": args.batch_size, "epochs": args.epochs,
-              "cpus": args.cpus, "alone": stats_ms(alone)}
+              "cpus": args.cpus, "step": STEPS[group or "horovod"], "alone": stats_ms(alone)}
     for name, together in phases.items():
         steps = min(len(t) for t in together)
         paired = np.stack([t[:steps] for t in together])
@@ -175,7 +246,7 @@ def main() -> None:
     result["straggler_wait_ms"] = result["side_by_side"]["straggler_wait_ms"]
     print(f"\n{len(args.cpus)} pinned one-core processes on CPUs {args.cpus}, "
           f"{args.rows:,d} rows, batch {args.batch_size}, {args.epochs} timed epochs"
-          + ("" if args.horovod else ", no exchange"))
+          + f", {result['step']}" + ("" if group else ", no exchange"))
     print(f"{'step time (ms)':28s} {'mean':>8s} {'median':>8s} {'p90':>8s}")
     for name in ("alone", *phases):
         s = result[name]
@@ -185,15 +256,14 @@ def main() -> None:
           f"x{result['slowdown_median']:.3f} (median)")
     print(f"straggler wait per synchronous step (mean of the slowest - mean): "
           f"{result['straggler_wait_ms']:.2f} ms")
-    if args.horovod:
-        idle, full = result["horovod_idle"], result["horovod_allreduce"]
+    if group:
+        idle, full = result[f"{group}_idle"], result[f"{group}_allreduce"]
         base = result["side_by_side"]
-        result["horovod_idle_slowdown_mean"] = idle["mean_ms"] / base["mean_ms"]
-        result["horovod_allreduce_ms"] = full["mean_ms"] - idle["mean_ms"]
-        print(f"Horovod initialized, idle: x{result['horovod_idle_slowdown_mean']:.3f} on the "
-              f"compute (mean; median x{idle['median_ms'] / base['median_ms']:.3f}): its "
-              "background thread on the core that computes")
-        print(f"the all-reduce adds {result['horovod_allreduce_ms']:.2f} ms per step (mean; "
+        result[f"{group}_idle_slowdown_mean"] = idle["mean_ms"] / base["mean_ms"]
+        result[f"{group}_allreduce_ms"] = full["mean_ms"] - idle["mean_ms"]
+        print(f"{IDLE[group]}: x{result[f'{group}_idle_slowdown_mean']:.3f} on the compute "
+              f"(mean; median x{idle['median_ms'] / base['median_ms']:.3f})")
+        print(f"the all-reduce adds {result[f'{group}_allreduce_ms']:.2f} ms per step (mean; "
               f"median {full['median_ms'] - idle['median_ms']:.2f} ms); the full step is "
               f"x{full['mean_ms'] / result['alone']['mean_ms']:.3f} of one process alone")
     if args.out:

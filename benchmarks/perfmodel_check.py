@@ -2,7 +2,8 @@
 
     python benchmarks/perfmodel_check.py [--report benchmarks/results/scaling-2core-pinned/higgs/report.md]
         [--exchange benchmarks/results/exchange_2core.json --link veth-10gbit]
-        [--colocation benchmarks/results/colocation_horovod_2core_run1.json]
+        [--colocation benchmarks/results/colocation_horovod_2core_run1.json
+         --colocation benchmarks/results/colocation_torch_2core_run1.json]
         [--output /tmp/hepspark-model-check]
 
 Reads the "Runs" table of a scaling report (the sweep's MLflow store is not always kept;
@@ -22,6 +23,7 @@ HIGGS_DNN_PARAMS = 189_601
 
 def read_runs_table(path: str):
     """MeasuredRuns from the '## Runs' table of a scaling report.md."""
+    from hepspark.backends.capabilities import CAPABILITIES
     from hepspark.report.runs import MeasuredRun
 
     with open(path) as handle:
@@ -38,7 +40,9 @@ def read_runs_table(path: str):
         runs.append(MeasuredRun(
             run_id=run_id, name=run_id, backend=backend, optimizer=optimizer, nodes=nodes_i,
             cores_per_executor=int(cores),
-            batch_size=batch // nodes_i if backend == "horovod" else batch,
+            # the table's batch is global; Horovod's and torch's --batch-size is per rank
+            batch_size=(batch // nodes_i if backend in CAPABILITIES
+                        and CAPABILITIES[backend].batch_per_rank else batch),
             train_rows=int(train_rows.replace(",", "")), parameters=HIGGS_DNN_PARAMS,
             device=cells[14], mode="report",
             epochs=[{"epoch_wall_time_s": seconds}, {"epoch_wall_time_s": seconds,
@@ -54,8 +58,10 @@ def main() -> None:
     parser.add_argument("--exchange", help="'hepspark bench exchange' JSON (default: assumed "
                         "10 Gbit/s, 50 µs)")
     parser.add_argument("--link", default="veth-10gbit")
-    parser.add_argument("--colocation", help="'benchmarks/colocation.py --horovod --out FILE' "
-                        "JSON: the group cost g, x of a one-core Horovod node, measured apart")
+    parser.add_argument("--colocation", action="append", default=[], metavar="FILE",
+                        help="'benchmarks/colocation.py --horovod|--torch --out FILE' JSON: the "
+                        "group cost g, x of a one-core node of that engine, measured apart; "
+                        "once per engine")
     parser.add_argument("--output", default="/tmp/hepspark-model-check")
     parser.add_argument("--max-nodes", type=int, default=64)
     args = parser.parse_args()
@@ -67,7 +73,7 @@ def main() -> None:
     runs = read_runs_table(args.report)
     dist = [r for r in runs if r.backend in DISTRIBUTED]
     settings = ModelSettings(HIGGS_TRAIN_ROWS, args.max_nodes, exchange_file=args.exchange,
-                             link=args.link, group_cost_file=args.colocation)
+                             link=args.link, group_cost_files=tuple(args.colocation))
     os.makedirs(os.path.join(args.output, "plots"), exist_ok=True)
     sections = model_sections(dist, _baseline_rates([r for r in runs if r.backend not in
                                                      DISTRIBUTED]), settings,

@@ -1,5 +1,6 @@
-"""benchmarks/colocation.py on a tiny sample, so that the measurement cannot rot: both
-phases run pinned, every step is timed and the summary is consistent."""
+"""benchmarks/colocation.py on a tiny sample, so that the measurement cannot rot: every
+phase runs pinned (with each engine's group), every step is timed and the summary is
+consistent."""
 from __future__ import annotations
 
 import json
@@ -13,27 +14,28 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "colocation
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
-@pytest.mark.parametrize("horovod", [False, True], ids=["plain", "horovod"])
-def test_colocation_benchmark_runs(tmp_path, horovod):
+@pytest.mark.parametrize("group", [None, "horovod", "torch"])
+def test_colocation_benchmark_runs(tmp_path, group):
     cpus = sorted(os.sched_getaffinity(0))[:2]
     out = tmp_path / "colocation.json"
     done = subprocess.run([sys.executable, SCRIPT, "--rows", "3000", "--epochs", "1",
                            "--cpus", *map(str, cpus), "--out", str(out),
-                           *(["--horovod"] if horovod else [])],
+                           *([f"--{group}"] if group else [])],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["steps"] == 3 and result["cpus"] == cpus
     phases = ["alone", "side_by_side"]
-    if horovod:  # real Horovod ranks over Gloo: idle, then all-reducing the gradients
-        phases += ["horovod_idle", "horovod_allreduce"]
-        assert result["horovod_idle_slowdown_mean"] > 0
+    if group:  # real Horovod ranks / a torch DDP group over Gloo: idle, then all-reducing
+        phases += [f"{group}_idle", f"{group}_allreduce"]
+        assert result[f"{group}_idle_slowdown_mean"] > 0
         assert "the all-reduce adds" in done.stdout
         from hepspark.bench.perfmodel import load_group_cost  # the model reads it as is
 
-        assert load_group_cost(str(out)).compute_factor > 0
+        cost = load_group_cost(str(out))
+        assert cost.engine == group and cost.compute_factor > 0
     else:
-        assert "horovod_idle" not in result
+        assert not any(key.endswith("_idle") for key in result)
     for phase in phases:
         stats = result[phase]
         assert 0 < stats["median_ms"] <= stats["p90_ms"], stats

@@ -149,6 +149,11 @@ def _rank_main(spec: RankSpec) -> TorchRunResult | None:
     # really ends Gloo's threads now. Left to interpreter shutdown, a Gloo thread holding a
     # tensor can abort the process ("terminate called without an active exception",
     # SIGABRT; torch 2.13, once in a 2-rank sweep run, after its last epoch).
+    # But pybind frees the reducer with the GIL held, and ~ProcessGroupGloo joins Gloo's
+    # worker thread, which needs the GIL to free its last work item: a deadlock if that
+    # item is still alive (torch 2.13, pytorch/pytorch#56297; hung 1 in 4 runs of
+    # benchmarks/colocation.py --torch). Sleeping gives the worker the GIL to finish first.
+    time.sleep(0.2)
     del step, module
     gc.collect()
     dist.destroy_process_group()

@@ -18,10 +18,11 @@ Each term comes from its own measurements (:func:`fit_perf_model`), not from one
    parameter bytes, ``overhead + 2(N-1)/N·P·8/bandwidth + 2(N-1)·latency``.
 3. ``g`` and ``x`` (optional, :class:`GroupCost`; 1 and 0 without it): what being one
    rank of a synchronous group costs a node, measured in isolation by
-   ``benchmarks/colocation.py --horovod`` (two pinned Horovod ranks, no Spark, no reader):
-   at ``N >= 2`` the compute runs ``g`` times slower (co-location, and Horovod's background
-   thread on the core that computes) and the all-reduce inside a training step takes ``x``
-   longer than between idle processes (its threads wait for the busy core).
+   ``benchmarks/colocation.py --horovod`` or ``--torch`` (two pinned ranks of that engine,
+   no Spark, no reader): at ``N >= 2`` the compute runs ``g`` times slower (co-location,
+   and Horovod's background thread on the core that computes) and the all-reduce inside a
+   training step takes ``x`` longer than between idle processes (its threads wait for the
+   busy core).
 4. ``c`` from the multi-node runs, after removing 1 to 3: what grows with the number of
    peers and nothing above explains (Spark scheduling of N tasks, and on a single machine
    the N executors sharing its cores).
@@ -115,6 +116,7 @@ class GroupCost:
     compute_factor: float
     allreduce_s: float
     source: str = "measured"
+    engine: str = "horovod"  # whose ranks were measured
 
     def __post_init__(self) -> None:
         if not self.compute_factor > 0 or self.allreduce_s < 0:
@@ -129,17 +131,25 @@ class GroupCost:
                 f"per step in training ({self.source})")
 
 
+GROUP_ENGINES = ("horovod", "torch")  # the groups benchmarks/colocation.py measures
+
+
 def load_group_cost(path: str) -> GroupCost:
-    """The :class:`GroupCost` of a ``benchmarks/colocation.py --horovod --out FILE`` run:
-    the idle Horovod ranks' step over one process alone, and what the all-reduce adds."""
-    data = _read_json(path, "'python benchmarks/colocation.py --horovod --out FILE'")
+    """The :class:`GroupCost` of a ``benchmarks/colocation.py --horovod|--torch --out FILE``
+    run: the idle group's step over one process alone, and what the all-reduce adds. Its
+    ``engine`` says whose ranks were measured."""
+    data = _read_json(path, "'python benchmarks/colocation.py --horovod|--torch --out FILE'")
+    engines = [e for e in GROUP_ENGINES if isinstance(data, dict) and f"{e}_idle" in data]
     try:
-        idle, alone = data["horovod_idle"]["mean_ms"], data["alone"]["mean_ms"]
-        allreduce_ms = data["horovod_allreduce_ms"]
-    except (KeyError, TypeError):
-        raise ValueError(f"{path}: not a co-location run with Horovod phases; write it with "
-                         "'python benchmarks/colocation.py --horovod --out FILE'") from None
-    return GroupCost(idle / alone, allreduce_ms / 1e3, source=f"measured: {path}")
+        engine, = engines
+        idle, alone = data[f"{engine}_idle"]["mean_ms"], data["alone"]["mean_ms"]
+        allreduce_ms = data[f"{engine}_allreduce_ms"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: not a co-location run with a group's phases; write it with "
+                         "'python benchmarks/colocation.py --horovod|--torch --out FILE'"
+                         ) from None
+    return GroupCost(idle / alone, allreduce_ms / 1e3, source=f"measured: {path}",
+                     engine=engine)
 
 
 @dataclass(frozen=True)

@@ -61,12 +61,15 @@ class ReportConfig:
     target_auc: float | None = None  # None: the target the runs logged, else HIGGS's default
     exchange_file: str | None = None  # 'hepspark bench exchange' JSON: measured links
     link: str = "veth-10gbit"         # the measured link the prediction runs over
-    group_cost_file: str | None = None  # 'benchmarks/colocation.py --horovod' JSON
+    group_cost_files: tuple[str, ...] = ()  # 'benchmarks/colocation.py --horovod|--torch'
+
+    def __post_init__(self) -> None:
+        self.model_settings()  # bad --colocation files: refused before any work
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(self.epoch_rows, self.max_nodes, self.bandwidth_gbps,
                              self.latency_us, self.bigdl_fetch_latency_ms, self.exchange_file,
-                             self.link, self.group_cost_file)
+                             self.link, tuple(self.group_cost_files))
 
 
 def latest_per_configuration(runs: list[MeasuredRun]) -> tuple[list[MeasuredRun], int]:

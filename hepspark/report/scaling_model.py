@@ -48,14 +48,22 @@ class ModelSettings:
     bigdl_fetch_latency_ms: float = 1.0
     exchange_file: str | None = None   # JSON of 'hepspark bench exchange'
     link: str = "veth-10gbit"          # the measured link the prediction runs over
-    group_cost_file: str | None = None  # 'benchmarks/colocation.py --horovod' JSON
+    group_cost_files: tuple[str, ...] = ()  # 'benchmarks/colocation.py --horovod|--torch'
 
-    def group_cost(self, backend: str) -> GroupCost | None:
-        """The measured cost of being one Horovod rank of a group (Horovod only: the
-        co-location benchmark runs Horovod ranks)."""
-        if backend != "horovod" or not self.group_cost_file:
-            return None
-        return load_group_cost(self.group_cost_file)
+    def __post_init__(self) -> None:
+        self.group_costs()  # an unreadable file or two of one engine: refused before any work
+
+    def group_costs(self) -> dict[str, GroupCost]:
+        """The measured cost of being one rank of a group, per engine: the co-location
+        files given (at most one per engine)."""
+        costs: dict[str, GroupCost] = {}
+        for cost in map(load_group_cost, self.group_cost_files):
+            if cost.engine in costs:
+                raise ValueError(f"--colocation: two files measure {cost.engine}'s ranks "
+                                 f"({costs[cost.engine].source}, {cost.source}); give one "
+                                 "per engine")
+            costs[cost.engine] = cost
+        return costs
 
     def networks(self, backend: str) -> tuple[Network, Network]:
         """(the network the runs were measured on, the target network of the prediction)."""
@@ -102,7 +110,7 @@ def fit_models(dist: list[MeasuredRun], settings: ModelSettings) -> dict[str, Pe
             measured, target = settings.networks(backend)
             models[backend] = fit_perf_model(backend, _measurements(mine), _param_bytes(mine),
                                              measured_network=measured, network=target,
-                                             group=settings.group_cost(backend))
+                                             group=settings.group_costs().get(backend))
     return models
 
 
@@ -239,13 +247,15 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
         "and sync(N) = overhead + 2(N−1)/N·P·8/bandwidth + 2(N−1)·latency the ring all-reduce "
         "of the P parameter bytes. The terms are measured separately: a and b from the "
         "single-node runs (T/S = a·B + b over the batch sizes B measured), sync from the link, "
-        "g and x (from 2 nodes on; 1 and 0 without such a file) from two pinned Horovod ranks "
-        "with no Spark and no reader ('benchmarks/colocation.py --horovod', --colocation): "
-        "the compute's slow-down in a group (co-location, Horovod's background thread on the "
-        "core that computes) and how much longer the all-reduce takes inside a training step "
+        "g and x (from 2 nodes on; 1 and 0 without such a file) from two pinned ranks of the "
+        "engine with no Spark and no reader ('benchmarks/colocation.py --horovod' or "
+        "'--torch', --colocation): the compute's slow-down in a group (co-location, "
+        "Horovod's background thread on the core that computes) and how much longer the "
+        "all-reduce takes inside a training step "
         "than between idle processes; c from what the multi-node runs leave once all of "
         "these are removed."
-        + (f" Here: {settings.group_cost_file}." if settings.group_cost_file else ""),
+        + (f" Here: {', '.join(settings.group_cost_files)}." if settings.group_cost_files
+           else ""),
         "Assumptions:\n" + "\n".join([
             "- a node is one executor with the measured cores; nodes are identical and "
             "compute scales linearly with 1/N at a fixed batch per node",

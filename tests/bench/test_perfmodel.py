@@ -180,9 +180,14 @@ def test_group_cost_comes_from_a_colocation_run_and_other_files_are_refused(tmp_
                                 "horovod_allreduce_ms": 7.0}))
     group = load_group_cost(str(good))
     assert group.compute_factor == pytest.approx(1.1) and group.allreduce_s == pytest.approx(7e-3)
+    assert group.engine == "horovod"
+    torch = tmp_path / "torch.json"
+    torch.write_text(json.dumps({"alone": {"mean_ms": 16.0}, "torch_idle": {"mean_ms": 16.0},
+                                 "torch_allreduce_ms": 2.0}))
+    assert load_group_cost(str(torch)).engine == "torch"
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({"alone": {"mean_ms": 10.0}}))  # run without --horovod
-    with pytest.raises(ValueError, match="not a co-location run with Horovod phases.*--horovod"):
+    with pytest.raises(ValueError, match="not a co-location run with a group's phases"):
         load_group_cost(str(plain))
     broken = tmp_path / "broken.json"
     broken.write_text("{")

@@ -74,16 +74,31 @@ def test_a_link_the_file_does_not_have_is_refused_naming_the_ones_it_has(tmp_pat
         build_report(runs_from_known_terms(), config, str(tmp_path))
 
 
-def test_a_measured_group_cost_enters_the_horovod_model_and_is_shown(tmp_path):
-    colocation = tmp_path / "colocation.json"
-    colocation.write_text(json.dumps({"alone": {"mean_ms": 10.0},
-                                      "horovod_idle": {"mean_ms": 11.0},
-                                      "horovod_allreduce_ms": 7.0}))
+def colocation_file(path, engine, alone_ms, idle_ms, allreduce_ms):
+    path.write_text(json.dumps({"alone": {"mean_ms": alone_ms},
+                                f"{engine}_idle": {"mean_ms": idle_ms},
+                                f"{engine}_allreduce_ms": allreduce_ms}))
+    return str(path)
+
+
+def test_measured_group_costs_enter_their_engines_models_and_are_shown(tmp_path):
+    horovod = colocation_file(tmp_path / "horovod.json", "horovod", 10.0, 11.0, 7.0)
+    torch = colocation_file(tmp_path / "torch.json", "torch", 10.0, 10.5, 2.0)
     config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(tmp_path),
-                          group_cost_file=str(colocation))
+                          group_cost_files=(horovod, torch))
     (tmp_path / "plots").mkdir()
-    md = build_report(runs_from_known_terms(), config, str(tmp_path / "plots")).to_markdown()
-    assert f"Here: {colocation}." in md
-    # Horovod gets g = 1.1 and x = 7 ms minus the loopback's idle all-reduce; BigDL does not
+    runs = runs_from_known_terms() + [run("torch", 1, 1000, 5.0), run("torch", 2, 1000, 3.5)]
+    md = build_report(runs, config, str(tmp_path / "plots")).to_markdown()
+    assert f"Here: {horovod}, {torch}." in md
+    # each engine gets its own file's g (and x = all-reduce minus the link's idle one);
+    # BigDL, which neither file measured, gets none
     assert "| horovod | " in md and "| x1.100, " in md
+    assert "| x1.050, " in md
     assert "| bigdl | " in md and "1, 0 (none given)" in md
+
+
+def test_two_colocation_files_of_one_engine_are_refused(tmp_path):
+    files = tuple(colocation_file(tmp_path / f"{i}.json", "torch", 10.0, 10.0 + i, 2.0)
+                  for i in range(2))
+    with pytest.raises(ValueError, match="two files measure torch's ranks .*one per engine"):
+        ReportConfig("t", str(tmp_path / "r"), group_cost_files=files).model_settings()
