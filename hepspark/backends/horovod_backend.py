@@ -39,9 +39,12 @@ spec.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from hepspark.backends.base import (
@@ -125,13 +128,48 @@ class HorovodBackend(Engine):
         spark = self._spark(config)
         return run_ranks(
             "Horovod", config, dataset, spark, settings, on_epoch_end,
-            lambda spec: horovod.spark.run(
+            lambda spec: quiet_spark_thread(horovod.spark.run)(
                 run_rank, args=(spec,), num_proc=config.num_executors, use_gloo=True,
                 env=rank_environment(spec.threads, config.stall_timeout_s),
                 executable=rank_python(spark), start_timeout=START_TIMEOUT_S, verbose=0),
             START_TIMEOUT_S,
             drift_hint="gradients were not averaged (STACK.md: Keras 3 optimizers under "
                        "hvd.DistributedOptimizer)")
+
+
+def quiet_spark_thread(run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` (``horovod.spark.run``) without the traceback of Horovod's Spark thread.
+
+    When the ranks' Spark job fails or is cancelled (a rank died, the stall watchdog), that
+    thread tells Horovod's driver and then re-raises (horovod 0.28.1,
+    ``horovod/spark/runner.py::run_spark``): Python printed its traceback, a page of py4j
+    Java stack, before ``run`` itself raised the failure that hepspark reports in one line.
+    The thread's exception is logged at debug level (``--debug``) instead.
+    """
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with _spark_thread_errors_logged():
+            return run(*args, **kwargs)
+
+    return quiet
+
+
+@contextlib.contextmanager
+def _spark_thread_errors_logged() -> Iterator[None]:
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.name.endswith("(run_spark)"):
+            logging.getLogger(__name__).debug(
+                "Horovod's Spark thread ended with an error",
+                exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 # What a rank's environment takes from the driver's (besides Horovod's own variables):

@@ -80,6 +80,8 @@ def test_more_ranks_than_task_slots_is_a_clear_error(spark, higgs_dataset):
 # Horovod's own `run_spark` thread re-raises the Spark job the dead rank failed; that
 # thread's exception is the expected side of this test, not a leak.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+# Horovod's Spark thread re-raises the job's failure: its traceback is logged, not printed
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dying_rank_fails_promptly_and_resume_finishes(spark, higgs_dataset, tmp_path,
                                                          monkeypatch):
     ckpt = str(tmp_path / "ckpt")
@@ -94,6 +96,8 @@ def test_a_dying_rank_fails_promptly_and_resume_finishes(spark, higgs_dataset, t
     assert sorted(os.listdir(ckpt)) == ["epoch-0002", "epoch-0003"]
 
 
+# Horovod's Spark thread re-raises the job's failure: its traceback is logged, not printed
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_stalled_rank_ends_the_job_after_the_stall_timeout(spark, higgs_dataset, tmp_path,
                                                              monkeypatch):
     """A rank that stalls (alive, not progressing) used to hold the job for ever: its peers
