@@ -144,7 +144,7 @@ def quiet_spark_thread(run: Callable[..., Any]) -> Callable[..., Any]:
     thread tells Horovod's driver and then re-raises (horovod 0.28.1,
     ``horovod/spark/runner.py::run_spark``): Python printed its traceback, a page of py4j
     Java stack, before ``run`` itself raised the failure that hepspark reports in one line.
-    The thread's exception is logged at debug level (``--debug``) instead.
+    The thread's exception goes to this module's logger at DEBUG level instead.
     """
     def quiet(*args: Any, **kwargs: Any) -> Any:
         with _spark_thread_errors_logged():
