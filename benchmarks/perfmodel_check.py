@@ -23,7 +23,7 @@ HIGGS_DNN_PARAMS = 189_601
 
 def read_runs_table(path: str):
     """MeasuredRuns from the '## Runs' table of a scaling report.md."""
-    from hepspark.backends.capabilities import CAPABILITIES
+    from hepspark.backends.capabilities import batch_is_per_rank
     from hepspark.report.runs import MeasuredRun
 
     with open(path) as handle:
@@ -41,8 +41,7 @@ def read_runs_table(path: str):
             run_id=run_id, name=run_id, backend=backend, optimizer=optimizer, nodes=nodes_i,
             cores_per_executor=int(cores),
             # the table's batch is global; Horovod's and torch's --batch-size is per rank
-            batch_size=(batch // nodes_i if backend in CAPABILITIES
-                        and CAPABILITIES[backend].batch_per_rank else batch),
+            batch_size=batch // nodes_i if batch_is_per_rank(backend) else batch,
             train_rows=int(train_rows.replace(",", "")), parameters=HIGGS_DNN_PARAMS,
             device=cells[14], mode="report",
             epochs=[{"epoch_wall_time_s": seconds}, {"epoch_wall_time_s": seconds,

@@ -71,6 +71,12 @@ CAPABILITIES: dict[str, Capabilities] = {
 }
 
 
+def batch_is_per_rank(backend: str) -> bool:
+    """Whether ``backend``'s ``--batch-size`` is per rank (Horovod, torch) rather than global;
+    False for names that are not engines (a baseline such as ``keras-gpu``)."""
+    return backend in CAPABILITIES and CAPABILITIES[backend].batch_per_rank
+
+
 def check_installed(backend: str) -> None:
     """Raise :class:`~hepspark.backends.base.EngineUnavailableError` (one line: what is
     missing and how to install it) when ``backend`` needs an opt-in framework that is not

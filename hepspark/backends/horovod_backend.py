@@ -126,35 +126,28 @@ class HorovodBackend(Engine):
         import horovod.spark
 
         spark = self._spark(config)
-        return run_ranks(
-            "Horovod", config, dataset, spark, settings, on_epoch_end,
-            lambda spec: quiet_spark_thread(horovod.spark.run)(
-                run_rank, args=(spec,), num_proc=config.num_executors, use_gloo=True,
-                env=rank_environment(spec.threads, config.stall_timeout_s),
-                executable=rank_python(spark), start_timeout=START_TIMEOUT_S, verbose=0),
-            START_TIMEOUT_S,
-            drift_hint="gradients were not averaged (STACK.md: Keras 3 optimizers under "
-                       "hvd.DistributedOptimizer)")
+        with spark_thread_errors_logged():
+            return run_ranks(
+                "Horovod", config, dataset, spark, settings, on_epoch_end,
+                lambda spec: horovod.spark.run(
+                    run_rank, args=(spec,), num_proc=config.num_executors, use_gloo=True,
+                    env=rank_environment(spec.threads, config.stall_timeout_s),
+                    executable=rank_python(spark), start_timeout=START_TIMEOUT_S, verbose=0),
+                START_TIMEOUT_S,
+                drift_hint="gradients were not averaged (STACK.md: Keras 3 optimizers under "
+                           "hvd.DistributedOptimizer)")
 
 
-def quiet_spark_thread(run: Callable[..., Any]) -> Callable[..., Any]:
-    """``run`` (``horovod.spark.run``) without the traceback of Horovod's Spark thread.
+@contextlib.contextmanager
+def spark_thread_errors_logged() -> Iterator[None]:
+    """Within it, the exception that ends Horovod's Spark thread is logged, not printed.
 
     When the ranks' Spark job fails or is cancelled (a rank died, the stall watchdog), that
     thread tells Horovod's driver and then re-raises (horovod 0.28.1,
     ``horovod/spark/runner.py::run_spark``): Python printed its traceback, a page of py4j
-    Java stack, before ``run`` itself raised the failure that hepspark reports in one line.
-    The thread's exception goes to this module's logger at DEBUG level instead.
+    Java stack, before ``horovod.spark.run`` itself raised the failure that hepspark reports
+    in one line. The thread's exception goes to this module's logger at DEBUG level instead.
     """
-    def quiet(*args: Any, **kwargs: Any) -> Any:
-        with _spark_thread_errors_logged():
-            return run(*args, **kwargs)
-
-    return quiet
-
-
-@contextlib.contextmanager
-def _spark_thread_errors_logged() -> Iterator[None]:
     previous = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hepspark.backends.capabilities import CAPABILITIES
+from hepspark.backends.capabilities import batch_is_per_rank
 from hepspark.hardware import FLOPS_PER_WEIGHT_PER_ROW
 from hepspark.quality import QualityTarget, TimeToTarget, time_to_target
 from hepspark.tags import (
@@ -87,7 +87,7 @@ class MeasuredRun:
     def global_batch(self) -> int:
         """Rows per optimizer step over all nodes (Horovod's and torch's --batch-size is
         per rank)."""
-        per_rank = self.backend in CAPABILITIES and CAPABILITIES[self.backend].batch_per_rank
+        per_rank = batch_is_per_rank(self.backend)
         return self.batch_size * self.nodes if per_rank else self.batch_size
 
     @property

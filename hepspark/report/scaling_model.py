@@ -13,6 +13,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -51,8 +52,9 @@ class ModelSettings:
     group_cost_files: tuple[str, ...] = ()  # 'benchmarks/colocation.py --horovod|--torch'
 
     def __post_init__(self) -> None:
-        self.group_costs()  # an unreadable file or two of one engine: refused before any work
+        self.group_costs  # noqa: B018 - an unreadable file or two of one engine: refused now
 
+    @cached_property
     def group_costs(self) -> dict[str, GroupCost]:
         """The measured cost of being one rank of a group, per engine: the co-location
         files given (at most one per engine)."""
@@ -110,7 +112,7 @@ def fit_models(dist: list[MeasuredRun], settings: ModelSettings) -> dict[str, Pe
             measured, target = settings.networks(backend)
             models[backend] = fit_perf_model(backend, _measurements(mine), _param_bytes(mine),
                                              measured_network=measured, network=target,
-                                             group=settings.group_costs().get(backend))
+                                             group=settings.group_costs.get(backend))
     return models
 
 

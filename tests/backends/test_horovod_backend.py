@@ -77,9 +77,6 @@ def test_more_ranks_than_task_slots_is_a_clear_error(spark, higgs_dataset):
         fit(higgs_dataset, num_executors=3)
 
 
-# Horovod's own `run_spark` thread re-raises the Spark job the dead rank failed; that
-# thread's exception is the expected side of this test, not a leak.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 # Horovod's Spark thread re-raises the job's failure: its traceback is logged, not printed
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dying_rank_fails_promptly_and_resume_finishes(spark, higgs_dataset, tmp_path,
