@@ -4,6 +4,8 @@
         [--exchange benchmarks/results/exchange_2core.json --link veth-10gbit]
         [--colocation benchmarks/results/colocation_horovod_2core_run1.json
          --colocation benchmarks/results/colocation_torch_2core_run1.json]
+        [--step-curve benchmarks/results/step_curve_horovod_2core.json
+         --step-curve benchmarks/results/step_curve_torch_2core.json]
         [--output /tmp/hepspark-model-check]
 
 Reads the "Runs" table of a scaling report (the sweep's MLflow store is not always kept;
@@ -61,6 +63,9 @@ def main() -> None:
                         help="'benchmarks/colocation.py --horovod|--torch --out FILE' JSON: the "
                         "group cost g, x of a one-core node of that engine, measured apart; "
                         "once per engine")
+    parser.add_argument("--step-curve", action="append", default=[], metavar="FILE",
+                        help="'benchmarks/step_curve.py --horovod|--torch --out FILE' JSON: that "
+                        "engine's step time against the batch, measured apart; once per engine")
     parser.add_argument("--output", default="/tmp/hepspark-model-check")
     parser.add_argument("--max-nodes", type=int, default=64)
     args = parser.parse_args()
@@ -72,7 +77,8 @@ def main() -> None:
     runs = read_runs_table(args.report)
     dist = [r for r in runs if r.backend in DISTRIBUTED]
     settings = ModelSettings(HIGGS_TRAIN_ROWS, args.max_nodes, exchange_file=args.exchange,
-                             link=args.link, group_cost_files=tuple(args.colocation))
+                             link=args.link, group_cost_files=tuple(args.colocation),
+                             step_curve_files=tuple(args.step_curve))
     os.makedirs(os.path.join(args.output, "plots"), exist_ok=True)
     sections = model_sections(dist, _baseline_rates([r for r in runs if r.backend not in
                                                      DISTRIBUTED]), settings,

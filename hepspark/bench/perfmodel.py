@@ -13,6 +13,9 @@ Each term comes from its own measurements (:func:`fit_perf_model`), not from one
 1. ``a`` and ``b`` from the single-node runs alone: at one node ``T/S = a·B + b``, a line in
    the batch size (a tiny batch measures ``b`` almost alone). With one batch size they are
    one number, ``a + b/B``, and the model predicts at that batch only (said in ``notes``).
+   With a :class:`StepCurve` of the engine's step measured apart (``benchmarks/
+   step_curve.py``), the time per row is not taken as constant: ``T/S = a·w(B)·B + b``, with
+   ``w`` the curve's time per row relative to its reference batch.
 2. ``sync(N)`` from the exchange micro-benchmark (:mod:`hepspark.bench.exchange`) of the
    link the runs used (or an assumed :class:`Network`): a ring all-reduce of the ``P``
    parameter bytes, ``overhead + 2(N-1)/N·P·8/bandwidth + 2(N-1)·latency``.
@@ -153,6 +156,79 @@ def load_group_cost(path: str) -> GroupCost:
 
 
 @dataclass(frozen=True)
+class StepCurve:
+    """An engine's step time against the rows per step, one pinned process measured apart
+    from Spark and the reader (``benchmarks/step_curve.py``). The model's per-row cost ``a``
+    holds at ``reference_batch`` and scales with the curve's time per row elsewhere, since the
+    time per row is not a constant (activations leave the cache; larger products run closer
+    to peak).
+
+    >>> curve = StepCurve((500, 1000, 4000), (0.006, 0.011, 0.048))
+    >>> round(curve.row_weight(4000), 3)  # a row costs 9 % more at 4000 rows per step
+    1.091
+    """
+
+    batch_sizes: tuple[int, ...]
+    step_s: tuple[float, ...]
+    engine: str = "horovod"
+    source: str = "measured"
+
+    def __post_init__(self) -> None:
+        if (len(self.batch_sizes) < 2 or len(self.step_s) != len(self.batch_sizes)
+                or list(self.batch_sizes) != sorted(set(self.batch_sizes))
+                or min(self.batch_sizes) < 1 or not all(t > 0 for t in self.step_s)):
+            raise ValueError("a step curve needs two or more increasing batch sizes >= 1, each "
+                             f"with a step time > 0; got {self.batch_sizes}, {self.step_s}")
+
+    @property
+    def reference_batch(self) -> int:
+        """The measured batch size closest to 1000 rows (where ``a`` is quoted)."""
+        return min(self.batch_sizes, key=lambda b: (abs(math.log(b / 1000)), b))
+
+    def step_time_s(self, batch: float) -> float:
+        """The step time at ``batch`` rows, linear between measured batch sizes; past either
+        end the time per row of the nearest end holds."""
+        sizes, times = self.batch_sizes, self.step_s
+        if batch <= sizes[0] or batch >= sizes[-1]:
+            end = 0 if batch <= sizes[0] else -1
+            return times[end] * batch / sizes[end]
+        return float(np.interp(batch, sizes, times))
+
+    def row_weight(self, batch: float) -> float:
+        """The time per row at ``batch`` over the time per row at the reference batch."""
+        ref = self.reference_batch
+        return (self.step_time_s(batch) / batch) / (self.step_time_s(ref) / ref)
+
+    def covers(self, batch: float) -> bool:
+        return self.batch_sizes[0] <= batch <= self.batch_sizes[-1]
+
+    def describe(self) -> str:
+        weights = ", ".join(f"x{self.row_weight(b):.2f} at {b}" for b in self.batch_sizes)
+        return (f"time per row scaled by the step curve ({weights}; 1 at "
+                f"{self.reference_batch}; {self.source})")
+
+
+STEP_CURVE_FORMAT = "hepspark-step-curve/"
+
+
+def load_step_curve(path: str) -> StepCurve:
+    """The :class:`StepCurve` of a ``benchmarks/step_curve.py --horovod|--torch --out FILE``
+    run (mean step time per batch size)."""
+    writer = "'python benchmarks/step_curve.py --horovod|--torch --out FILE'"
+    data = _read_json(path, writer)
+    try:
+        if not str(data["format"]).startswith(STEP_CURVE_FORMAT):
+            raise KeyError("format")
+        points = sorted(data["points"], key=lambda p: p["batch_size"])
+        return StepCurve(tuple(int(p["batch_size"]) for p in points),
+                         tuple(float(p["mean_ms"]) / 1e3 for p in points),
+                         engine=str(data["engine"]), source=f"measured: {path}")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a step curve ({error}); write it with {writer}"
+                         ) from None
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One measured epoch configuration: nodes, training rows, global batch, epoch time, and
     the link it ran over (None: the model's ``measured_network``)."""
@@ -188,11 +264,17 @@ class PerfModel:
     notes: tuple[str, ...] = field(default=())
     measurements: tuple[Measurement, ...] = field(default=())
     group: GroupCost | None = None
+    curve: StepCurve | None = None
+
+    def row_weight(self, batch_per_node: float) -> float:
+        """How much a row costs at this batch against ``a`` (1 without a step curve)."""
+        return self.curve.row_weight(batch_per_node) if self.curve is not None else 1.0
 
     def _time(self, rows: float, nodes: int, batch_per_node: float, network: Network) -> float:
         steps = rows / (batch_per_node * nodes)
         sync = ring_allreduce_s(nodes, self.param_bytes, network)
-        compute = self.row_time_s * rows / nodes + steps * self.step_time_s
+        compute = (self.row_time_s * self.row_weight(batch_per_node) * rows / nodes
+                   + steps * self.step_time_s)
         if self.group is not None and nodes > 1:
             compute *= self.group.compute_factor
             sync += self.group.extra_exchange_s(self.param_bytes, self.measured_network)
@@ -226,6 +308,10 @@ class PerfModel:
         else:
             compute = (f"{self.row_time_s * 1e6:.2f} µs per row + {self.step_time_s * 1e3:.2f} ms "
                        "per step")
+            if self.curve is not None:
+                compute = (f"{self.row_time_s * 1e6:.2f} µs per row at "
+                           f"{self.curve.reference_batch} rows/node/step, "
+                           f"{self.curve.describe()}, + {self.step_time_s * 1e3:.2f} ms per step")
         group = f"; in a group: {self.group.describe()}" if self.group else ""
         return (f"{compute} + {self.peer_step_time_s * 1e3:.3f} ms per step per extra node "
                 f"+ ring exchange of {self.param_bytes / 1e6:.2f} MB over {self.network.describe()}"
@@ -252,8 +338,10 @@ def fit_perf_model(
     measured_network: Network = LOOPBACK,
     network: Network | None = None,
     group: GroupCost | None = None,
+    curve: StepCurve | None = None,
 ) -> PerfModel:
-    """Fit the terms one after another (see module): ``a``, ``b`` on the single-node runs,
+    """Fit the terms one after another (see module): ``a``, ``b`` on the single-node runs
+    (``a`` per row at the curve's reference batch, scaled by ``curve`` at the others),
     the exchange from the link, ``g`` and ``x`` from ``group`` (measured apart), ``c`` on
     what the multi-node runs leave."""
     if not measurements:
@@ -261,7 +349,9 @@ def fit_perf_model(
     notes: list[str] = []
     ms = list(measurements)
     t = np.array([m.epoch_time_s for m in ms], float)
-    rows_per_node = np.array([m.rows / m.nodes for m in ms], float)
+    weight = np.array([1.0 if curve is None else curve.row_weight(m.batch_per_node)
+                       for m in ms])
+    rows_per_node = np.array([m.rows / m.nodes for m in ms], float) * weight
     steps = np.array([m.steps for m in ms], float)
     peers = np.array([m.nodes - 1 for m in ms], float)
     sync = np.array([ring_allreduce_s(m.nodes, param_bytes, m.network or measured_network)
@@ -285,6 +375,9 @@ def fit_perf_model(
             notes.append(f"runs at other batch sizes not used: "
                          f"{sorted(batches - {batch_per_node})}")
             single &= keep
+    if curve is not None and not all(curve.covers(m.batch_per_node) for m in ms):
+        notes.append(f"batch sizes outside the step curve's {curve.batch_sizes[0]}.."
+                     f"{curve.batch_sizes[-1]} rows: its nearest end's time per row taken")
     compute = {"a": rows_per_node} if fold else {"a": rows_per_node, "b": steps}
     if single.any():
         ab = _nnls_relative({k: v[single] for k, v in compute.items()}, t[single], t[single])
@@ -311,7 +404,7 @@ def fit_perf_model(
         peer_step_time_s=c, param_bytes=int(param_bytes), measured_network=measured_network,
         network=network or DEFAULT_NETWORKS.get(backend, Network()),
         batch_per_node=batch_per_node, notes=tuple(notes), measurements=tuple(measurements),
-        group=group,
+        group=group, curve=curve,
     )
 
 
@@ -339,8 +432,8 @@ def _link_name(m: Measurement, default: Network) -> str:
 
 
 def held_out_check(backend: str, measurements: list[Measurement], param_bytes: int,
-                   measured_network: Network = LOOPBACK,
-                   group: GroupCost | None = None) -> list[HeldOut]:
+                   measured_network: Network = LOOPBACK, group: GroupCost | None = None,
+                   curve: StepCurve | None = None) -> list[HeldOut]:
     """For each dimension that varies (nodes, batch per node, link), fit on the runs without
     its extreme value (the largest N and batch, the slowest link: the direction a prediction
     extrapolates to) and predict the held-out runs."""
@@ -358,7 +451,8 @@ def held_out_check(backend: str, measurements: list[Measurement], param_bytes: i
         held = pick(values)
         train = [m for m in measurements if key(m) != held]
         test = [m for m in measurements if key(m) == held]
-        model = fit_perf_model(backend, train, param_bytes, measured_network, group=group)
+        model = fit_perf_model(backend, train, param_bytes, measured_network, group=group,
+                               curve=curve)
         caveat = "; ".join(n for n in model.notes if "no multi-node" in n)
         for m in test:
             try:

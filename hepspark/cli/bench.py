@@ -166,6 +166,12 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
                         help="'python benchmarks/colocation.py --horovod|--torch --out FILE': "
                         "what one rank of that engine's group costs a one-core node, measured "
                         "apart (the model's g and x terms); once per engine")
+    parser.add_argument("--step-curve", dest="step_curve_files", metavar="FILE",
+                        action="append", default=[],
+                        help="'python benchmarks/step_curve.py --horovod|--torch --out FILE': "
+                        "that engine's step time against the batch size, measured apart (the "
+                        "model's time per row follows it instead of being constant); once per "
+                        "engine")
     parser.add_argument("--no-mlflow-artifacts", action="store_false", dest="log_to_mlflow",
                         help="do not log the report back to MLflow")
     parser.set_defaults(handler=run_report_scaling)
@@ -175,7 +181,7 @@ def run_report_scaling(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in ("epoch_rows", "max_nodes", "bandwidth_gbps",
                                              "latency_us", "bigdl_fetch_latency_ms",
                                              "log_to_mlflow", "target_auc", "exchange_file",
-                                             "link", "group_cost_files")}
+                                             "link", "group_cost_files", "step_curve_files")}
     if args.max_nodes < 1 or args.epoch_rows < 1:
         raise ValueError("--max-nodes and --epoch-rows must be >= 1")
     path = write_scaling_report(args.experiment, args.output, args.tracking_uri, **options)

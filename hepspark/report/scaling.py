@@ -62,14 +62,16 @@ class ReportConfig:
     exchange_file: str | None = None  # 'hepspark bench exchange' JSON: measured links
     link: str = "veth-10gbit"         # the measured link the prediction runs over
     group_cost_files: tuple[str, ...] = ()  # 'benchmarks/colocation.py --horovod|--torch'
+    step_curve_files: tuple[str, ...] = ()  # 'benchmarks/step_curve.py --horovod|--torch'
 
     def __post_init__(self) -> None:
-        self.model_settings()  # bad --colocation files: refused before any work
+        self.model_settings()  # bad --colocation or --step-curve files: refused before any work
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(self.epoch_rows, self.max_nodes, self.bandwidth_gbps,
                              self.latency_us, self.bigdl_fetch_latency_ms, self.exchange_file,
-                             self.link, tuple(self.group_cost_files))
+                             self.link, tuple(self.group_cost_files),
+                             tuple(self.step_curve_files))
 
 
 def latest_per_configuration(runs: list[MeasuredRun]) -> tuple[list[MeasuredRun], int]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,12 +25,14 @@ from hepspark.bench.perfmodel import (
     Measurement,
     Network,
     PerfModel,
+    StepCurve,
     fit_perf_model,
     fit_usl,
     gain_per_added_node,
     held_out_check,
     load_group_cost,
     load_networks,
+    load_step_curve,
 )
 from hepspark.bench.sweep import DISTRIBUTED
 from hepspark.report import scaling_plots as plots
@@ -38,6 +41,20 @@ from hepspark.report.runs import MeasuredRun
 
 SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking with N
 HELD_OUT_TARGET = 0.10    # issue #16: a model extrapolates once held-out runs are within 10 %
+
+
+M = TypeVar("M", GroupCost, StepCurve)
+
+
+def _one_per_engine(measured: Iterable[M], flag: str, what: str) -> dict[str, M]:
+    """Files measured apart, by the engine they measured; two for one engine are refused."""
+    out: dict[str, M] = {}
+    for item in measured:
+        if item.engine in out:
+            raise ValueError(f"{flag}: two files measure {item.engine}'s {what} "
+                             f"({out[item.engine].source}, {item.source}); give one per engine")
+        out[item.engine] = item
+    return out
 
 
 @dataclass(frozen=True)
@@ -50,22 +67,26 @@ class ModelSettings:
     exchange_file: str | None = None   # JSON of 'hepspark bench exchange'
     link: str = "veth-10gbit"          # the measured link the prediction runs over
     group_cost_files: tuple[str, ...] = ()  # 'benchmarks/colocation.py --horovod|--torch'
+    step_curve_files: tuple[str, ...] = ()  # 'benchmarks/step_curve.py --horovod|--torch'
 
     def __post_init__(self) -> None:
-        self.group_costs  # noqa: B018 - an unreadable file or two of one engine: refused now
+        # an unreadable file, or two of one engine: refused now, before any work
+        self.group_costs  # noqa: B018
+        self.step_curves  # noqa: B018
 
     @cached_property
     def group_costs(self) -> dict[str, GroupCost]:
         """The measured cost of being one rank of a group, per engine: the co-location
         files given (at most one per engine)."""
-        costs: dict[str, GroupCost] = {}
-        for cost in map(load_group_cost, self.group_cost_files):
-            if cost.engine in costs:
-                raise ValueError(f"--colocation: two files measure {cost.engine}'s ranks "
-                                 f"({costs[cost.engine].source}, {cost.source}); give one "
-                                 "per engine")
-            costs[cost.engine] = cost
-        return costs
+        return _one_per_engine(map(load_group_cost, self.group_cost_files), "--colocation",
+                               "ranks")
+
+    @cached_property
+    def step_curves(self) -> dict[str, StepCurve]:
+        """Each engine's step time against the batch, measured apart (at most one file per
+        engine): the model's time per row follows it instead of being constant."""
+        return _one_per_engine(map(load_step_curve, self.step_curve_files), "--step-curve",
+                               "step")
 
     def networks(self, backend: str) -> tuple[Network, Network]:
         """(the network the runs were measured on, the target network of the prediction)."""
@@ -94,8 +115,17 @@ def _fmt(value: float | None, spec: str = ".2f", missing: str = "–") -> str:
     return format(value, spec)
 
 
+def _rows_trained(run: MeasuredRun) -> int:
+    """The rows an epoch of ``run`` trained: ranks drop the last partial global batch (98 %
+    of the rows at 4000 x 2 on 171k), and the epoch's time covers only those."""
+    fraction = run.epoch_fraction
+    if not math.isfinite(fraction) or fraction <= 0:
+        return run.train_rows
+    return round(run.train_rows * min(fraction, 1.0))
+
+
 def _measurements(runs: list[MeasuredRun]) -> list[Measurement]:
-    return [Measurement(r.nodes, r.train_rows, r.global_batch, r.epoch_time_s, r.label)
+    return [Measurement(r.nodes, _rows_trained(r), r.global_batch, r.epoch_time_s, r.label)
             for r in runs]
 
 
@@ -112,7 +142,8 @@ def fit_models(dist: list[MeasuredRun], settings: ModelSettings) -> dict[str, Pe
             measured, target = settings.networks(backend)
             models[backend] = fit_perf_model(backend, _measurements(mine), _param_bytes(mine),
                                              measured_network=measured, network=target,
-                                             group=settings.group_costs.get(backend))
+                                             group=settings.group_costs.get(backend),
+                                             curve=settings.step_curves.get(backend))
     return models
 
 
@@ -121,7 +152,7 @@ def _held_out_section(dist: list[MeasuredRun], models: dict[str, PerfModel]) -> 
     for backend, model in models.items():
         checks: list[HeldOut] = held_out_check(
             backend, list(model.measurements), model.param_bytes, model.measured_network,
-            model.group)
+            model.group, model.curve)
         errors = [abs(c.error) for c in checks if c.error is not None]
         for c in checks:
             rows.append([backend, c.dimension, c.held_out, c.measurement.label,
@@ -209,6 +240,14 @@ def _exchange_section(settings: ModelSettings) -> Section | None:
                    level=3)
 
 
+def _row_weights(model: PerfModel) -> str:
+    """The step curve's weight at the measured batches ('1 (no step curve)' without one)."""
+    if model.curve is None:
+        return "1 (no step curve)"
+    batches = sorted({m.batch_per_node for m in model.measurements})
+    return ", ".join(f"x{model.row_weight(b):.3f} at {b}" for b in batches)
+
+
 def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: ModelSettings,
                    png: Callable[[str], str]) -> list[Section]:
     """Every model section of the report (see module); plots go through ``png(name)``."""
@@ -229,10 +268,11 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
                              _fmt(predicted), _fmt(100 * (predicted / m.epoch_time_s - 1), "+.1f")])
         fit_points[backend] = pts
     plots.plot_fit(fit_points, png("model_fit.png"))
-    params = Table(["backend", "a: µs/row", "b: ms/step", "c: ms/step/extra node",
-                    "g, x (N ≥ 2)", "P MB", "measured on", "target network", "notes"],
-                   [[b, _fmt(m.row_time_s * 1e6), _fmt(m.step_time_s * 1e3, ".3f"),
-                     _fmt(m.peer_step_time_s * 1e3, ".3f"),
+    params = Table(["backend", "a: µs/row", "w(B): time per row vs a", "b: ms/step",
+                    "c: ms/step/extra node", "g, x (N ≥ 2)", "P MB", "measured on",
+                    "target network", "notes"],
+                   [[b, _fmt(m.row_time_s * 1e6), _row_weights(m),
+                     _fmt(m.step_time_s * 1e3, ".3f"), _fmt(m.peer_step_time_s * 1e3, ".3f"),
                      (f"x{m.group.compute_factor:.3f}, "
                       f"{m.group.extra_exchange_s(m.param_bytes, m.measured_network) * 1e3:.2f} ms"
                       if m.group else "1, 0 (none given)"),
@@ -248,7 +288,9 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
         "T(N) = g·(a·R/N + S·b) + S·(c·(N−1) + sync(N) + x), with R rows, S steps per epoch "
         "and sync(N) = overhead + 2(N−1)/N·P·8/bandwidth + 2(N−1)·latency the ring all-reduce "
         "of the P parameter bytes. The terms are measured separately: a and b from the "
-        "single-node runs (T/S = a·B + b over the batch sizes B measured), sync from the link, "
+        "single-node runs (T/S = a·B + b over the batch sizes B measured; with a step curve "
+        "of the engine measured apart, 'benchmarks/step_curve.py', --step-curve, a·w(B)·B + b, "
+        "w the curve's time per row relative to about 1000 rows), sync from the link, "
         "g and x (from 2 nodes on; 1 and 0 without such a file) from two pinned ranks of the "
         "engine with no Spark and no reader ('benchmarks/colocation.py --horovod' or "
         "'--torch', --colocation): the compute's slow-down in a group (co-location, "
@@ -256,8 +298,8 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
         "all-reduce takes inside a training step "
         "than between idle processes; c from what the multi-node runs leave once all of "
         "these are removed."
-        + (f" Here: {', '.join(settings.group_cost_files)}." if settings.group_cost_files
-           else ""),
+        + (f" Here: {', '.join(settings.group_cost_files + settings.step_curve_files)}."
+           if settings.group_cost_files or settings.step_curve_files else ""),
         "Assumptions:\n" + "\n".join([
             "- a node is one executor with the measured cores; nodes are identical and "
             "compute scales linearly with 1/N at a fixed batch per node",

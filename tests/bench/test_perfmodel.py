@@ -12,6 +12,7 @@ from hepspark.bench.perfmodel import (
     Measurement,
     Network,
     PerfModel,
+    StepCurve,
     UslFit,
     fit_perf_model,
     fit_usl,
@@ -19,6 +20,7 @@ from hepspark.bench.perfmodel import (
     held_out_check,
     load_group_cost,
     load_networks,
+    load_step_curve,
     ring_allreduce_s,
 )
 
@@ -193,6 +195,72 @@ def test_group_cost_comes_from_a_colocation_run_and_other_files_are_refused(tmp_
     broken.write_text("{")
     with pytest.raises(ValueError, match="not JSON"):
         load_group_cost(str(broken))
+
+
+# --- a time per row that depends on the batch (step curve measured apart) ----------------
+
+# a curve shaped like a TF step on one core: cheaper rows up to ~1000, dearer past the cache
+CURVE = StepCurve((250, 500, 1000, 2000, 4000), (3.0e-3, 5.2e-3, 9.6e-3, 20e-3, 46e-3),
+                  engine="horovod")
+
+
+def test_step_curve_interpolates_and_holds_the_end_rates_outside():
+    assert CURVE.reference_batch == 1000 and CURVE.row_weight(1000) == pytest.approx(1.0)
+    assert CURVE.step_time_s(3000) == pytest.approx(33e-3)  # halfway between 2000 and 4000
+    assert CURVE.row_weight(4000) == pytest.approx((46e-3 / 4000) / (9.6e-3 / 1000))
+    # past the ends the time per row of the nearest end holds
+    assert CURVE.row_weight(8000) == pytest.approx(CURVE.row_weight(4000))
+    assert CURVE.row_weight(100) == pytest.approx(CURVE.row_weight(250))
+    assert CURVE.covers(300) and not CURVE.covers(8000)
+    assert StepCurve((400, 3000), (1.0, 2.0)).reference_batch == 400  # nearest 1000 in ratio
+    assert StepCurve((300, 3000), (1.0, 2.0)).reference_batch == 3000
+    for bad in (((1000,), (0.01,)), ((1000, 500), (0.01, 0.005)), ((500, 1000), (0.0, 0.01))):
+        with pytest.raises(ValueError, match="two or more increasing batch sizes"):
+            StepCurve(*bad)
+
+
+def test_a_step_curve_measured_apart_predicts_a_batch_the_line_cannot():
+    """Issue #16: a sweep at 500 and 1000 rows per node missed 4000 by up to 22 %, because
+    the time per row is not constant. Given the engine's step curve, measured apart, the
+    same fit predicts it; without it the error is what the sweeps showed."""
+    known = replace(truth(c=0.0), curve=CURVE, measured_network=FAST)
+    runs = linked(known, (1, 2), (500, 1000, 4000), (FAST,), noise=0.0)
+    without = [c for c in held_out_check("horovod", runs, PARAM_BYTES, FAST)
+               if c.dimension == "batch per node"]
+    assert {c.held_out for c in without} == {"B=4000"}
+    assert max(abs(c.error) for c in without) > 0.10
+    with_curve = [c for c in held_out_check("horovod", runs, PARAM_BYTES, FAST, curve=CURVE)
+                  if c.dimension == "batch per node"]
+    assert max(abs(c.error) for c in with_curve) < 1e-6
+    fitted = fit_perf_model("horovod", runs, PARAM_BYTES, FAST, curve=CURVE)
+    assert fitted.row_time_s == pytest.approx(known.row_time_s, rel=1e-6)
+    assert fitted.step_time_s == pytest.approx(known.step_time_s, rel=1e-6)
+    assert "per row at 1000 rows/node/step, time per row scaled by the step curve" in (
+        fitted.describe())
+    assert fitted.notes == ()
+    # a batch past the curve's end is fitted with the end's time per row, and said so
+    far = linked(known, (1,), (500, 1000, 8000), (FAST,), noise=0.0)
+    assert any("outside the step curve's 250..4000" in n
+               for n in fit_perf_model("horovod", far, PARAM_BYTES, FAST, curve=CURVE).notes)
+
+
+def test_step_curve_comes_from_the_benchmark_json_and_other_files_are_refused(tmp_path):
+    good = tmp_path / "curve.json"
+    good.write_text(json.dumps({"format": "hepspark-step-curve/1", "engine": "torch",
+                                "points": [{"batch_size": 1000, "mean_ms": 16.0},
+                                           {"batch_size": 500, "mean_ms": 8.5}]}))
+    curve = load_step_curve(str(good))
+    assert curve.engine == "torch" and curve.batch_sizes == (500, 1000)
+    assert curve.step_s == pytest.approx((8.5e-3, 16e-3))
+    colocation = tmp_path / "colocation.json"
+    colocation.write_text(json.dumps({"alone": {"mean_ms": 10.0}}))
+    with pytest.raises(ValueError, match="not a step curve .*benchmarks/step_curve.py"):
+        load_step_curve(str(colocation))
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"format": "hepspark-step-curve/1", "engine": "torch",
+                               "points": [{"batch_size": 1000, "mean_ms": 16.0}]}))
+    with pytest.raises(ValueError, match="not a step curve .*two or more"):
+        load_step_curve(str(one))
 
 
 def test_a_folded_model_cannot_predict_another_batch_and_says_why():

@@ -102,3 +102,47 @@ def test_two_colocation_files_of_one_engine_are_refused(tmp_path):
                   for i in range(2))
     with pytest.raises(ValueError, match="two files measure torch's ranks .*one per engine"):
         ReportConfig("t", str(tmp_path / "r"), group_cost_files=files).model_settings()
+
+
+def step_curve_file(path, engine, points):
+    path.write_text(json.dumps({"format": "hepspark-step-curve/1", "engine": engine,
+                                "points": [{"batch_size": b, "mean_ms": ms}
+                                           for b, ms in points]}))
+    return str(path)
+
+
+def test_a_step_curve_enters_its_engines_model_and_is_shown(tmp_path):
+    curve = step_curve_file(tmp_path / "horovod.json", "horovod",
+                            [(64, 1.0), (250, 3.0), (1000, 10.0)])
+    config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(tmp_path),
+                          step_curve_files=(curve,))
+    (tmp_path / "plots").mkdir()
+    md = build_report(runs_from_known_terms(), config, str(tmp_path / "plots")).to_markdown()
+    assert f"Here: {curve}." in md
+    # Horovod's time per row follows the curve (x1.562 at 64 rows: 1/64 over 10/1000 ms);
+    # BigDL's, which the file does not measure, stays constant
+    assert "x1.562 at 64, x1.200 at 250, x1.000 at 1000" in md
+    assert "| bigdl | " in md and "1 (no step curve)" in md
+
+
+def test_two_step_curves_of_one_engine_are_refused(tmp_path):
+    files = tuple(step_curve_file(tmp_path / f"{i}.json", "torch", [(500, 8.0), (1000, 16.0)])
+                  for i in range(2))
+    with pytest.raises(ValueError, match="two files measure torch's step .*one per engine"):
+        ReportConfig("t", str(tmp_path / "r"), step_curve_files=files)
+
+
+def test_the_model_times_the_rows_an_epoch_trained_not_the_whole_split(tmp_path):
+    """Ranks drop the last partial global batch: at 4000 x 2 rows on 171,072, an epoch is
+    21 steps (168,000 rows); its time must not be read as 171,072 rows' worth."""
+    from hepspark.report.scaling_model import ModelSettings, fit_models
+
+    runs = [run("horovod", n, 4000, seconds) for n, seconds in ((1, 2.0), (2, 1.2))]
+    for r in runs:
+        trained = (171_072 // r.global_batch) * r.global_batch
+        for epoch in r.epochs:
+            epoch["rows_per_s"] = trained / epoch["epoch_wall_time_s"]
+        r.train_rows = 171_072
+    model = fit_models(runs, ModelSettings(epoch_rows=10_500_000))["horovod"]
+    assert [m.rows for m in model.measurements] == [168_000, 168_000]
+    assert [m.steps for m in model.measurements] == [42, 21]
