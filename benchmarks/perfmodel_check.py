@@ -104,7 +104,7 @@ def main() -> None:
                 print(paragraph)
             if section.table:
                 for row in section.table.rows:
-                    print("  " + " | ".join(row[:7]))
+                    print("  " + " | ".join(row[:8]))
     print(f"\nwrote {os.path.join(args.output, 'report.md')}")
 
 

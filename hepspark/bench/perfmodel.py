@@ -3,10 +3,10 @@
 For ``N`` nodes, ``R`` training rows and ``B`` rows per node per step (``S = R / (N B)``
 steps)::
 
-    T(N) = g(N) * (a * R / N + S * b)  compute: seconds per row on one node, and the
-                                       fixed cost of a step (launch, data feed, Spark tasks)
-         + S * c * (N - 1)             coordination: cost per step per extra node
-         + S * (sync(N) + x(N))        parameter exchange over the link
+    T(N) = g(N) * h * (a * R / N + S * b)  compute: seconds per row on one node, and the
+                                           fixed cost of a step (launch, data feed, Spark)
+         + S * c * (N - 1)                 coordination: cost per step per extra node
+         + S * (sync(N) + x(N))            parameter exchange over the link
 
 Each term comes from its own measurements (:func:`fit_perf_model`), not from one blend:
 
@@ -26,7 +26,13 @@ Each term comes from its own measurements (:func:`fit_perf_model`), not from one
    and Horovod's background thread on the core that computes) and the all-reduce inside a
    training step takes ``x`` longer than between idle processes (its threads wait for the
    busy core).
-4. ``c`` from the multi-node runs, after removing 1 to 3: what grows with the number of
+4. ``h`` (1 without it): on one machine whose cores all belong to nodes (N = 2 on two
+   cores), the job's driver has no core of its own and its work (Spark's scheduling,
+   BigDL's driver loop, polling) slows the nodes' compute. Measured at N = 1: the same run
+   with the driver pinned to the node's core (``Measurement.driver_on_nodes``) over the
+   model's time with the driver apart. Applied to the runs whose driver shared the nodes'
+   cores; a prediction past one machine, whose driver has its own host, leaves it out.
+5. ``c`` from the multi-node runs, after removing 1 to 4: what grows with the number of
    peers and nothing above explains (Spark scheduling of N tasks, and on a single machine
    the N executors sharing its cores).
 
@@ -231,7 +237,9 @@ def load_step_curve(path: str) -> StepCurve:
 @dataclass(frozen=True)
 class Measurement:
     """One measured epoch configuration: nodes, training rows, global batch, epoch time, and
-    the link it ran over (None: the model's ``measured_network``)."""
+    the link it ran over (None: the model's ``measured_network``). ``spread``: how much the
+    run's own epochs differ (interquartile range over median; None if unknown), the noise a
+    prediction of it cannot beat."""
 
     nodes: int
     rows: int
@@ -239,6 +247,8 @@ class Measurement:
     epoch_time_s: float
     label: str = ""
     network: Network | None = None
+    spread: float | None = None
+    driver_on_nodes: bool = False  # the job's driver had no core of its own (see module)
 
     @property
     def steps(self) -> float:
@@ -265,16 +275,20 @@ class PerfModel:
     measurements: tuple[Measurement, ...] = field(default=())
     group: GroupCost | None = None
     curve: StepCurve | None = None
+    driver_factor: float = 1.0  # h: the compute's slow-down when the driver shares its cores
 
     def row_weight(self, batch_per_node: float) -> float:
         """How much a row costs at this batch against ``a`` (1 without a step curve)."""
         return self.curve.row_weight(batch_per_node) if self.curve is not None else 1.0
 
-    def _time(self, rows: float, nodes: int, batch_per_node: float, network: Network) -> float:
+    def _time(self, rows: float, nodes: int, batch_per_node: float, network: Network,
+              driver_on_nodes: bool = False) -> float:
         steps = rows / (batch_per_node * nodes)
         sync = ring_allreduce_s(nodes, self.param_bytes, network)
         compute = (self.row_time_s * self.row_weight(batch_per_node) * rows / nodes
                    + steps * self.step_time_s)
+        if driver_on_nodes:
+            compute *= self.driver_factor
         if self.group is not None and nodes > 1:
             compute *= self.group.compute_factor
             sync += self.group.extra_exchange_s(self.param_bytes, self.measured_network)
@@ -294,7 +308,7 @@ class PerfModel:
             raise ValueError(f"the {self.backend} model was fitted at {self.batch_per_node} rows "
                              f"per node per step only; cannot predict batch {m.batch_per_node}")
         return self._time(m.rows, m.nodes, m.global_batch / m.nodes,
-                          m.network or self.measured_network)
+                          m.network or self.measured_network, m.driver_on_nodes)
 
     def efficiency(self, rows: int, nodes: int, batch_per_node: int) -> float:
         """Parallel efficiency T(1) / (N T(N))."""
@@ -313,6 +327,8 @@ class PerfModel:
                            f"{self.curve.reference_batch} rows/node/step, "
                            f"{self.curve.describe()}, + {self.step_time_s * 1e3:.2f} ms per step")
         group = f"; in a group: {self.group.describe()}" if self.group else ""
+        if self.driver_factor != 1.0:
+            group += f"; driver on the nodes' cores: compute x{self.driver_factor:.3f}"
         return (f"{compute} + {self.peer_step_time_s * 1e3:.3f} ms per step per extra node "
                 f"+ ring exchange of {self.param_bytes / 1e6:.2f} MB over {self.network.describe()}"
                 f"{group}")
@@ -379,8 +395,10 @@ def fit_perf_model(
         notes.append(f"batch sizes outside the step curve's {curve.batch_sizes[0]}.."
                      f"{curve.batch_sizes[-1]} rows: its nearest end's time per row taken")
     compute = {"a": rows_per_node} if fold else {"a": rows_per_node, "b": steps}
+    shared = np.array([m.driver_on_nodes for m in ms])
+    alone = single & ~shared if (single & ~shared).any() else single
     if single.any():
-        ab = _nnls_relative({k: v[single] for k, v in compute.items()}, t[single], t[single])
+        ab = _nnls_relative({k: v[alone] for k, v in compute.items()}, t[alone], t[alone])
     else:
         notes.append("no single-node run: the per-row and per-step costs are fitted together "
                      "with the per-node cost on the multi-node runs")
@@ -388,6 +406,16 @@ def fit_perf_model(
     multi = ~single & (peers > 0)
     if fold:
         multi &= np.array([m.batch_per_node == batch_per_node for m in ms])
+    driver_factor = 1.0
+    paired = single & shared & ~alone
+    if ab and paired.any():  # N = 1 with the driver on the node's core, beside it apart
+        own = rows_per_node * ab["a"] + steps * ab.get("b", 0.0)
+        driver_factor = float(np.median(t[paired] / own[paired]))
+        factor[shared & ~single] *= driver_factor
+    elif (shared & multi).any() and not (single & shared).any():
+        notes.append("the driver shared the nodes' cores in multi-node runs but not at N = 1, "
+                     "and what that costs is unknown (run N = 1 again with --driver-cpus on "
+                     "the node's CPUs): c holds it")
     if not multi.any():
         notes.append("no multi-node run: the coordination cost per extra node is unknown and "
                      "taken as 0 (only the exchange grows with N)")
@@ -404,7 +432,7 @@ def fit_perf_model(
         peer_step_time_s=c, param_bytes=int(param_bytes), measured_network=measured_network,
         network=network or DEFAULT_NETWORKS.get(backend, Network()),
         batch_per_node=batch_per_node, notes=tuple(notes), measurements=tuple(measurements),
-        group=group, curve=curve,
+        group=group, curve=curve, driver_factor=driver_factor,
     )
 
 

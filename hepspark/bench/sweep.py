@@ -232,16 +232,23 @@ class Combination:
         extra = " ".join(config.train_args)
         pinned = "|pinned" if config.pinned else ""  # a pinned node is another measurement
         what = config.features if config.task == "higgs" else config.task
+        # so is a driver placed by hand (e.g. on a node's core, to measure what it costs)
+        placed = (f"|driver{format_cpus(config.driver_cpus)}"
+                  if config.driver_cpus and not self._runs_on_nodes(config) else "")
         return (f"{self.name}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
                 f"|epochs{config.epochs}|{what}|{os.path.abspath(config.data or '')}"
-                f"|{config.mode}{pinned}" + (f"|{extra}" if extra else ""))
+                f"|{config.mode}{pinned}{placed}" + (f"|{extra}" if extra else ""))
 
     def cpus(self, config: SweepConfig) -> CpuSet:
         """Where the job's own process runs: a pinned baseline or ``local[N]`` job on the
         CPUs of its nodes; a cluster's driver on ``driver_cpus``; () where the sweep runs."""
-        if config.pinned and (self.backend == BASELINE or config.local):
+        if self._runs_on_nodes(config):
             return config.node_cpus(self.nodes)
         return config.driver_cpus
+
+    def _runs_on_nodes(self, config: SweepConfig) -> bool:
+        """A pinned baseline or ``local[N]`` job runs on its nodes' CPUs, not the driver's."""
+        return config.pinned and (self.backend == BASELINE or config.local)
 
 
 @dataclass

@@ -70,7 +70,10 @@ def add_scaling(parser: argparse.ArgumentParser) -> None:
         "--worker-cpus", nargs="+", type=parse_cpus, metavar="CPUS",
         help="isolated nodes on these CPU lists, node i on the i-th (e.g. --worker-cpus 0 1)")
     parser.add_argument("--driver-cpus", type=parse_cpus, default=(),
-                        help="pin the jobs' driver here (default: where the sweep may run)")
+                        help="pin the jobs' driver here (default: where the sweep may run); a "
+                        "placement given here is its own measurement: '--executors 1 "
+                        "--worker-cpus 0 --driver-cpus 0' measures what the driver costs a "
+                        "node whose core it shares (the report's h)")
     parser.add_argument("--features", choices=("all", "low", "high"), default="all")
     parser.add_argument("--no-baseline", action="store_false", dest="baseline",
                         help="skip the Keras single-process baseline runs")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hepspark.backends.capabilities import batch_is_per_rank
+from hepspark.cpusets import parse_cpus
 from hepspark.hardware import FLOPS_PER_WEIGHT_PER_ROW
 from hepspark.quality import QualityTarget, TimeToTarget, time_to_target
 from hepspark.tags import (
@@ -107,6 +108,27 @@ class MeasuredRun:
     def epoch_time_s(self) -> float:
         times = [e["epoch_wall_time_s"] for e in self.steady_epochs]
         return float(np.median(times)) if times else math.nan
+
+    @property
+    def driver_on_nodes(self) -> bool:
+        """Whether the job's driver had no CPU of its own: every CPU it could use belonged to
+        the run's pinned nodes (False when either is not known; a pinned Keras baseline, whose
+        own process is the training, always True)."""
+        if not self.worker_cpus or not self.driver_cpus:
+            return False
+        nodes = {cpu for part in self.worker_cpus.split(";") for cpu in parse_cpus(part)}
+        return set(parse_cpus(self.driver_cpus)) <= nodes
+
+    @property
+    def epoch_spread(self) -> float | None:
+        """The interquartile range of the steady epochs' wall times over their median: the
+        run's own noise around the epoch time it reports (None with fewer than two steady
+        epochs; with two, half their difference)."""
+        times = [e["epoch_wall_time_s"] for e in self.steady_epochs]
+        if len(times) < 2:
+            return None
+        low, high = np.percentile(times, [25, 75])
+        return float(high - low) / float(np.median(times))
 
     @property
     def rows_per_s(self) -> float:

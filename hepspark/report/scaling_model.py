@@ -125,7 +125,8 @@ def _rows_trained(run: MeasuredRun) -> int:
 
 
 def _measurements(runs: list[MeasuredRun]) -> list[Measurement]:
-    return [Measurement(r.nodes, _rows_trained(r), r.global_batch, r.epoch_time_s, r.label)
+    return [Measurement(r.nodes, _rows_trained(r), r.global_batch, r.epoch_time_s, r.label,
+                        spread=r.epoch_spread, driver_on_nodes=r.driver_on_nodes)
             for r in runs]
 
 
@@ -154,10 +155,14 @@ def _held_out_section(dist: list[MeasuredRun], models: dict[str, PerfModel]) -> 
             backend, list(model.measurements), model.param_bytes, model.measured_network,
             model.group, model.curve)
         errors = [abs(c.error) for c in checks if c.error is not None]
+        judged = [c for c in checks if c.error is not None and c.measurement.spread is not None]
+        beyond = sum(abs(c.error) > c.measurement.spread for c in judged)
         for c in checks:
             rows.append([backend, c.dimension, c.held_out, c.measurement.label,
                          _fmt(c.measurement.epoch_time_s), _fmt(c.predicted_s),
                          _fmt(None if c.error is None else 100 * c.error, "+.1f"),
+                         _fmt(None if c.measurement.spread is None
+                              else 100 * c.measurement.spread, ".1f"),
                          c.why or "–"])
         if not checks:
             verdicts.append(f"- {backend}: nothing to hold out (one node count, one batch size, "
@@ -168,7 +173,9 @@ def _held_out_section(dist: list[MeasuredRun], models: dict[str, PerfModel]) -> 
                             + ("(within" if worst <= HELD_OUT_TARGET else "(above")
                             + f" the {HELD_OUT_TARGET:.0%} target) over {len(errors)} run(s)"
                             + ("; the fit behind it had no multi-node run"
-                               if any("no multi-node" in c.why for c in checks) else ""))
+                               if any("no multi-node" in c.why for c in checks) else "")
+                            + (f"; {beyond} of {len(judged)} larger than their run's own "
+                               "epoch-to-epoch spread" if judged else ""))
         else:
             verdicts.append(f"- {backend}: no held-out run could be predicted ("
                             f"{checks[0].why})")
@@ -176,9 +183,11 @@ def _held_out_section(dist: list[MeasuredRun], models: dict[str, PerfModel]) -> 
         "Before it extrapolates, the model predicts runs it was not fitted on: per dimension "
         "that varies among the runs (node count, batch per node, link), it is fitted without "
         "the runs at the largest node count or batch, or the slowest link, and predicts them. "
-        f"Target: within {HELD_OUT_TARGET:.0%}.", "\n".join(verdicts)],
+        f"Target: within {HELD_OUT_TARGET:.0%}. Epoch spread: the interquartile range of the "
+        "held-out run's own timed epochs after the first, over their median: the noise no "
+        "prediction of it can beat.", "\n".join(verdicts)],
         table=Table(["backend", "held out", "value", "run", "measured s", "predicted s",
-                     "error %", "caveat"], rows) if rows else None, level=3)
+                     "error %", "epoch spread %", "caveat"], rows) if rows else None, level=3)
 
 
 def _usl_section(dist: list[MeasuredRun], models: dict[str, PerfModel],
@@ -248,6 +257,18 @@ def _row_weights(model: PerfModel) -> str:
     return ", ".join(f"x{model.row_weight(b):.3f} at {b}" for b in batches)
 
 
+def _driver_factor(model: PerfModel) -> str:
+    """h as measured, or why there is none."""
+    ones = {m.driver_on_nodes for m in model.measurements if m.nodes == 1}
+    if ones == {True, False}:  # N = 1 with the driver apart and on the node's core
+        return f"x{model.driver_factor:.3f}"
+    if ones == {True}:
+        return "in a, b (the driver shared the nodes' cores at every N)"
+    if any(m.driver_on_nodes for m in model.measurements):
+        return "unknown (in c)"
+    return "– (driver apart)"
+
+
 def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: ModelSettings,
                    png: Callable[[str], str]) -> list[Section]:
     """Every model section of the report (see module); plots go through ``png(name)``."""
@@ -269,10 +290,11 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
         fit_points[backend] = pts
     plots.plot_fit(fit_points, png("model_fit.png"))
     params = Table(["backend", "a: µs/row", "w(B): time per row vs a", "b: ms/step",
-                    "c: ms/step/extra node", "g, x (N ≥ 2)", "P MB", "measured on",
-                    "target network", "notes"],
+                    "c: ms/step/extra node", "h: driver on the nodes' cores",
+                    "g, x (N ≥ 2)", "P MB", "measured on", "target network", "notes"],
                    [[b, _fmt(m.row_time_s * 1e6), _row_weights(m),
                      _fmt(m.step_time_s * 1e3, ".3f"), _fmt(m.peer_step_time_s * 1e3, ".3f"),
+                     _driver_factor(m),
                      (f"x{m.group.compute_factor:.3f}, "
                       f"{m.group.extra_exchange_s(m.param_bytes, m.measured_network) * 1e3:.2f} ms"
                       if m.group else "1, 0 (none given)"),
@@ -285,7 +307,7 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
             f"an assumed {settings.bandwidth_gbps:g} Gbit/s, {settings.latency_us:g} µs per "
             "message (measure it: hepspark bench exchange, then --exchange FILE)")
     sections = [Section(title, [
-        "T(N) = g·(a·R/N + S·b) + S·(c·(N−1) + sync(N) + x), with R rows, S steps per epoch "
+        "T(N) = g·h·(a·R/N + S·b) + S·(c·(N−1) + sync(N) + x), with R rows, S steps per epoch "
         "and sync(N) = overhead + 2(N−1)/N·P·8/bandwidth + 2(N−1)·latency the ring all-reduce "
         "of the P parameter bytes. The terms are measured separately: a and b from the "
         "single-node runs (T/S = a·B + b over the batch sizes B measured; with a step curve "
@@ -296,7 +318,11 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
         "'--torch', --colocation): the compute's slow-down in a group (co-location, "
         "Horovod's background thread on the core that computes) and how much longer the "
         "all-reduce takes inside a training step "
-        "than between idle processes; c from what the multi-node runs leave once all of "
+        "than between idle processes; h, for runs on one machine whose driver had no core "
+        "of its own (N = 2 on two cores), from single-node runs with the driver pinned to "
+        "the node's core (--driver-cpus) against the same runs with the driver apart: what "
+        "the driver's own work takes from the compute (past one machine the driver has its "
+        "own host, and h is not applied); c from what the multi-node runs leave once all of "
         "these are removed."
         + (f" Here: {', '.join(settings.group_cost_files + settings.step_curve_files)}."
            if settings.group_cost_files or settings.step_curve_files else ""),

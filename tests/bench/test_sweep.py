@@ -1,5 +1,6 @@
 """The scaling sweep: its plan, and a real sweep of spark-submit jobs into a sqlite MLflow."""
 import os
+from dataclasses import replace
 
 import mlflow
 import pytest
@@ -159,6 +160,13 @@ def test_pinned_nodes_plan_pinned_baselines_and_keep_their_own_keys():
     standalone = config(worker_cpus=((0,), (1,)), local=False, driver_cpus=(1,))
     assert Combination("horovod", "adam", 2).cpus(standalone) == (1,)  # the driver's
     assert horovod2.key(pinned) != horovod2.key(config())  # pinned: another measurement
+    # a driver placed by hand (here on node 0's core) is another measurement too; the
+    # default placement keeps the keys experiments already hold
+    on_node = config(worker_cpus=((0,), (1,)), local=False, driver_cpus=(0,))
+    apart = replace(on_node, driver_cpus=())
+    horovod1 = Combination("horovod", "adam", 1)
+    assert horovod1.key(on_node) == horovod1.key(apart) + "|driver0"
+    assert "|driver" not in horovod1.key(apart) and "|driver" not in keras1.key(on_node)
     with pytest.raises(ValueError, match="not --master"):
         config(worker_cpus=((0,), (1,)), local=False, master="spark://h:7077")
     with pytest.raises(ValueError, match="cores_per_executor=2"):

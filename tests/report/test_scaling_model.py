@@ -30,7 +30,8 @@ def run(backend, nodes, batch_per_node, seconds, optimizer="adam") -> MeasuredRu
         backend=backend, optimizer=optimizer, nodes=nodes, cores_per_executor=1,
         batch_size=batch, train_rows=200_000, parameters=PARAMS, device="CPU: test",
         mode="local", epochs=[{"epoch_wall_time_s": seconds * 1.5},
-                              {"epoch_wall_time_s": seconds}, {"epoch_wall_time_s": seconds}])
+                              {"epoch_wall_time_s": seconds * 0.99},
+                              {"epoch_wall_time_s": seconds * 1.01}])  # spread 1 %
 
 
 def runs_from_known_terms() -> list[MeasuredRun]:
@@ -55,7 +56,9 @@ def test_model_sections_render_with_a_measured_link(tmp_path):
                   "## Prediction: the 10,500,000-row epoch on up to 64 nodes"):
         assert title in md
     # Horovod's runs come from the model's own terms: every held-out run is predicted
-    assert "- horovod: largest held-out error 0% (within the 10% target) over 6 run(s)" in md
+    assert ("- horovod: largest held-out error 0% (within the 10% target) over 6 run(s); "
+            "0 of 6 larger than their run's own epoch-to-epoch spread") in md
+    assert "| -0.0 | 1.0 |" in md or "| +0.0 | 1.0 |" in md  # error %, the run's epoch spread %
     assert "| horovod | nodes | N=4 |" in md and "| horovod | batch per node | B=1000 |" in md
     # BigDL has N=1,2 at one batch: holding out N=2 leaves no multi-node run, and it says so
     assert "- bigdl: largest held-out error" in md and "had no multi-node run" in md
@@ -146,3 +149,23 @@ def test_the_model_times_the_rows_an_epoch_trained_not_the_whole_split(tmp_path)
     model = fit_models(runs, ModelSettings(epoch_rows=10_500_000))["horovod"]
     assert [m.rows for m in model.measurements] == [168_000, 168_000]
     assert [m.steps for m in model.measurements] == [42, 21]
+
+
+def test_a_run_knows_whether_its_driver_had_a_core_of_its_own():
+    def placed(worker_cpus, driver_cpus):
+        r = run("horovod", 1, 1000, 2.0)
+        r.worker_cpus, r.driver_cpus = worker_cpus, driver_cpus
+        return r.driver_on_nodes
+
+    assert not placed("0", "0-1")     # N = 1 on CPU 0, the driver free to use CPU 1
+    assert placed("0; 1", "0-1")      # N = 2 on both cores: no core left for the driver
+    assert placed("0", "0")           # N = 1, the driver pinned to the node's core
+    assert not placed(None, "0-1") and not placed("0", None)  # not pinned: not known
+
+
+def test_a_runs_epoch_spread_is_the_iqr_of_its_steady_epochs_over_their_median():
+    r = run("torch", 1, 1000, 2.0)
+    r.epochs = [{"epoch_wall_time_s": s} for s in (9.0, 1.0, 2.0, 3.0, 4.0, 5.0)]
+    assert r.epoch_spread == pytest.approx((4.0 - 2.0) / 3.0)  # the warm-up epoch left out
+    r.epochs = r.epochs[:2]
+    assert r.epoch_spread is None  # one steady epoch: no spread to speak of
