@@ -1,7 +1,7 @@
 """benchmarks/perfmodel_check.py on a kept report: the runs it rebuilds from the "Runs" table
 keep each run's global batch (Horovod's and torch's batch is per rank; session 11 read
 torch's as global and doubled its N=2 batches), and the whole check runs with one
-co-location file per engine."""
+co-location file and one step curve per engine."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,6 +12,7 @@ import sys
 BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 RESULTS = os.path.join(BENCH, "results", "scaling-2core-same-session")
 REPORT = os.path.join(RESULTS, "report.md")
+CURVES = os.path.join(BENCH, "results", "scaling-2core-batch")
 
 
 def load_script():
@@ -43,10 +44,14 @@ def test_the_check_runs_with_a_group_cost_per_engine(tmp_path):
          "--exchange", os.path.join(BENCH, "results", "exchange_2core.json"),
          "--colocation", os.path.join(RESULTS, "colocation_horovod.json"),
          "--colocation", os.path.join(RESULTS, "colocation_torch.json"),
+         "--step-curve", os.path.join(CURVES, "step_curve_horovod.json"),
+         "--step-curve", os.path.join(CURVES, "step_curve_torch.json"),
          "--output", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     for engine in ("bigdl", "horovod", "torch"):
         assert f"- {engine}: largest held-out error" in done.stdout
     # each engine's model took its own file's group cost; BigDL, measured by neither, none
     assert "colocation_horovod.json)" in done.stdout and "colocation_torch.json)" in done.stdout
+    # and its own step curve (session 13's), scaling its time per row by batch size
+    assert "step_curve_horovod.json)" in done.stdout and "step_curve_torch.json)" in done.stdout
     assert (tmp_path / "report.md").stat().st_size > 1000

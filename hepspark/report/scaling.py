@@ -101,6 +101,16 @@ def _series(runs: list[MeasuredRun], value) -> dict[tuple[str, str], list[tuple[
     return {k: sorted(v) for k, v in series.items()}
 
 
+def _driver_probes(dist: list[MeasuredRun]) -> list[MeasuredRun]:
+    """Single-node runs with the driver on the node's core beside the same run with the
+    driver apart: they measure the model's h, and stay out of the scaling curves."""
+    def key(r: MeasuredRun) -> tuple:
+        return r.backend, r.optimizer, r.batch_per_node, r.train_rows, r.model
+
+    apart = {key(r) for r in dist if r.nodes == 1 and not r.driver_on_nodes}
+    return [r for r in dist if r.nodes == 1 and r.driver_on_nodes and key(r) in apart]
+
+
 def _one_node_times(runs: list[MeasuredRun]) -> dict[tuple[str, str], float]:
     several = len({r.batch_per_node for r in runs}) > 1
     return {_curve(r, several): r.epoch_time_s for r in runs if r.nodes == 1}
@@ -218,7 +228,8 @@ def _higgs_sections(runs: list[MeasuredRun], config: ReportConfig, plots_dir: st
     baseline_runs = [r for r in runs if r.backend not in DISTRIBUTED]
     rows_count = Counter(r.train_rows for r in dist + [r for r in runs if r.backend == "keras"])
     rows = rows_count.most_common(1)[0][0] if rows_count else (runs[0].train_rows if runs else 0)
-    same_rows = [r for r in dist if r.train_rows == rows]
+    probes = {r.run_id for r in _driver_probes(dist)}
+    same_rows = [r for r in dist if r.train_rows == rows and r.run_id not in probes]
     sections = [_summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config),
                 _runs_section(runs)]
 
@@ -357,6 +368,13 @@ def _runs_section(runs: list[MeasuredRun]) -> Section:
                   "and driver CPU s: where the job's own process ran and the CPU time it and "
                   "its children used (spark-submit's JVM, the Python driver; in local mode "
                   "and for Keras it includes the training)."]
+    probes = _driver_probes([r for r in runs if r.backend in DISTRIBUTED])
+    if probes:
+        paragraphs.append("Single-node runs with the driver pinned to the node's core, beside "
+                          "the same run with the driver apart, measure what the driver costs "
+                          "nodes whose cores it shares (the performance model's h); they are "
+                          "left out of the curves and tables below: " + ", ".join(
+                              f"{r.label} (driver CPUs {r.driver_cpus})" for r in probes))
     partial = [r for r in runs if r.epoch_fraction < 0.95]
     if partial:
         paragraphs.append("Epochs that trained under 95 % of the rows (their epoch times are not "

@@ -169,3 +169,20 @@ def test_a_runs_epoch_spread_is_the_iqr_of_its_steady_epochs_over_their_median()
     assert r.epoch_spread == pytest.approx((4.0 - 2.0) / 3.0)  # the warm-up epoch left out
     r.epochs = r.epochs[:2]
     assert r.epoch_spread is None  # one steady epoch: no spread to speak of
+
+
+def test_driver_probes_measure_h_and_stay_out_of_the_scaling_curves(tmp_path):
+    """A single-node run with the driver on the node's core, beside the same run with it
+    apart, is a measurement of h: the model uses it, the efficiency table does not."""
+    runs = [run("horovod", 1, 1000, 2.0), run("horovod", 1, 1000, 2.2),
+            run("horovod", 2, 1000, 1.3)]
+    runs[1].run_id = "probe".ljust(32, "0")
+    for r, (workers, driver) in zip(runs, (("0", "0-1"), ("0", "0"), ("0; 1", "0-1"))):
+        r.worker_cpus, r.driver_cpus = workers, driver
+    (tmp_path / "plots").mkdir()
+    md = build_report(runs, ReportConfig("t", str(tmp_path / "r")),
+                      str(tmp_path / "plots")).to_markdown()
+    assert "measure what the driver costs nodes whose cores it shares" in md
+    efficiency = md.split("## Parallel efficiency", 1)[1].split("\n## ", 1)[0]
+    assert "| horovod adam | 1.00 | 0.77 |" in efficiency  # 2.0 / (2 x 1.3), not 2.2's
+    assert "| x1.100 |" in md  # h = 2.2 / 2.0, in the model's table
