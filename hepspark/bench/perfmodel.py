@@ -358,8 +358,9 @@ def fit_perf_model(
 ) -> PerfModel:
     """Fit the terms one after another (see module): ``a``, ``b`` on the single-node runs
     (``a`` per row at the curve's reference batch, scaled by ``curve`` at the others),
-    the exchange from the link, ``g`` and ``x`` from ``group`` (measured apart), ``c`` on
-    what the multi-node runs leave."""
+    the exchange from the link, ``g`` and ``x`` from ``group`` (measured apart), ``h`` from
+    the single-node runs whose driver sat on the node's core (``driver_on_nodes``) beside
+    those with it apart, ``c`` on what the multi-node runs leave."""
     if not measurements:
         raise ValueError(f"no measured runs for backend {backend!r}")
     notes: list[str] = []

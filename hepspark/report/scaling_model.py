@@ -130,6 +130,13 @@ def _measurements(runs: list[MeasuredRun]) -> list[Measurement]:
             for r in runs]
 
 
+def _usual_batch(batches: Iterable[int]) -> int:
+    """The batch per node measured most often; among equals the one nearest the seed
+    study's 1000 rows (a sweep over 500-4000 is read at 1000, not at its smallest)."""
+    counts = Counter(batches)
+    return max(counts, key=lambda b: (counts[b], -abs(math.log(b / 1000))))
+
+
 def _param_bytes(runs: list[MeasuredRun]) -> int:
     return 4 * Counter(r.parameters for r in runs).most_common(1)[0][0]
 
@@ -194,8 +201,8 @@ def _usl_section(dist: list[MeasuredRun], models: dict[str, PerfModel],
                  settings: ModelSettings) -> Section:
     rows, notes = [], []
     for backend, model in models.items():
-        batch = model.batch_per_node or Counter(
-            m.batch_per_node for m in model.measurements).most_common(1)[0][0]
+        batch = model.batch_per_node or _usual_batch(m.batch_per_node
+                                                     for m in model.measurements)
         by_n: dict[int, list[float]] = defaultdict(list)
         for m in model.measurements:
             if m.batch_per_node == batch:
@@ -357,8 +364,7 @@ def _prediction_section(dist, rates, settings: ModelSettings, models: dict[str, 
     predicted, measured_scaled, table_rows, batch_of = {}, {}, [], {}
     for backend, model in models.items():
         mine = [r for r in dist if r.backend == backend]
-        batch = model.batch_per_node or Counter(
-            r.batch_per_node for r in mine).most_common(1)[0][0]
+        batch = model.batch_per_node or _usual_batch(r.batch_per_node for r in mine)
         batch_of[backend] = batch
         predicted[backend] = [(n, model.epoch_time_s(settings.epoch_rows, n, batch),
                                model.efficiency(settings.epoch_rows, n, batch)) for n in nodes]

@@ -186,3 +186,10 @@ def test_driver_probes_measure_h_and_stay_out_of_the_scaling_curves(tmp_path):
     efficiency = md.split("## Parallel efficiency", 1)[1].split("\n## ", 1)[0]
     assert "| horovod adam | 1.00 | 0.77 |" in efficiency  # 2.0 / (2 x 1.3), not 2.2's
     assert "| x1.100 |" in md  # h = 2.2 / 2.0, in the model's table
+
+
+def test_a_sweep_over_batches_is_predicted_at_the_seeds_1000_rows_not_its_smallest(tmp_path):
+    md = build_report(runs_from_known_terms(), ReportConfig("t", str(tmp_path / "r")),
+                      str(tmp_path)).to_markdown()
+    # Horovod ran 64, 250 and 1000 rows per node, three runs each
+    assert "horovod: 1000 rows per node per step" in md
