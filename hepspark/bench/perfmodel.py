@@ -234,6 +234,9 @@ def load_step_curve(path: str) -> StepCurve:
                          ) from None
 
 
+PROBE_BATCH = 32  # rows per node per step; see Measurement.probe
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One measured epoch configuration: nodes, training rows, global batch, epoch time, and
@@ -249,6 +252,13 @@ class Measurement:
     network: Network | None = None
     spread: float | None = None
     driver_on_nodes: bool = False  # the job's driver had no core of its own (see module)
+
+    @property
+    def probe(self) -> bool:
+        """A tiny batch (<= PROBE_BATCH rows per node), run to measure the per-step and
+        per-node costs almost without compute, not a configuration anyone trains at: the
+        held-out check always fits on it and never predicts it."""
+        return self.batch_per_node <= PROBE_BATCH
 
     @property
     def steps(self) -> float:
@@ -465,7 +475,9 @@ def held_out_check(backend: str, measurements: list[Measurement], param_bytes: i
                    curve: StepCurve | None = None) -> list[HeldOut]:
     """For each dimension that varies (nodes, batch per node, link), fit on the runs without
     its extreme value (the largest N and batch, the slowest link: the direction a prediction
-    extrapolates to) and predict the held-out runs."""
+    extrapolates to) and predict the held-out runs. Probes (tiny batches, see
+    :attr:`Measurement.probe`) are fitted on, never held out: at N = 2 one measures the
+    per-node cost c apart, as the tiny-batch probe of BigDL does."""
     dims = {
         "nodes": (lambda m: m.nodes, max, lambda v: f"N={v}"),
         "batch per node": (lambda m: m.batch_per_node, max, lambda v: f"B={v}"),
@@ -474,12 +486,14 @@ def held_out_check(backend: str, measurements: list[Measurement], param_bytes: i
     }
     out = []
     for dimension, (key, pick, name) in dims.items():
-        values = {key(m) for m in measurements}
+        values = {key(m) for m in measurements if not m.probe}
         if len(values) < 2:
             continue
         held = pick(values)
-        train = [m for m in measurements if key(m) != held]
-        test = [m for m in measurements if key(m) == held]
+        # probes measure a term apart (a tiny batch: the per-step and per-node costs almost
+        # without compute): never predicted, always fitted on
+        train = [m for m in measurements if key(m) != held or m.probe]
+        test = [m for m in measurements if key(m) == held and not m.probe]
         model = fit_perf_model(backend, train, param_bytes, measured_network, group=group,
                                curve=curve)
         caveat = "; ".join(n for n in model.notes if "no multi-node" in n)

@@ -20,6 +20,7 @@ import numpy as np
 
 from hepspark.bench.perfmodel import (
     LOOPBACK,
+    PROBE_BATCH,
     GroupCost,
     HeldOut,
     Measurement,
@@ -131,9 +132,12 @@ def _measurements(runs: list[MeasuredRun]) -> list[Measurement]:
 
 
 def _usual_batch(batches: Iterable[int]) -> int:
-    """The batch per node measured most often; among equals the one nearest the seed
-    study's 1000 rows (a sweep over 500-4000 is read at 1000, not at its smallest)."""
+    """The batch per node measured most often, probes aside; among equals the one nearest
+    the seed study's 1000 rows (a sweep over 500-4000 is read at 1000, not at its
+    smallest)."""
     counts = Counter(batches)
+    trained = Counter({b: n for b, n in counts.items() if b > PROBE_BATCH})
+    counts = trained or counts
     return max(counts, key=lambda b: (counts[b], -abs(math.log(b / 1000))))
 
 

@@ -292,6 +292,23 @@ def test_the_drivers_cost_on_a_nodes_core_is_measured_at_one_node_and_kept_off_t
     assert any("--driver-cpus" in n for n in blind.notes)
 
 
+def test_a_tiny_batch_probe_measures_the_per_node_cost_apart_for_the_held_out_check():
+    """BigDL's N = 2 cost is mostly per step, not per row (session 12: 20-25 ms per step at
+    10 rows per node). A probe at a tiny batch on N = 1 and N = 2 measures that apart: the
+    held-out check fits on it and predicts N = 2 at the batches people train at."""
+    known = replace(truth(a=30e-6, b=35e-3, c=22e-3), measured_network=FAST)
+    runs = linked(known, (1, 2), (1000, 4000), (FAST,), noise=0.0)
+    probes = linked(known, (1, 2), (10,), (FAST,), rows=5_000, noise=0.0)
+    assert all(m.probe for m in probes) and not any(m.probe for m in runs)
+    blind = [c for c in held_out_check("bigdl", runs, PARAM_BYTES, FAST) if c.dimension == "nodes"]
+    assert max(abs(c.error) for c in blind) > 0.10 and "no multi-node run" in blind[0].why
+    checks = held_out_check("bigdl", runs + probes, PARAM_BYTES, FAST)
+    nodes = [c for c in checks if c.dimension == "nodes"]
+    assert {c.measurement.batch_per_node for c in nodes} == {1000, 4000}  # probes not held out
+    assert max(abs(c.error) for c in nodes) < 1e-6 and not nodes[0].why
+    assert {c.held_out for c in checks if c.dimension == "batch per node"} == {"B=4000"}
+
+
 def test_a_folded_model_cannot_predict_another_batch_and_says_why():
     runs = linked(truth(), (2,), (500, 1000), (FAST,))  # no single-node run
     checks = held_out_check("horovod", runs, PARAM_BYTES)
