@@ -52,6 +52,19 @@ def format_cpus(cpus: Sequence[int]) -> str:
     return ",".join(parts)
 
 
+NODE_SEPARATOR = "; "  # between the nodes' CPU lists: "0; 1" is node 0 on CPU 0, node 1 on 1
+
+
+def format_node_cpus(nodes: Sequence[Sequence[int]]) -> str:
+    """One CPU list per node, as a run's tag records them (``"0; 1"``)."""
+    return NODE_SEPARATOR.join(format_cpus(cpus) for cpus in nodes)
+
+
+def parse_node_cpus(text: str) -> list[CpuSet]:
+    """The per-node CPU lists of :func:`format_node_cpus` back as CPU sets."""
+    return [parse_cpus(part) for part in text.split(NODE_SEPARATOR.strip())]
+
+
 def available_cpus() -> CpuSet:
     """The CPUs this process may run on (its affinity mask)."""
     return tuple(sorted(os.sched_getaffinity(0)))

@@ -70,7 +70,15 @@ from hepspark.bench.sweep_tasks import (
     engine_optimizers,
 )
 from hepspark.config import OPTIMIZERS
-from hepspark.cpusets import CpuSet, available_cpus, format_cpus, pin, thread_env, worker_cpu_sets
+from hepspark.cpusets import (
+    CpuSet,
+    available_cpus,
+    format_cpus,
+    format_node_cpus,
+    pin,
+    thread_env,
+    worker_cpu_sets,
+)
 from hepspark.data.demo import DEFAULT_DEMO_ROWS
 from hepspark.models.names import parse_model_name
 from hepspark.progress import Progress
@@ -538,8 +546,7 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
                 MODE_TAG: "local" if combo.backend == BASELINE else config.mode,
                 CEILING_TAG: f"{gflops_per_core * cores:.1f}", JOB_TAG: job_id,
                 DRIVER_CPUS_TAG: format_cpus(cpus or available_cpus()),
-                WORKER_CPUS_TAG: "; ".join(format_cpus(c)
-                                            for c in config.worker_cpus[:combo.nodes])}
+                WORKER_CPUS_TAG: format_node_cpus(config.worker_cpus[:combo.nodes])}
         if cpus:  # a pinned job's own thread pools are sized to its CPUs
             env = {**env, **thread_env(len(cpus))}
         log = os.path.join(log_dir, combo.label + ".log")

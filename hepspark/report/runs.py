@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hepspark.backends.capabilities import batch_is_per_rank
-from hepspark.cpusets import parse_cpus
+from hepspark.cpusets import parse_cpus, parse_node_cpus
 from hepspark.hardware import FLOPS_PER_WEIGHT_PER_ROW
 from hepspark.quality import QualityTarget, TimeToTarget, time_to_target
 from hepspark.tags import (
@@ -116,7 +116,7 @@ class MeasuredRun:
         own process is the training, always True)."""
         if not self.worker_cpus or not self.driver_cpus:
             return False
-        nodes = {cpu for part in self.worker_cpus.split(";") for cpu in parse_cpus(part)}
+        nodes = {cpu for node in parse_node_cpus(self.worker_cpus) for cpu in node}
         return set(parse_cpus(self.driver_cpus)) <= nodes
 
     @property

@@ -24,11 +24,12 @@ import os
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from hepspark.bench.perfmodel import gain_per_added_node
-from hepspark.cpusets import parse_cpus
+from hepspark.cpusets import parse_cpus, parse_node_cpus
 from hepspark.quality import HIGGS_TARGET_AUC, QualityTarget
 from hepspark.report import scaling_plots as plots
 from hepspark.report.cnn_scaling import cnn_sections
@@ -65,9 +66,11 @@ class ReportConfig:
     step_curve_files: tuple[str, ...] = ()  # 'benchmarks/step_curve.py --horovod|--torch'
 
     def __post_init__(self) -> None:
-        self.model_settings()  # bad --colocation or --step-curve files: refused before any work
+        self.model_settings  # noqa: B018 - bad --colocation/--step-curve files: refused now
 
+    @cached_property
     def model_settings(self) -> ModelSettings:
+        """The model's settings, its measured files read once (here, before any work)."""
         return ModelSettings(self.epoch_rows, self.max_nodes, self.bandwidth_gbps,
                              self.latency_us, self.bigdl_fetch_latency_ms, self.exchange_file,
                              self.link, tuple(self.group_cost_files),
@@ -288,7 +291,7 @@ def _higgs_sections(runs: list[MeasuredRun], config: ReportConfig, plots_dir: st
     sections.append(_flop_section(runs, png("flop_fraction.png")))
     sections.append(_quality_section(runs, png("auc.png")))
     sections.append(_time_to_target_section(runs, config, png("time_to_target.png")))
-    sections += model_sections(dist, rates, config.model_settings(), png)
+    sections += model_sections(dist, rates, config.model_settings, png)
     return sections
 
 
@@ -341,7 +344,7 @@ def _placement(worker_cpus: str | None, driver_cpus: str) -> str:
     if not worker_cpus:
         return (f"- nodes not pinned: the executors, their threads and the driver shared CPUs "
                 f"{driver_cpus}; engine cost and contention are one number")
-    nodes = [parse_cpus(c) for c in worker_cpus.split(";")]
+    nodes = parse_node_cpus(worker_cpus)
     shared = sorted(set(parse_cpus(driver_cpus)) & {c for n in nodes for c in n})
     note = (f"; the driver shares CPU(s) {','.join(map(str, shared))} with the nodes (its CPU "
             "time is in the runs table)" if shared else "; the driver has CPUs of its own")

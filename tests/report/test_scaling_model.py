@@ -104,7 +104,7 @@ def test_two_colocation_files_of_one_engine_are_refused(tmp_path):
     files = tuple(colocation_file(tmp_path / f"{i}.json", "torch", 10.0, 10.0 + i, 2.0)
                   for i in range(2))
     with pytest.raises(ValueError, match="two files measure torch's ranks .*one per engine"):
-        ReportConfig("t", str(tmp_path / "r"), group_cost_files=files).model_settings()
+        ReportConfig("t", str(tmp_path / "r"), group_cost_files=files)  # refused when built
 
 
 def step_curve_file(path, engine, points):
