@@ -1,10 +1,12 @@
 """The exchange micro-benchmark: what one training step's parameter exchange costs per link.
 
-Horovod's exchange is a Gloo ring all-reduce of the gradients. For each link this runs two
-real Horovod ranks (plain processes, Gloo, launched by hand as ``horovodrun`` would; see
-:mod:`hepspark.bench.exchange_remote`) that time ``hvd.allreduce`` of the HIGGS DNN's
-189,601 float32 gradients and of a CNN's (VGG16 on jet images, 1,118,017), and measures
-the raw TCP round trip and bulk rate between the same two addresses. Links:
+Horovod's and torch's exchange is a Gloo ring all-reduce of the gradients. For each link and
+engine this runs two real ranks (plain processes, launched by hand; see
+:mod:`hepspark.bench.exchange_remote`): Horovod's ``hvd.allreduce`` (as ``horovodrun`` would
+start it) and ``torch.distributed.all_reduce`` (what the torch engine's
+``DistributedDataParallel`` runs per step), each timing the HIGGS DNN's 189,601 float32
+gradients and a CNN's (VGG16 on jet images, 1,118,017); and it measures the raw TCP round
+trip and bulk rate between the same two addresses. Links:
 
 - ``loopback``: both processes on 127.0.0.1;
 - ``veth``: two network namespaces joined by a veth pair (:mod:`hepspark.bench.netns`),
@@ -12,19 +14,24 @@ the raw TCP round trip and bulk rate between the same two addresses. Links:
 - ``veth-10gbit``, ``veth-1gbit`` (any ``veth-<R>gbit`` / ``veth-<R>mbit``): the same,
   shaped with a token-bucket filter (``tc qdisc tbf``) to that rate.
 
-Per link the all-reduce times are fitted as ``t = overhead + 2(N-1)/N·P·8/bandwidth +
-2(N-1)·latency`` with the TCP-measured latency: this gives Horovod's per-all-reduce software
-overhead and the effective bandwidth the performance model uses
+Per link and engine the all-reduce times are fitted as ``t = overhead + 2(N-1)/N·P·8/bandwidth
++ 2(N-1)·latency`` with the TCP-measured latency: this gives the engine's per-all-reduce
+software overhead and the effective bandwidth the performance model uses
 (:func:`hepspark.bench.perfmodel.load_networks`). BigDL's exchange (each node owns 1/N of
 the parameters; per step it fetches N-1 gradient slices and N-1 weight slices through
 Spark's block manager) is not measured here: the JSON gives the wire part of it per link.
 
 The JSON written to ``output`` (atomically)::
 
-    {"format": "hepspark-exchange/1", "ranks": 2, "links": {"veth-1gbit": {
+    {"format": "hepspark-exchange/2", "ranks": 2, "engines": ["horovod", "torch"],
+     "links": {"veth-1gbit": {
         "rate_limit_gbps": 1.0, "tcp": {"latency_s": ..., "bandwidth_gbps": ...},
-        "allreduce": [{"floats": 189601, "bytes": 758404, "median_s": ...}, ...],
-        "network": {"bandwidth_gbps": ..., "latency_s": ..., "overhead_s": ...}}, ...}}
+        "horovod": {"allreduce": [{"floats": 189601, "bytes": 758404, "median_s": ...}, ...],
+                    "network": {"bandwidth_gbps": ..., "latency_s": ..., "overhead_s": ...}},
+        "torch": {...the same...}}, ...}}
+
+Version 1 files (Horovod only) kept ``allreduce`` and ``network`` on the link itself; they
+are still read.
 
 >>> run_exchange(ExchangeConfig(output="exchange.json"))   # doctest: +SKIP
 """
@@ -47,15 +54,24 @@ import numpy as np
 from hepspark.bench import netns
 from hepspark.bench.exchange_remote import ProcessSpec
 
-FORMAT = "hepspark-exchange/1"
+FORMAT = "hepspark-exchange/2"
 HIGGS_DNN_PARAMS = 189_601     # 28-300-300-300-1 (hepspark.models.config)
 CNN_PARAMS = 1_118_017         # VGG16 on 33x33x2 jet images (benchmarks/results/cnn_zoo_*)
 DEFAULT_LINKS = ("loopback", "veth", "veth-10gbit", "veth-1gbit")
+ENGINES = ("horovod", "torch")  # whose all-reduce this measures
+_ROLES = {"horovod": "allreduce", "torch": "allreduce-torch"}
 _SHAPED = re.compile(r"^veth-(\d+(?:\.\d+)?)(gbit|mbit)$")
 
 
 class ExchangeError(RuntimeError):
     """A benchmark process failed or hung; the message holds its output's tail."""
+
+
+def default_engines() -> tuple[str, ...]:
+    """Horovod, and torch where it is installed (``make install-torch``)."""
+    import importlib.util
+
+    return ENGINES if importlib.util.find_spec("torch") is not None else ("horovod",)
 
 
 def link_rate_gbps(link: str) -> float | None:
@@ -81,10 +97,15 @@ class ExchangeConfig:
     python: str = sys.executable
     netns_name: str = ""  # default: hsx<pid>
     overwrite: bool = False
+    engines: tuple[str, ...] = ("horovod",)
 
     def __post_init__(self) -> None:
         for link in self.links:
             link_rate_gbps(link)
+        unknown = sorted(set(self.engines) - set(ENGINES))
+        if unknown or not self.engines:
+            raise ValueError(f"--engines: unknown {', '.join(unknown) or '(none given)'}; "
+                             f"choose among {', '.join(ENGINES)}")
         if not self.links or not self.sizes_floats or min(self.sizes_floats) < 1:
             raise ValueError("need at least one link and sizes >= 1 float")
         if self.repeats < 2 or self.bulk_mb < 1:
@@ -146,21 +167,24 @@ def fit_exchange(allreduce: list[dict], tcp_latency_s: float, ranks: int = 2,
             "overhead_s": overhead}
 
 
-def held_out_links(links: dict[str, dict], ranks: int = 2) -> list[dict]:
-    """Each link's all-reduce times predicted without its own all-reduce measurements: its
-    raw TCP bandwidth and latency plus the software overhead fitted on the other links.
-    Shows whether a link measured with TCP alone (a cluster's iperf) can stand in."""
+def held_out_links(links: dict[str, dict], engine: str = "horovod",
+                   ranks: int = 2) -> list[dict]:
+    """Each link's all-reduce times of ``engine`` predicted without its own all-reduce
+    measurements: its raw TCP bandwidth and latency plus the engine's software overhead
+    fitted on the other links. Shows whether a link measured with TCP alone (a cluster's
+    iperf) can stand in."""
     out = []
     for name, link in links.items():
-        others = [v["network"]["overhead_s"] for k, v in links.items() if k != name]
+        others = [v[engine]["network"]["overhead_s"] for k, v in links.items() if k != name]
         if not others:
             continue
         overhead = float(np.median(others))
         tcp = link["tcp"]
-        for r in link["allreduce"]:
+        for r in link[engine]["allreduce"]:
             predicted = (overhead + 2.0 * (ranks - 1) / ranks * r["bytes"] * 8
                          / (tcp["bandwidth_gbps"] * 1e9) + 2 * (ranks - 1) * tcp["latency_s"])
-            out.append({"link": name, "floats": r["floats"], "measured_s": r["median_s"],
+            out.append({"engine": engine, "link": name, "floats": r["floats"],
+                        "measured_s": r["median_s"],
                         "predicted_s": predicted, "error": predicted / r["median_s"] - 1.0})
     return out
 
@@ -177,17 +201,20 @@ def _measure_link(config: ExchangeConfig, link: str, prefixes: list[list[str]],
     _run_pair([(prefixes[0], spec("tcp-server", 0, f"{tag}-unused.json", f"{tag}-tcp.port")),
                (prefixes[1], spec("tcp-client", 1, f"{tag}-tcp.json", f"{tag}-tcp.port"))],
               config.python, workdir, config.timeout_s)
-    _run_pair([(prefixes[r], spec("allreduce", r, f"{tag}-ar.json", f"{tag}-ar.port"))
-               for r in (0, 1)], config.python, workdir, config.timeout_s)
     with open(f"{tag}-tcp.json") as handle:
         tcp = json.load(handle)
-    with open(f"{tag}-ar.json") as handle:
-        allreduce = json.load(handle)["allreduce"]
-    for r in allreduce:
-        r["algbw_gbps"] = r["bytes"] * 8 / r["median_s"] / 1e9
-    return {"rate_limit_gbps": link_rate_gbps(link), "tcp": tcp, "allreduce": allreduce,
-            "network": fit_exchange(allreduce, tcp["latency_s"],
-                                    tcp_bandwidth_gbps=tcp["bandwidth_gbps"])}
+    result = {"rate_limit_gbps": link_rate_gbps(link), "tcp": tcp}
+    for engine in config.engines:
+        out = f"{tag}-{engine}"
+        _run_pair([(prefixes[r], spec(_ROLES[engine], r, f"{out}.json", f"{out}.port"))
+                   for r in (0, 1)], config.python, workdir, config.timeout_s)
+        with open(f"{out}.json") as handle:
+            allreduce = json.load(handle)["allreduce"]
+        for r in allreduce:
+            r["algbw_gbps"] = r["bytes"] * 8 / r["median_s"] / 1e9
+        result[engine] = {"allreduce": allreduce, "network": fit_exchange(
+            allreduce, tcp["latency_s"], tcp_bandwidth_gbps=tcp["bandwidth_gbps"])}
+    return result
 
 
 def run_exchange(config: ExchangeConfig, progress: Callable[[str], None] = print) -> dict:
@@ -201,8 +228,9 @@ def run_exchange(config: ExchangeConfig, progress: Callable[[str], None] = print
             contextlib.ExitStack() as stack:
         pair = None
         for link in config.links:
-            progress(f"[exchange] {link}: TCP round trip + bulk, then 2 Horovod ranks "
-                     f"all-reducing {', '.join(f'{n:,d}' for n in config.sizes_floats)} floats")
+            progress(f"[exchange] {link}: TCP round trip + bulk, then 2 ranks of "
+                     f"{' and '.join(config.engines)} all-reducing "
+                     f"{', '.join(f'{n:,d}' for n in config.sizes_floats)} floats")
             if link == "loopback":
                 result = _measure_link(config, link, [[], []], ["127.0.0.1"] * 2, ["lo"] * 2,
                                        workdir)
@@ -214,20 +242,23 @@ def run_exchange(config: ExchangeConfig, progress: Callable[[str], None] = print
                                        [pair.address(0), pair.address(1)],
                                        [pair.interface(0), pair.interface(1)], workdir)
             links[link] = result
-            net = result["network"]
             progress(f"[exchange] {link}: TCP {result['tcp']['bandwidth_gbps']:.2f} Gbit/s, "
-                     f"{result['tcp']['latency_s'] * 1e6:.0f} µs; all-reduce "
-                     + ", ".join(f"{r['floats']:,d} floats {r['median_s'] * 1e3:.2f} ms"
-                                 for r in result["allreduce"])
-                     + f"; fit {net['bandwidth_gbps']:.2f} Gbit/s + "
-                     f"{net['overhead_s'] * 1e3:.2f} ms per all-reduce")
-    held_out = held_out_links(links)
+                     f"{result['tcp']['latency_s'] * 1e6:.0f} µs")
+            for engine in config.engines:
+                net = result[engine]["network"]
+                progress(f"[exchange] {link}: {engine} all-reduce "
+                         + ", ".join(f"{r['floats']:,d} floats {r['median_s'] * 1e3:.2f} ms"
+                                     for r in result[engine]["allreduce"])
+                         + f"; fit {net['bandwidth_gbps']:.2f} Gbit/s + "
+                         f"{net['overhead_s'] * 1e3:.2f} ms per all-reduce")
+    held_out = [h for engine in config.engines for h in held_out_links(links, engine)]
     for h in held_out:
-        progress(f"[exchange] held out {h['link']}, {h['floats']:,d} floats: measured "
-                 f"{h['measured_s'] * 1e3:.2f} ms, predicted from its TCP rate and the other "
-                 f"links' overhead {h['predicted_s'] * 1e3:.2f} ms ({h['error']:+.0%})")
-    payload = {"format": FORMAT, "ranks": 2, "host": platform.node(),
-               "cpu_count": os.cpu_count(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        progress(f"[exchange] held out {h['link']}, {h['engine']}, {h['floats']:,d} floats: "
+                 f"measured {h['measured_s'] * 1e3:.2f} ms, predicted from its TCP rate and "
+                 f"the other links' overhead {h['predicted_s'] * 1e3:.2f} ms "
+                 f"({h['error']:+.0%})")
+    payload = {"format": FORMAT, "ranks": 2, "engines": list(config.engines),
+               "host": platform.node(), "cpu_count": os.cpu_count(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
                "config": asdict(replace(config, python=os.path.basename(config.python))),
                "links": links, "held_out": held_out}
     tmp = f"{config.output}.tmp-{os.getpid()}"

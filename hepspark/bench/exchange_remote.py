@@ -7,6 +7,10 @@
   rendezvous (``RendezvousServer``) and writes its port to ``port_file``; every rank sets the
   ``HOROVOD_*`` variables of its slot, then times ``hvd.allreduce`` of float32 tensors of each
   size. Rank 0 writes the timings to ``output``.
+- ``role="allreduce-torch"``: the same with ``torch.distributed`` over Gloo, the collective
+  the torch engine's ``DistributedDataParallel`` runs per step (its default 25 MB bucket
+  holds all of the HIGGS DNN's or VGG16's gradients, so one all-reduce per step): rank 0
+  hosts the ``TCPStore`` and writes its port to ``port_file``.
 - ``role="tcp-server"`` / ``"tcp-client"``: raw TCP between the same two addresses: the
   server writes its port to ``port_file``; the client measures the round trip of a 1-byte
   ping-pong (latency = half of it) and the rate of a bulk send, and writes ``output``.
@@ -22,6 +26,7 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 PORT_WAIT_S = 120.0
@@ -29,7 +34,7 @@ PORT_WAIT_S = 120.0
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    role: str                      # "allreduce", "tcp-server" or "tcp-client"
+    role: str                      # "allreduce", "allreduce-torch", "tcp-server", "tcp-client"
     address: str                   # this process's address (rendezvous/server: where it listens)
     server_address: str            # rank 0's / the server's address
     port_file: str                 # rank 0 / the server writes its port here
@@ -109,6 +114,24 @@ def join_gloo_ranks(rank: int, size: int, server_address: str, port_file: str,
     return server
 
 
+def _time_allreduces(spec: ProcessSpec,
+                     allreduce: Callable[[int], Callable[[], None]]) -> list[dict]:
+    """Per size of ``spec``: ``allreduce(n)`` gives the call that all-reduces n floats; it is
+    run ``warmup`` times, then timed ``repeats`` times."""
+    results = []
+    for n in spec.sizes_floats:
+        call = allreduce(n)
+        times = []
+        for i in range(spec.warmup + spec.repeats):
+            start = time.perf_counter()
+            call()
+            if i >= spec.warmup:
+                times.append(time.perf_counter() - start)
+        results.append({"floats": n, "bytes": 4 * n, "times_s": times,
+                        "median_s": statistics.median(times)})
+    return results
+
+
 def run_allreduce(spec: ProcessSpec) -> None:
     """One Horovod rank timing ``hvd.allreduce`` (see module)."""
     server = join_gloo_ranks(spec.rank, spec.size, spec.server_address, spec.port_file,
@@ -119,24 +142,49 @@ def run_allreduce(spec: ProcessSpec) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     hvd.init()
-    results = []
-    for n in spec.sizes_floats:
+    def allreduce(n: int) -> Callable[[], None]:
         tensor = tf.constant(np.ones(n, np.float32))
-        times = []
-        for i in range(spec.warmup + spec.repeats):
-            start = time.perf_counter()
-            out = hvd.allreduce(tensor, op=hvd.Sum, name=f"x{n}")
-            out.numpy()  # eager: the call returns when the reduction is done; be sure
-            if i >= spec.warmup:
-                times.append(time.perf_counter() - start)
-        results.append({"floats": n, "bytes": 4 * n, "times_s": times,
-                        "median_s": statistics.median(times)})
+        # eager: the call returns when the reduction is done; .numpy() to be sure
+        return lambda: hvd.allreduce(tensor, op=hvd.Sum, name=f"x{n}").numpy()
+
+    results = _time_allreduces(spec, allreduce)
     hvd.shutdown()
     if spec.rank == 0:
         _write_json(spec.output, {"engine": "horovod-gloo", "ranks": spec.size,
                                   "allreduce": results})
     if server is not None:
         server.stop()
+
+
+def run_torch_allreduce(spec: ProcessSpec) -> None:
+    """One torch.distributed rank (Gloo) timing ``dist.all_reduce`` (see module)."""
+    import datetime
+
+    os.environ["GLOO_SOCKET_IFNAME"] = spec.iface
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    timeout = datetime.timedelta(seconds=PORT_WAIT_S)
+    if spec.rank == 0:  # port 0: the store binds a free port, published for the peer (not
+        # waiting for the workers here: they learn the port only after this returns)
+        store = dist.TCPStore(spec.address, 0, spec.size, is_master=True, timeout=timeout,
+                              wait_for_workers=False)
+        _publish_port(spec.port_file, store.port)
+    else:
+        store = dist.TCPStore(spec.server_address, _wait_port(spec.port_file), spec.size,
+                              is_master=False, timeout=timeout)
+    dist.init_process_group("gloo", store=store, rank=spec.rank, world_size=spec.size,
+                            timeout=timeout)
+    def allreduce(n: int) -> Callable[[], None]:
+        tensor = torch.ones(n, dtype=torch.float32)
+        return lambda: dist.all_reduce(tensor)  # synchronous on Gloo: returns with the sum
+
+    results = _time_allreduces(spec, allreduce)
+    dist.destroy_process_group()
+    if spec.rank == 0:
+        _write_json(spec.output, {"engine": "torch-gloo", "ranks": spec.size,
+                                  "allreduce": results})
 
 
 def run_tcp_server(spec: ProcessSpec) -> None:
@@ -191,8 +239,8 @@ def run_tcp_client(spec: ProcessSpec, bulk_repeats: int = 3) -> None:
 
 def main(argv: list[str]) -> int:
     spec = ProcessSpec.from_json(argv[0])
-    {"allreduce": run_allreduce, "tcp-server": run_tcp_server,
-     "tcp-client": run_tcp_client}[spec.role](spec)
+    {"allreduce": run_allreduce, "allreduce-torch": run_torch_allreduce,
+     "tcp-server": run_tcp_server, "tcp-client": run_tcp_client}[spec.role](spec)
     return 0
 
 

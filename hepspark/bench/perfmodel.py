@@ -101,8 +101,10 @@ def _read_json(path: str, writer: str):
             raise ValueError(f"{path}: not JSON ({error}); write it with {writer}") from None
 
 
-def load_networks(path: str) -> dict[str, Network]:
-    """The links measured by ``hepspark bench exchange`` (its JSON), by link name."""
+def load_networks(path: str, engine: str = "horovod") -> dict[str, Network]:
+    """The links measured by ``hepspark bench exchange`` (its JSON), by link name, each with
+    ``engine``'s all-reduce overhead (Horovod's or torch's). A file without that engine's
+    all-reduce is a ValueError saying how to measure it."""
     data = _read_json(path, "'hepspark bench exchange --output FILE'")
     if not isinstance(data, dict) or not str(data.get("format", "")).startswith(
             "hepspark-exchange/"):
@@ -110,9 +112,16 @@ def load_networks(path: str) -> dict[str, Network]:
                          "'hepspark-exchange/...'); write it with 'hepspark bench exchange'")
     out = {}
     for name, link in data.get("links", {}).items():
-        net = link["network"]
+        # version 1 (Horovod only) kept Horovod's fit on the link itself
+        net = link.get(engine, link if engine == "horovod" else {}).get("network")
+        if net is None:
+            continue
         out[name] = Network(float(net["bandwidth_gbps"]), float(net["latency_s"]),
-                            float(net.get("overhead_s", 0.0)), source=f"measured: {name}")
+                            float(net.get("overhead_s", 0.0)),
+                            source=f"measured: {name}, {engine} all-reduce")
+    if data.get("links") and not out:
+        raise ValueError(f"{path}: no {engine} all-reduce measured; measure it with "
+                         f"'hepspark bench exchange --engines {engine}'")
     return out
 
 

@@ -193,7 +193,7 @@ def run_report_scaling(args: argparse.Namespace) -> int:
 
 
 def add_exchange(parser: argparse.ArgumentParser) -> None:
-    from hepspark.bench.exchange import CNN_PARAMS, DEFAULT_LINKS, HIGGS_DNN_PARAMS
+    from hepspark.bench.exchange import CNN_PARAMS, DEFAULT_LINKS, ENGINES, HIGGS_DNN_PARAMS
 
     parser.add_argument("--output", default="exchange.json", help="JSON for 'report scaling "
                         "--exchange' (default exchange.json)")
@@ -204,6 +204,9 @@ def add_exchange(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=_ints, default=(HIGGS_DNN_PARAMS, CNN_PARAMS),
                         dest="sizes_floats", help="float32 tensor sizes to all-reduce (default: "
                         f"the HIGGS DNN's {HIGGS_DNN_PARAMS} and VGG16-on-jets' {CNN_PARAMS})")
+    parser.add_argument("--engines", type=_names, default=None,
+                        help=f"whose all-reduce to time, among {','.join(ENGINES)} (default: "
+                        "horovod, and torch where it is installed)")
     parser.add_argument("--repeats", type=int, default=50, help="all-reduces per size (50)")
     parser.add_argument("--bulk-mb", type=int, default=32, help="MiB per TCP bulk send (32)")
     parser.add_argument("--timeout", type=float, default=300.0, dest="timeout_s",
@@ -214,12 +217,13 @@ def add_exchange(parser: argparse.ArgumentParser) -> None:
 
 
 def run_exchange(args: argparse.Namespace) -> int:
-    from hepspark.bench.exchange import ExchangeConfig
+    from hepspark.bench.exchange import ExchangeConfig, default_engines
     from hepspark.bench.exchange import run_exchange as measure
 
     config = ExchangeConfig(output=args.output, links=args.links, sizes_floats=args.sizes_floats,
                             repeats=args.repeats, bulk_mb=args.bulk_mb, timeout_s=args.timeout_s,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite,
+                            engines=args.engines or default_engines())
     measure(config, progress=lambda m: print(m, flush=True))
     link = "veth-10gbit" if "veth-10gbit" in config.links else config.links[-1]
     print(f"[exchange] {args.output}: use it with 'hepspark report scaling --exchange "

@@ -89,12 +89,26 @@ class ModelSettings:
         return _one_per_engine(map(load_step_curve, self.step_curve_files), "--step-curve",
                                "step")
 
+    def measured_links(self, backend: str) -> dict[str, Network]:
+        """The exchange file's links with ``backend``'s own all-reduce overhead: torch's
+        where the file measured it, else Horovod's (an older file: said in each link's
+        source); BigDL takes the links' wire only (see :meth:`networks`)."""
+        if backend == "torch":
+            try:
+                return load_networks(self.exchange_file, "torch")
+            except ValueError as error:
+                if "no torch all-reduce" not in str(error):
+                    raise
+                return {name: replace(net, source=f"{net.source}, standing in for torch's")
+                        for name, net in load_networks(self.exchange_file).items()}
+        return load_networks(self.exchange_file)
+
     def networks(self, backend: str) -> tuple[Network, Network]:
         """(the network the runs were measured on, the target network of the prediction)."""
         fetch = self.bigdl_fetch_latency_ms * 1e-3 if backend == "bigdl" else 0.0
         if not self.exchange_file:
             return LOOPBACK, Network(self.bandwidth_gbps, self.latency_us * 1e-6 + fetch)
-        measured = load_networks(self.exchange_file)
+        measured = self.measured_links(backend)
         if self.link not in measured:
             raise ValueError(f"--link {self.link!r} is not in {self.exchange_file} (it has "
                              f"{', '.join(sorted(measured)) or 'no links'}); choose one of them "
@@ -238,25 +252,31 @@ def _exchange_section(settings: ModelSettings) -> Section | None:
         return None
     import json
 
-    nets = load_networks(settings.exchange_file)
     with open(settings.exchange_file) as handle:
-        held = json.load(handle).get("held_out", [])
+        data = json.load(handle)
+    engines = data.get("engines", ["horovod"])  # version 1 files measured Horovod only
+    nets = {engine: load_networks(settings.exchange_file, engine) for engine in engines}
     paragraphs = [
-        f"From {settings.exchange_file} ('hepspark bench exchange': 2 Horovod ranks, Gloo "
-        "all-reduce, and raw TCP, per link). The prediction uses the link "
-        f"{settings.link!r}; BigDL uses its wire only (its block-manager fetches are not timed "
-        "here)."]
+        f"From {settings.exchange_file} ('hepspark bench exchange': 2 ranks of "
+        f"{' and '.join(engines)}, Gloo all-reduce, and raw TCP, per link). The prediction "
+        f"uses the link {settings.link!r}; "
+        + ("torch's model its own all-reduce, " if "torch" in engines else
+           "torch's model Horovod's all-reduce (this file did not time torch's), ")
+        + "BigDL its wire only (its block-manager fetches are not timed here)."]
+    held = data.get("held_out", [])
     if held:
         paragraphs.append("Each link's all-reduce predicted from its TCP rate and latency and "
                           "the overhead fitted on the other links (held out):\n" + "\n".join(
-                              f"- {h['link']}, {h['floats']:,d} floats: measured "
-                              f"{h['measured_s'] * 1e3:.2f} ms, predicted "
+                              f"- {h['link']}, {h.get('engine', 'horovod')}, {h['floats']:,d} "
+                              f"floats: measured {h['measured_s'] * 1e3:.2f} ms, predicted "
                               f"{h['predicted_s'] * 1e3:.2f} ms ({h['error']:+.0%})"
                               for h in held))
     return Section("Measured exchange", paragraphs,
-                   table=Table(["link", "bandwidth Gbit/s", "latency µs", "all-reduce overhead ms"],
-                               [[name, _fmt(n.bandwidth_gbps), _fmt(n.latency_s * 1e6, ".1f"),
-                                 _fmt(n.overhead_s * 1e3)] for name, n in nets.items()]),
+                   table=Table(["link", "engine", "bandwidth Gbit/s", "latency µs",
+                                "all-reduce overhead ms"],
+                               [[name, engine, _fmt(n.bandwidth_gbps),
+                                 _fmt(n.latency_s * 1e6, ".1f"), _fmt(n.overhead_s * 1e3)]
+                                for engine, links in nets.items() for name, n in links.items()]),
                    level=3)
 
 

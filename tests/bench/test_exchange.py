@@ -22,34 +22,55 @@ def netns_works():
 
 
 def test_exchange_over_loopback_and_a_shaped_veth_link(netns_works, tmp_path, capsys):
+    pytest.importorskip("torch")
     out = tmp_path / "exchange.json"
     code = main(["bench", "exchange", "--links", "loopback,veth-200mbit", "--sizes", "1000,50000",
-                 "--repeats", "5", "--bulk-mb", "4", "--output", str(out)])
+                 "--repeats", "5", "--bulk-mb", "4", "--engines", "horovod,torch",
+                 "--output", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
     assert data["format"] == FORMAT and data["ranks"] == 2
+    assert data["engines"] == ["horovod", "torch"]
     assert list(data["links"]) == ["loopback", "veth-200mbit"]
     for link in data["links"].values():
         assert link["tcp"]["latency_s"] > 0 and link["tcp"]["bandwidth_gbps"] > 0
-        assert [r["floats"] for r in link["allreduce"]] == [1000, 50000]
-        assert all(r["median_s"] > 0 and len(r["times_s"]) == 5 for r in link["allreduce"])
-        assert set(link["network"]) == {"bandwidth_gbps", "latency_s", "overhead_s"}
+        for engine in ("horovod", "torch"):  # both engines' rank pairs ran and timed
+            allreduce = link[engine]["allreduce"]
+            assert [r["floats"] for r in allreduce] == [1000, 50000]
+            assert all(r["median_s"] > 0 and len(r["times_s"]) == 5 for r in allreduce)
+            assert set(link[engine]["network"]) == {"bandwidth_gbps", "latency_s", "overhead_s"}
     # each link's all-reduce predicted from its TCP rate + the other link's overhead
-    assert [(h["link"], h["floats"]) for h in data["held_out"]] == [
-        ("loopback", 1000), ("loopback", 50000), ("veth-200mbit", 1000), ("veth-200mbit", 50000)]
+    assert [(h["engine"], h["link"], h["floats"]) for h in data["held_out"]] == [
+        (e, link, n) for e in ("horovod", "torch") for link in ("loopback", "veth-200mbit")
+        for n in (1000, 50000)]
     assert all(h["predicted_s"] > 0 for h in data["held_out"])
     loop, shaped = data["links"]["loopback"], data["links"]["veth-200mbit"]
     assert loop["rate_limit_gbps"] is None and shaped["rate_limit_gbps"] == 0.2
     # tbf holds the veth link at 200 Mbit/s, far below what loopback carries
     assert shaped["tcp"]["bandwidth_gbps"] < 0.3 < loop["tcp"]["bandwidth_gbps"]
-    # the model reads it, and the namespaces are gone
-    assert set(load_networks(str(out))) == {"loopback", "veth-200mbit"}
+    # 50,000 floats (200 kB) over 200 Mbit/s take >= 8 ms of wire per direction for either
+    # engine's ring, whatever its software overhead
+    assert all(shaped[e]["allreduce"][1]["median_s"] > 0.008 for e in ("horovod", "torch"))
+    # the model reads each engine's links, and the namespaces are gone
+    for engine in ("horovod", "torch"):
+        nets = load_networks(str(out), engine)
+        assert set(nets) == {"loopback", "veth-200mbit"}
+        assert nets["loopback"].overhead_s == data["links"]["loopback"][engine]["network"][
+            "overhead_s"]
     assert "hsx" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                        text=True).stdout
     assert "report scaling --exchange" in capsys.readouterr().out  # the next step
     # a second run does not replace it silently (before any measurement)
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_exchange(ExchangeConfig(output=str(out), links=("loopback",)))
+
+
+def test_engines_are_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="--engines: unknown bigdl; choose among horovod, torch"):
+        ExchangeConfig(output=str(tmp_path / "x.json"), engines=("horovod", "bigdl"))
+    assert main(["bench", "exchange", "--engines", "mpi", "--output",
+                 str(tmp_path / "x.json")]) != 0
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_link_names_are_checked_before_any_work():

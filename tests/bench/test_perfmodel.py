@@ -347,10 +347,20 @@ def test_measured_networks_come_from_the_exchange_json(tmp_path):
     noisy = [{"bytes": 1_000, "median_s": 5e-3}, {"bytes": 1_000_000, "median_s": 4e-3}]
     assert fit_exchange(noisy, 1e-5, tcp_bandwidth_gbps=2.0)["bandwidth_gbps"] == pytest.approx(2.0)
     path = tmp_path / "exchange.json"
-    path.write_text(json.dumps({"format": FORMAT, "links": {"veth-1gbit": {"network": net}}}))
+    torch_net = {**net, "overhead_s": 0.5e-3}
+    path.write_text(json.dumps({"format": FORMAT, "links": {"veth-1gbit": {
+        "horovod": {"network": net}, "torch": {"network": torch_net}}}}))
     (name, loaded), = load_networks(str(path)).items()
-    assert name == "veth-1gbit" and loaded.source == "measured: veth-1gbit"
+    assert name == "veth-1gbit" and loaded.source == "measured: veth-1gbit, horovod all-reduce"
     assert ring_allreduce_s(2, 758_404, loaded) == pytest.approx(allreduce[1]["median_s"])
+    # each engine reads its own all-reduce overhead
+    assert load_networks(str(path), "torch")["veth-1gbit"].overhead_s == 0.5e-3
+    # a version 1 file (Horovod's fit on the link itself) is still read, for Horovod only
+    path.write_text(json.dumps({"format": "hepspark-exchange/1",
+                                "links": {"veth-1gbit": {"network": net}}}))
+    assert load_networks(str(path))["veth-1gbit"].overhead_s == pytest.approx(2e-3)
+    with pytest.raises(ValueError, match="no torch all-reduce measured.*--engines torch"):
+        load_networks(str(path), "torch")
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="not an exchange benchmark file"):
         load_networks(str(tmp_path / "other.json"))

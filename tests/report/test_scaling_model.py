@@ -14,12 +14,21 @@ LOOP = {"bandwidth_gbps": 20.0, "latency_s": 5e-6, "overhead_s": 1e-3}
 TEN = {"bandwidth_gbps": 9.5, "latency_s": 30e-6, "overhead_s": 1e-3}
 
 
-def exchange_file(tmp_path) -> str:
+def exchange_file(tmp_path, torch=True) -> str:
+    """Horovod's and (``torch``) torch's all-reduce per link; without torch, a version 1
+    file (Horovod's fit on the link itself)."""
     path = tmp_path / "exchange.json"
-    path.write_text(json.dumps({"format": FORMAT, "links": {
-        "loopback": {"network": LOOP}, "veth-10gbit": {"network": TEN}},
-        "held_out": [{"link": "veth-10gbit", "floats": PARAMS, "measured_s": 2.0e-3,
-                      "predicted_s": 2.2e-3, "error": 0.1}]}))
+    held = [{"link": "veth-10gbit", "floats": PARAMS, "measured_s": 2.0e-3,
+             "predicted_s": 2.2e-3, "error": 0.1}]
+    if not torch:
+        path.write_text(json.dumps({"format": "hepspark-exchange/1", "links": {
+            "loopback": {"network": LOOP}, "veth-10gbit": {"network": TEN}}, "held_out": held}))
+        return str(path)
+    links = {name: {"horovod": {"network": net},
+                    "torch": {"network": {**net, "overhead_s": 0.5e-3}}}
+             for name, net in (("loopback", LOOP), ("veth-10gbit", TEN))}
+    path.write_text(json.dumps({"format": FORMAT, "engines": ["horovod", "torch"],
+                                "links": links, "held_out": [{**held[0], "engine": "horovod"}]}))
     return str(path)
 
 
@@ -64,9 +73,14 @@ def test_model_sections_render_with_a_measured_link(tmp_path):
     assert "- bigdl: largest held-out error" in md and "had no multi-node run" in md
     assert "bigdl: one multi-node count only: β (crosstalk) taken as 0" in md
     # the prediction runs over the measured link, not an assumed one
-    assert "horovod: 9.5 Gbit/s, 30 µs per message, 1 ms per exchange (measured: veth-10gbit)" in md
+    assert ("horovod: 9.5 Gbit/s, 30 µs per message, 1 ms per exchange (measured: veth-10gbit, "
+            "horovod all-reduce)") in md
     assert "+ 1 ms per fetch, assumed" in md
-    assert "- veth-10gbit, 189,601 floats: measured 2.00 ms, predicted 2.20 ms (+10%)" in md
+    assert ("- veth-10gbit, horovod, 189,601 floats: measured 2.00 ms, predicted 2.20 ms "
+            "(+10%)") in md
+    # the measured-exchange table has each engine's overhead per link
+    assert "| veth-10gbit | horovod | 9.50 | 30.0 | 1.00 |" in md
+    assert "| veth-10gbit | torch | 9.50 | 30.0 | 0.50 |" in md
     assert (tmp_path / "plots" / "prediction.png").stat().st_size > 5000
 
 
@@ -98,6 +112,20 @@ def test_measured_group_costs_enter_their_engines_models_and_are_shown(tmp_path)
     assert "| horovod | " in md and "| x1.100, " in md
     assert "| x1.050, " in md
     assert "| bigdl | " in md and "1, 0 (none given)" in md
+    # torch's exchange is its own all-reduce's, measured by the same file
+    assert ("torch: 9.5 Gbit/s, 30 µs per message, 0.5 ms per exchange (measured: veth-10gbit, "
+            "torch all-reduce)") in md
+
+
+def test_an_exchange_file_without_torch_lends_horovods_all_reduce_and_says_so(tmp_path):
+    config = ReportConfig("t", str(tmp_path / "r"),
+                          exchange_file=exchange_file(tmp_path, torch=False))
+    (tmp_path / "plots").mkdir()
+    runs = runs_from_known_terms() + [run("torch", 1, 1000, 5.0), run("torch", 2, 1000, 3.5)]
+    md = build_report(runs, config, str(tmp_path / "plots")).to_markdown()
+    assert ("torch: 9.5 Gbit/s, 30 µs per message, 1 ms per exchange (measured: veth-10gbit, "
+            "horovod all-reduce, standing in for torch's)") in md
+    assert "torch's model Horovod's all-reduce (this file did not time torch's)" in md
 
 
 def test_two_colocation_files_of_one_engine_are_refused(tmp_path):
