@@ -177,7 +177,10 @@ def run_together(cpus: list[int], args, phase: str = "plain") -> list[np.ndarray
                                    str(args.batch_size), "--epochs", str(args.epochs),
                                    "--phase", phase, "--rank", str(rank),
                                    "--size", str(len(cpus)),
-                                   "--group", args.group or "horovod"])
+                                   "--group", args.group or "horovod"],
+                                  # TensorFlow's C++ start-up lines come before the
+                                  # worker's own setting takes effect
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
                  for rank, (cpu, out) in enumerate(zip(cpus, outs))]
         while not all(os.path.exists(os.path.join(sync_dir, f"ready-{c}")) for c in cpus):
             if any(p.poll() not in (None, 0) for p in procs):

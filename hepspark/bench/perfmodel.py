@@ -295,6 +295,10 @@ class PerfModel:
     group: GroupCost | None = None
     curve: StepCurve | None = None
     driver_factor: float = 1.0  # h: the compute's slow-down when the driver shares its cores
+    # how h was found: "measured" (N = 1 with the driver on the node's core and apart),
+    # "in a, b" (it shared the cores at every N), "unknown" (at N >= 2 only: c holds it),
+    # "apart" (the driver never shared the nodes' cores)
+    driver_placement: str = "apart"
 
     def row_weight(self, batch_per_node: float) -> float:
         """How much a row costs at this batch against ``a`` (1 without a step curve)."""
@@ -426,13 +430,16 @@ def fit_perf_model(
     multi = ~single & (peers > 0)
     if fold:
         multi &= np.array([m.batch_per_node == batch_per_node for m in ms])
-    driver_factor = 1.0
+    driver_factor, placement = 1.0, "apart"
     paired = single & shared & ~alone
     if ab and paired.any():  # N = 1 with the driver on the node's core, beside it apart
         own = rows_per_node * ab["a"] + steps * ab.get("b", 0.0)
-        driver_factor = float(np.median(t[paired] / own[paired]))
+        driver_factor, placement = float(np.median(t[paired] / own[paired])), "measured"
         factor[shared & ~single] *= driver_factor
-    elif (shared & multi).any() and not (single & shared).any():
+    elif (single & shared).any():
+        placement = "in a, b"
+    elif (shared & multi).any():
+        placement = "unknown"
         notes.append("the driver shared the nodes' cores in multi-node runs but not at N = 1, "
                      "and what that costs is unknown (run N = 1 again with --driver-cpus on "
                      "the node's CPUs): c holds it")
@@ -452,7 +459,7 @@ def fit_perf_model(
         peer_step_time_s=c, param_bytes=int(param_bytes), measured_network=measured_network,
         network=network or DEFAULT_NETWORKS.get(backend, Network()),
         batch_per_node=batch_per_node, notes=tuple(notes), measurements=tuple(measurements),
-        group=group, curve=curve, driver_factor=driver_factor,
+        group=group, curve=curve, driver_factor=driver_factor, driver_placement=placement,
     )
 
 
@@ -461,7 +468,7 @@ class HeldOut:
     """One run predicted by a model fitted without every run sharing its ``dimension``
     value: ``predicted_s`` is None when the model could not predict it (and ``why``)."""
 
-    dimension: str                   # "nodes", "batch per node" or "link"
+    dimension: str                   # "nodes", "batch per node", "link" or "epoch rows"
     held_out: str                    # the value held out, e.g. "N=4"
     measurement: Measurement
     predicted_s: float | None
@@ -482,9 +489,9 @@ def _link_name(m: Measurement, default: Network) -> str:
 def held_out_check(backend: str, measurements: list[Measurement], param_bytes: int,
                    measured_network: Network = LOOPBACK, group: GroupCost | None = None,
                    curve: StepCurve | None = None) -> list[HeldOut]:
-    """For each dimension that varies (nodes, batch per node, link), fit on the runs without
-    its extreme value (the largest N and batch, the slowest link: the direction a prediction
-    extrapolates to) and predict the held-out runs. Probes (tiny batches, see
+    """For each dimension that varies (nodes, batch per node, link, rows per epoch), fit on
+    the runs without its extreme value (the largest N, batch and epoch, the slowest link: the
+    direction a prediction extrapolates to) and predict the held-out runs. Probes (tiny batches, see
     :attr:`Measurement.probe`) are fitted on, never held out: at N = 2 one measures the
     per-node cost c apart, as the tiny-batch probe of BigDL does."""
     dims = {
@@ -492,6 +499,8 @@ def held_out_check(backend: str, measurements: list[Measurement], param_bytes: i
         "batch per node": (lambda m: m.batch_per_node, max, lambda v: f"B={v}"),
         "link": (lambda m: (m.network or measured_network).bandwidth_gbps, min,
                  lambda v: f"{v:g} Gbit/s"),
+        # a full-size epoch (10.5M HIGGS rows) predicted from the small sample's runs
+        "epoch rows": (lambda m: m.rows, max, lambda v: f"{v:,d} rows"),
     }
     out = []
     for dimension, (key, pick, name) in dims.items():

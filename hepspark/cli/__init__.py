@@ -62,7 +62,7 @@ COMMANDS: dict[str, dict[str, tuple[str, Adder]]] = {
                     bench.add_scaling),
         "import-baseline": ("log a GPU baseline measured by benchmarks/gpu_baseline.py",
                             bench.add_import_baseline),
-        "exchange": ("time the per-step exchange (Horovod Gloo all-reduce, TCP) per link",
+        "exchange": ("time the per-step exchange (Horovod's, torch's Gloo all-reduce; TCP) per link",
                      bench.add_exchange),
         "horovod-timeline": ("where a Horovod step's time goes, from a HOROVOD_TIMELINE file",
                              bench.add_horovod_timeline),

@@ -12,6 +12,20 @@ from collections.abc import Callable
 DEFAULT_DEMO_ROWS = 200_000
 
 
+SMALL_SAMPLE_ROWS = 100_000
+SMALL_SAMPLE_ROW_GROUPS = 32
+
+
+def small_sample_row_group(rows: int) -> int | None:
+    """Rows per row group for a generated sample under ``SMALL_SAMPLE_ROWS``: 32 groups, so
+    a tiny-batch probe on 2..16 nodes has a shard per rank (one 8 MB row group holds 67,000
+    rows, a whole 6,000-row sample). None (the default size) from there on, so the samples
+    the kept measurements used keep their layout."""
+    if rows >= SMALL_SAMPLE_ROWS:
+        return None
+    return max(1, -(-rows // SMALL_SAMPLE_ROW_GROUPS))
+
+
 def ensure_demo_dataset(
     cache_dir: str, rows: int, master: str | None, bigdl: bool = False,
     progress: Callable[[str], None] = print, driver_memory: str | None = None,
@@ -36,8 +50,8 @@ def ensure_demo_dataset(
         progress(f"[demo] generating {rows:,d} HIGGS-like events into {csv_path}")
         write_higgs_csv(csv_path, rows, seed=42, spark=None, progress=progress)
     progress(f"[demo] converting {csv_path} to a Petastorm dataset")
-    summary = convert_higgs(
-        spark, ConvertConfig(input=csv_path, output=dataset, overwrite=True), progress=progress
-    )
+    summary = convert_higgs(spark, ConvertConfig(
+        input=csv_path, output=dataset, overwrite=True,
+        rows_per_row_group=small_sample_row_group(rows)), progress=progress)
     progress(summary.format())
     return dataset

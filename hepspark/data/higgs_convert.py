@@ -110,10 +110,15 @@ class ConvertConfig:
     seed: int = 42
     row_group_size_mb: int = 8
     checksum: bool = True
+    # rows per Parquet row group, instead of row_group_size_mb's: a small sample written in
+    # many row groups, so that every rank of a multi-node run gets a shard
+    rows_per_row_group: int | None = None
 
     def __post_init__(self) -> None:
         feature_set(self.features)
         convert.check_convert_options(self.on_bad_row, self.row_group_size_mb)
+        if self.rows_per_row_group is not None and self.rows_per_row_group < 1:
+            raise ValueError(f"rows_per_row_group must be >= 1, got {self.rows_per_row_group}")
         if self.test_rows is not None and self.test_fraction is not None:
             raise ValueError("give either test_rows or test_fraction, not both")
         if self.test_rows is not None and self.test_rows < 1:
@@ -474,7 +479,10 @@ def _parse_as_placed(
 
 
 def _rows_per_group(config: ConvertConfig, n_features: int) -> int:
-    """Parquet rows per row group for ``row_group_size_mb`` (row_index + label + features)."""
+    """Parquet rows per row group: ``rows_per_row_group``, else what fits in
+    ``row_group_size_mb`` (row_index + label + features)."""
+    if config.rows_per_row_group is not None:
+        return config.rows_per_row_group
     return max(1, config.row_group_size_mb * (1 << 20) // (8 + 4 * (1 + n_features)))
 
 

@@ -104,7 +104,7 @@ def _series(runs: list[MeasuredRun], value) -> dict[tuple[str, str], list[tuple[
     return {k: sorted(v) for k, v in series.items()}
 
 
-def _driver_probes(dist: list[MeasuredRun]) -> list[MeasuredRun]:
+def _driver_placement_runs(dist: list[MeasuredRun]) -> list[MeasuredRun]:
     """Single-node runs with the driver on the node's core beside the same run with the
     driver apart: they measure the model's h, and stay out of the scaling curves."""
     def key(r: MeasuredRun) -> tuple:
@@ -231,8 +231,8 @@ def _higgs_sections(runs: list[MeasuredRun], config: ReportConfig, plots_dir: st
     baseline_runs = [r for r in runs if r.backend not in DISTRIBUTED]
     rows_count = Counter(r.train_rows for r in dist + [r for r in runs if r.backend == "keras"])
     rows = rows_count.most_common(1)[0][0] if rows_count else (runs[0].train_rows if runs else 0)
-    probes = {r.run_id for r in _driver_probes(dist)}
-    same_rows = [r for r in dist if r.train_rows == rows and r.run_id not in probes]
+    placement = {r.run_id for r in _driver_placement_runs(dist)}
+    same_rows = [r for r in dist if r.train_rows == rows and r.run_id not in placement]
     sections = [_summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config),
                 _runs_section(runs)]
 
@@ -290,7 +290,11 @@ def _higgs_sections(runs: list[MeasuredRun], config: ReportConfig, plots_dir: st
 
     sections.append(_flop_section(runs, png("flop_fraction.png")))
     sections.append(_quality_section(runs, png("auc.png")))
-    sections.append(_time_to_target_section(runs, config, png("time_to_target.png")))
+    # at the sample's size only: a full-size or probe run beside it is another epoch length
+    timed = {r.run_id for r in same_rows}
+    sections.append(_time_to_target_section(
+        [r for r in runs if r.backend not in DISTRIBUTED or r.run_id in timed], config,
+        png("time_to_target.png")))
     sections += model_sections(dist, rates, config.model_settings, png)
     return sections
 
@@ -371,13 +375,13 @@ def _runs_section(runs: list[MeasuredRun]) -> Section:
                   "and driver CPU s: where the job's own process ran and the CPU time it and "
                   "its children used (spark-submit's JVM, the Python driver; in local mode "
                   "and for Keras it includes the training)."]
-    probes = _driver_probes([r for r in runs if r.backend in DISTRIBUTED])
-    if probes:
+    placement = _driver_placement_runs([r for r in runs if r.backend in DISTRIBUTED])
+    if placement:
         paragraphs.append("Single-node runs with the driver pinned to the node's core, beside "
                           "the same run with the driver apart, measure what the driver costs "
                           "nodes whose cores it shares (the performance model's h); they are "
                           "left out of the curves and tables below: " + ", ".join(
-                              f"{r.label} (driver CPUs {r.driver_cpus})" for r in probes))
+                              f"{r.label} (driver CPUs {r.driver_cpus})" for r in placement))
     partial = [r for r in runs if r.epoch_fraction < 0.95]
     if partial:
         paragraphs.append("Epochs that trained under 95 % of the rows (their epoch times are not "

@@ -190,8 +190,9 @@ def _held_out_section(dist: list[MeasuredRun], models: dict[str, PerfModel]) -> 
                               else 100 * c.measurement.spread, ".1f"),
                          c.why or "–"])
         if not checks:
-            verdicts.append(f"- {backend}: nothing to hold out (one node count, one batch size, "
-                            "one link): the model is not checked; measure another N or batch")
+            verdicts.append(f"- {backend}: nothing to hold out (one node count, batch size, "
+                            "link and epoch size): the model is not checked; measure another N "
+                            "or batch")
         elif errors:
             worst = max(errors)
             verdicts.append(f"- {backend}: largest held-out error {worst:.0%} "
@@ -206,8 +207,10 @@ def _held_out_section(dist: list[MeasuredRun], models: dict[str, PerfModel]) -> 
                             f"{checks[0].why})")
     return Section("Held-out check of the performance model", [
         "Before it extrapolates, the model predicts runs it was not fitted on: per dimension "
-        "that varies among the runs (node count, batch per node, link), it is fitted without "
-        "the runs at the largest node count or batch, or the slowest link, and predicts them. "
+        "that varies among the runs (node count, batch per node, link, rows per epoch), it is "
+        "fitted without the runs at the largest node count, batch or epoch, or the slowest "
+        "link, and predicts them (a full-size epoch run beside the sample's: the prediction's "
+        "own extrapolation in rows, checked). "
         f"Target: within {HELD_OUT_TARGET:.0%}. Epoch spread: the interquartile range of the "
         "held-out run's own timed epochs after the first, over their median: the noise no "
         "prediction of it can beat.", "\n".join(verdicts)],
@@ -290,14 +293,9 @@ def _row_weights(model: PerfModel) -> str:
 
 def _driver_factor(model: PerfModel) -> str:
     """h as measured, or why there is none."""
-    ones = {m.driver_on_nodes for m in model.measurements if m.nodes == 1}
-    if ones == {True, False}:  # N = 1 with the driver apart and on the node's core
-        return f"x{model.driver_factor:.3f}"
-    if ones == {True}:
-        return "in a, b (the driver shared the nodes' cores at every N)"
-    if any(m.driver_on_nodes for m in model.measurements):
-        return "unknown (in c)"
-    return "– (driver apart)"
+    return {"measured": f"x{model.driver_factor:.3f}",
+            "in a, b": "in a, b (the driver shared the nodes' cores at every N)",
+            "unknown": "unknown (in c)"}.get(model.driver_placement, "– (driver apart)")
 
 
 def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: ModelSettings,

@@ -134,6 +134,24 @@ def test_staged_fit_recovers_each_term_and_predicts_held_out_runs():
     assert max(abs(c.error) for c in checks) < 0.02
 
 
+def test_a_full_size_epoch_is_held_out_and_predicted_from_the_small_samples_runs():
+    """The prediction past one machine is for the 10.5M-row epoch; runs at that size are
+    predicted by a model fitted on the 200k sample's runs alone."""
+    known = truth(a=15e-6, b=6e-3, c=2e-3)
+    small = linked(known, (1, 2), (500, 1000, 4000), (FAST,), rows=171_072, noise=0.0)
+    full = linked(known, (1, 2), (1000,), (FAST,), rows=10_500_000, noise=0.0)
+    checks = [c for c in held_out_check("horovod", small + full, PARAM_BYTES, FAST)
+              if c.dimension == "epoch rows"]
+    assert [(c.held_out, c.measurement.nodes) for c in checks] == [
+        ("10,500,000 rows", 1), ("10,500,000 rows", 2)]
+    assert max(abs(c.error) for c in checks) < 1e-6
+    # a per-epoch cost the model lacks (a reader's start-up) shows in the full-size error
+    bent = [replace(m, epoch_time_s=m.epoch_time_s + 0.5) for m in small] + full
+    errors = [c.error for c in held_out_check("horovod", bent, PARAM_BYTES, FAST)
+              if c.dimension == "epoch rows"]
+    assert min(errors) > 0.002
+
+
 def test_held_out_error_exposes_a_cost_the_model_does_not_have():
     # contention that grows as N^2 per step: fitted on N <= 4, the N=8 prediction is off
     known = truth()
@@ -278,6 +296,7 @@ def test_the_drivers_cost_on_a_nodes_core_is_measured_at_one_node_and_kept_off_t
     assert two[0].epoch_time_s > replace(known, driver_factor=1.0).fitted_time_s(two[0])
     fitted = fit_perf_model("horovod", apart + on_node + two, PARAM_BYTES, FAST)
     assert fitted.driver_factor == pytest.approx(1.15, rel=1e-6)
+    assert fitted.driver_placement == "measured"
     assert fitted.peer_step_time_s == pytest.approx(0.0, abs=1e-9)  # nothing left for c
     assert "driver on the nodes' cores: compute x1.150" in fitted.describe()
     nodes = [c for c in held_out_check("horovod", apart + on_node + two, PARAM_BYTES, FAST)
@@ -289,7 +308,12 @@ def test_the_drivers_cost_on_a_nodes_core_is_measured_at_one_node_and_kept_off_t
     # without the N = 1 pair, h is unknown: c takes it, and the notes say so
     blind = fit_perf_model("horovod", apart + two, PARAM_BYTES, FAST)
     assert blind.driver_factor == 1.0 and blind.peer_step_time_s > 0
+    assert blind.driver_placement == "unknown"
     assert any("--driver-cpus" in n for n in blind.notes)
+    # the driver on the nodes' cores at every N (local mode): h is inside a and b
+    assert fit_perf_model("horovod", on_node + two, PARAM_BYTES, FAST).driver_placement == \
+        "in a, b"
+    assert fit_perf_model("horovod", apart, PARAM_BYTES, FAST).driver_placement == "apart"
 
 
 def test_a_tiny_batch_probe_measures_the_per_node_cost_apart_for_the_held_out_check():

@@ -67,6 +67,24 @@ def test_roundtrip_values_splits_and_metadata(spark, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
 
 
+def test_a_small_sample_is_written_in_many_row_groups_so_every_rank_gets_a_shard(spark,
+                                                                                tmp_path):
+    from hepspark.data.demo import small_sample_row_group
+
+    # 6,000 rows fit in one default (8 MB) row group: a 2-rank run had no second shard
+    assert small_sample_row_group(6000) == 188 and small_sample_row_group(200_000) is None
+    src = write_rows(tmp_path / "h.csv", make_rows(6000))
+    out = str(tmp_path / "ds")
+    convert_higgs(spark, ConvertConfig(input=src, output=out, rows_per_row_group=188), **QUIET)
+    groups = HiggsDataset(out).row_group_sizes("train")
+    assert len(groups) >= 16 and max(groups) <= 188
+    default = str(tmp_path / "default")
+    convert_higgs(spark, ConvertConfig(input=src, output=default), **QUIET)
+    assert len(HiggsDataset(default).row_group_sizes("train")) <= 2  # too few for 16 ranks
+    with pytest.raises(ValueError, match="rows_per_row_group must be >= 1"):
+        ConvertConfig(input="a", output="b", rows_per_row_group=0)
+
+
 def test_conversion_is_deterministic_and_accepts_both_number_styles(spark, tmp_path):
     rows = make_rows(500, seed=3)
     a = write_rows(tmp_path / "a.csv", rows, style="uci")

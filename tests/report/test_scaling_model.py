@@ -199,7 +199,7 @@ def test_a_runs_epoch_spread_is_the_iqr_of_its_steady_epochs_over_their_median()
     assert r.epoch_spread is None  # one steady epoch: no spread to speak of
 
 
-def test_driver_probes_measure_h_and_stay_out_of_the_scaling_curves(tmp_path):
+def test_driver_placement_runs_measure_h_and_stay_out_of_the_scaling_curves(tmp_path):
     """A single-node run with the driver on the node's core, beside the same run with it
     apart, is a measurement of h: the model uses it, the efficiency table does not."""
     runs = [run("horovod", 1, 1000, 2.0), run("horovod", 1, 1000, 2.2),
@@ -221,3 +221,23 @@ def test_a_sweep_over_batches_is_predicted_at_the_seeds_1000_rows_not_its_smalle
                       str(tmp_path)).to_markdown()
     # Horovod ran 64, 250 and 1000 rows per node, three runs each
     assert "horovod: 1000 rows per node per step" in md
+
+
+def test_a_full_size_run_is_checked_by_the_model_but_kept_out_of_the_samples_tables(tmp_path):
+    """The 11M-event runs sit beside the sample's in one experiment: the held-out check
+    predicts them from the sample's runs; the efficiency and time-to-target tables, which
+    compare epochs of one length, leave them out."""
+    runs = [run("horovod", 1, 1000, 2.0), run("horovod", 2, 1000, 1.3),
+            run("horovod", 1, 1000, 80.0)]
+    full = runs[2]
+    full.run_id, full.train_rows = "full".ljust(32, "0"), 10_000_000
+    for r in runs:
+        r.epochs = [{**e, "val_auc": 0.9} for e in r.epochs]  # the target at epoch 1
+    (tmp_path / "plots").mkdir()
+    md = build_report(runs, ReportConfig("t", str(tmp_path / "r")),
+                      str(tmp_path / "plots")).to_markdown()
+    target = md.split("## Time to target quality", 1)[1].split("\n## ", 1)[0]
+    assert "| 3.0 s (epoch 1) |" in target and "120.0 s" not in target
+    efficiency = md.split("## Parallel efficiency", 1)[1].split("\n## ", 1)[0]
+    assert "| horovod adam | 1.00 | 0.77 |" in efficiency
+    assert "| horovod | epoch rows | 10,000,000 rows |" in md
