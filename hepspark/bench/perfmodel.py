@@ -101,6 +101,12 @@ def _read_json(path: str, writer: str):
             raise ValueError(f"{path}: not JSON ({error}); write it with {writer}") from None
 
 
+def exchange_engines(path: str) -> tuple[str, ...]:
+    """Whose all-reduce a ``hepspark bench exchange`` file timed (version 1: Horovod's)."""
+    data = _read_json(path, "'hepspark bench exchange --output FILE'")
+    return tuple(data.get("engines", ("horovod",))) if isinstance(data, dict) else ()
+
+
 def load_networks(path: str, engine: str = "horovod") -> dict[str, Network]:
     """The links measured by ``hepspark bench exchange`` (its JSON), by link name, each with
     ``engine``'s all-reduce overhead (Horovod's or torch's). A file without that engine's

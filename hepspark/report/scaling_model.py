@@ -27,6 +27,7 @@ from hepspark.bench.perfmodel import (
     Network,
     PerfModel,
     StepCurve,
+    exchange_engines,
     fit_perf_model,
     fit_usl,
     gain_per_added_node,
@@ -94,13 +95,10 @@ class ModelSettings:
         where the file measured it, else Horovod's (an older file: said in each link's
         source); BigDL takes the links' wire only (see :meth:`networks`)."""
         if backend == "torch":
-            try:
+            if "torch" in exchange_engines(self.exchange_file):
                 return load_networks(self.exchange_file, "torch")
-            except ValueError as error:
-                if "no torch all-reduce" not in str(error):
-                    raise
-                return {name: replace(net, source=f"{net.source}, standing in for torch's")
-                        for name, net in load_networks(self.exchange_file).items()}
+            return {name: replace(net, source=f"{net.source}, standing in for torch's")
+                    for name, net in load_networks(self.exchange_file).items()}
         return load_networks(self.exchange_file)
 
     def networks(self, backend: str) -> tuple[Network, Network]:
@@ -257,7 +255,7 @@ def _exchange_section(settings: ModelSettings) -> Section | None:
 
     with open(settings.exchange_file) as handle:
         data = json.load(handle)
-    engines = data.get("engines", ["horovod"])  # version 1 files measured Horovod only
+    engines = exchange_engines(settings.exchange_file)
     nets = {engine: load_networks(settings.exchange_file, engine) for engine in engines}
     paragraphs = [
         f"From {settings.exchange_file} ('hepspark bench exchange': 2 ranks of "
