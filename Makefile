@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SPARK_ENV := PYSPARK_PYTHON=$(abspath $(PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(PY)) SPARK_LOCAL_IP=127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: install install-torch demo test test-all test-cluster test-physics lint bench bench-full scaling clean
+.PHONY: install install-torch demo test test-all test-cluster test-physics lint bench bench-full scaling kept-scaling clean
 
 install:
 	bash scripts/install.sh
@@ -19,7 +19,7 @@ demo: install
 	$(SPARK_ENV) $(VENV)/bin/spark-submit --master "local[*]" spark_jobs/train_higgs.py
 
 test: install-torch
-	$(SPARK_ENV) $(PY) -m pytest -m "not cluster and not physics" -q $(PYTEST_ARGS)
+	$(SPARK_ENV) $(PY) -m pytest -m "not cluster and not physics" -q --durations=15 $(PYTEST_ARGS)
 
 test-all: install-torch
 	$(SPARK_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
@@ -48,6 +48,13 @@ bench-full: install
 # The scaling sweep (standalone clusters on 127.0.0.1) and its report; about an hour on 2 cores.
 scaling: install
 	$(SPARK_ENV) $(PY) benchmarks/scaling.py
+
+# The kept scaling report (issue #16) measured in one go: every engine on pinned one-core
+# nodes, the model's terms apart, the 11M-event file; ~2.5 hours on 2 cores, run as root (the
+# exchange's veth links) with NOTHING else running. OUT=benchmarks/results/scaling-2core-kept
+OUT ?= benchmarks/results/scaling-new
+kept-scaling: install-torch
+	bash benchmarks/kept_scaling.sh $(OUT)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache spark-warehouse bigdl.log

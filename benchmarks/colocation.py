@@ -33,7 +33,8 @@ with a Gloo process group initialized (torch's Gloo has no background negotiatio
 should cost nothing) and "all-reduce" with the model in ``DistributedDataParallel``, whose
 backward pass all-reduces the gradients as the torch engine's ranks do (no Spark, no
 ``torchrun``, no reader). ``hepspark report scaling --colocation FILE`` takes either file
-as the model's g and x for that engine.
+as the model's g and x for that engine; files of one engine at several ``--batch-size``
+(e.g. 500, 1000, 4000, the sweep's batches) make g and x follow the batch.
 """
 from __future__ import annotations
 

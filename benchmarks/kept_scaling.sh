@@ -6,8 +6,9 @@
 # Run it with NOTHING else on the machine (no test suite, no helpers): every number it keeps
 # is a time. About 2.5 hours on 2 cores. In order:
 #   1. the model's terms measured apart: each engine's step against the batch (step_curve.py),
-#      what being one rank of a group costs (colocation.py), the exchange per link and engine
-#      (hepspark bench exchange: needs root for the veth links);
+#      what being one rank of a group costs (colocation.py, twice at each of 500, 1000 and
+#      4000 rows), the exchange per link and engine
+#      (hepspark bench exchange: needs root for the veth and shaped links);
 #   2. HIGGS: Horovod, torch and BigDL on 1 and 2 pinned one-core nodes, the seed study's five
 #      optimizers at 1000 rows per node, Adam also at 500 and 4000, the Keras baselines on 1
 #      and 2 cores (6 epochs; EPOCHS=...);
@@ -18,6 +19,8 @@
 #   5. full size: the 11M-event file generated and converted, Horovod and torch on 1 and 2
 #      nodes at 1000 rows per node, 2 epochs (the model, fitted on the 200k sample's runs,
 #      predicts these held out: the extrapolation in rows its 64-node prediction makes);
+#      then every engine at N = 2 over lo shaped to 1 Gbit/s and 500 Mbit/s (--link: the
+#      model, fitted over plain loopback, predicts them from the exchange of those links);
 #   6. the two reports, with the GPU baselines kept in benchmarks/results/ imported.
 # Finished steps are kept (the sweep skips configurations already in its MLflow store), so
 # re-running after an interruption goes on where it stopped.
@@ -48,10 +51,19 @@ step "1. terms measured apart"
 for engine in horovod torch; do
   once "$OUT/step_curve_$engine.json" "$PY" "$HERE/step_curve.py" "--$engine" \
     --out "$OUT/step_curve_$engine.json"
-  once "$OUT/colocation_$engine.json" "$PY" "$HERE/colocation.py" "--$engine" \
-    --out "$OUT/colocation_$engine.json"
+  # g and x at the sweep's batches, twice each (one run's g moves by several per cent; the
+  # report averages the runs at one batch), about 600 steps per phase
+  for spec in 500:2 1000:3 4000:12; do
+    batch="${spec%:*}"
+    for run in 1 2; do
+      file="$OUT/colocation_${engine}_b${batch}_run$run.json"
+      once "$file" "$PY" "$HERE/colocation.py" "--$engine" --batch-size "$batch" \
+        --epochs "${spec#*:}" --out "$file"
+    done
+  done
 done
-once "$OUT/exchange.json" "$HS" bench exchange --engines horovod,torch --output "$OUT/exchange.json"
+once "$OUT/exchange.json" "$HS" bench exchange --engines horovod,torch --output "$OUT/exchange.json" \
+  --links loopback,veth,veth-10gbit,veth-1gbit,loopback-1gbit,loopback-500mbit
 
 step "2. HIGGS: five optimizers, three engines, N = 1, 2, Keras on 1 and 2 cores"
 sweep --experiment higgs-kept --backends horovod,torch,bigdl \
@@ -81,6 +93,12 @@ once "$FULL/higgs" "$HS" convert higgs --input "$FULL/higgs11m.csv.gz" --output 
 sweep --experiment higgs-kept --data "$FULL/higgs" --backends horovod,torch --optimizers adam \
   --batch-size 1000 --epochs 2 --no-baseline
 
+step "5b. the link: N = 2 over lo shaped to 1 Gbit/s and 500 Mbit/s (the model's link check)"
+for link in loopback-1gbit loopback-500mbit; do
+  sweep --experiment higgs-kept --backends horovod,torch,bigdl --optimizers adam \
+    --batch-size 1000 --executors 2 --no-baseline --link "$link"
+done
+
 step "6. reports"
 "$PY" - "$URI" "$ROOT/benchmarks/results" <<'EOF'
 import glob, os, sys
@@ -95,9 +113,16 @@ for experiment, pattern in (("higgs-kept", "gpu_baseline_*.json"),
 EOF
 terms=(--exchange "$OUT/exchange.json" --link veth-10gbit --no-mlflow-artifacts)
 for engine in horovod torch; do
-  terms+=(--colocation "$OUT/colocation_$engine.json" --step-curve "$OUT/step_curve_$engine.json")
+  terms+=(--step-curve "$OUT/step_curve_$engine.json")
+  for file in "$OUT"/colocation_"$engine"*.json; do terms+=(--colocation "$file"); done
 done
-"$HS" report scaling --experiment higgs-kept --tracking-uri "$URI" --output "$OUT/higgs" "${terms[@]}"
+# what the reports say first about how they were measured (CONTEXT=... to say more)
+CONTEXT="${CONTEXT:-Measured by benchmarks/kept_scaling.sh on a $(nproc)-core machine \
+($(uname -m)), report written $(date -u +%F); the script is run with nothing else on the \
+machine.}"
+"$HS" report scaling --experiment higgs-kept --tracking-uri "$URI" --output "$OUT/higgs" \
+  --context "$CONTEXT" "${terms[@]}"
 "$HS" report scaling --experiment cnn-kept --tracking-uri "$URI" --output "$OUT/cnn" \
+  --context "$CONTEXT" \
   --exchange "$OUT/exchange.json" --link veth-10gbit --no-mlflow-artifacts
 step "done: $OUT/higgs/report.md, $OUT/cnn/report.md"

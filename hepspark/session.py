@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from hepspark import logs
+from hepspark import logs, stopping
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -131,6 +131,7 @@ def get_spark(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
+    stopping.keep_replaced_handlers()  # the SparkContext replaced Ctrl-C's handler
     return spark
 
 

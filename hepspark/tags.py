@@ -19,4 +19,7 @@ DRIVER_CPUS_TAG = "hepspark.scaling.driver_cpus"  # the job's own process (drive
 # report's sections per family (issue #16)
 MODEL_TAG = "hepspark.scaling.model"
 FAMILY_TAG = "hepspark.scaling.family"
+# the link a sweep run's nodes exchanged over: "loopback" (127.0.0.1 as it is) or a shaped
+# "loopback-1gbit" (hepspark.bench.netns.shaped_loopback); the report's measured networks
+LINK_TAG = "hepspark.scaling.link"
 JOB_TAG = "hepspark.scaling.job"  # one id per job: the sweep finds its run to add the driver cost

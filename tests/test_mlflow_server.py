@@ -290,7 +290,7 @@ def test_sigterm_during_an_outage_saves_the_buffered_records(server, higgs_datas
         [sys.executable, "-m", "hepspark.cli", "train", "higgs", "--data", higgs_dataset,
          "--tracking-uri", server.tracking_uri, "--experiment", "sigterm-pending",
          "--epochs", "200", "--batch-size", "500", "--depth", "1", "--width", "16",
-         "--checkpoint-dir", str(tmp_path / "ckpt")],
+         "--checkpoint-dir", str(tmp_path / "ckpt"), "--tracking-grace-s", "0"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hepspark import stopping
 from hepspark.backends.base import EpochRecord
 from hepspark.checkpoint import save_checkpoint
 
@@ -83,7 +84,9 @@ class EpochBook:
         self, record: EpochRecord, write_checkpoint: Callable[[str], None] | None = None
     ) -> bool:
         """Book ``record``; True when training should stop (early stopping). A non-finite
-        training loss raises :class:`TrainingDivergedError` (nothing is booked)."""
+        training loss raises :class:`TrainingDivergedError` (nothing is booked). A SIGTERM
+        that a finaliser dropped during the epoch stops the run here, before the booking."""
+        stopping.check()
         self.check_loss(record.epoch, record.train_loss)
         self.records.append(record)
         # Checkpoint first, then report: an epoch MLflow holds is then always in a

@@ -17,6 +17,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 import keras  # noqa: E402 - this module is only imported when the keras backend is chosen
 
+from hepspark import stopping
 from hepspark.backends.base import Engine, EpochRecord, TrainResult
 from hepspark.backends.capabilities import check_supported
 from hepspark.backends.epochs import EpochBook
@@ -127,6 +128,7 @@ class _EpochTracker(keras.callbacks.Callback):
         # With steps_per_execution > 1 Keras calls this once per call, with the index of
         # the call's last step (a partial last call reports where a full one would end):
         # count steps from it, not calls.
+        stopping.check()  # a SIGTERM a finaliser dropped (TensorFlow runs many) stops here
         steps = self.params.get("steps") or batch + 1
         self.progress.update(self._steps_before + min(batch + 1, steps))
 

@@ -12,7 +12,10 @@ trip and bulk rate between the same two addresses. Links:
 - ``veth``: two network namespaces joined by a veth pair (:mod:`hepspark.bench.netns`),
   10.77.0.1 ↔ 10.77.0.2 — a real network stack with a 1500-byte MTU on each side;
 - ``veth-10gbit``, ``veth-1gbit`` (any ``veth-<R>gbit`` / ``veth-<R>mbit``): the same,
-  shaped with a token-bucket filter (``tc qdisc tbf``) to that rate.
+  shaped with a token-bucket filter (``tc qdisc tbf``) to that rate;
+- ``loopback-1gbit`` (any ``loopback-<R>gbit``/``mbit``): 127.0.0.1 with ``lo`` itself
+  shaped (:func:`hepspark.bench.netns.shaped_loopback`; one queue for both directions), the
+  link ``hepspark bench scaling --link loopback-1gbit`` trains over.
 
 Per link and engine the all-reduce times are fitted as ``t = overhead + 2(N-1)/N·P·8/bandwidth
 + 2(N-1)·latency`` with the TCP-measured latency: this gives the engine's per-all-reduce
@@ -41,7 +44,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -53,6 +55,7 @@ import numpy as np
 
 from hepspark.bench import netns
 from hepspark.bench.exchange_remote import ProcessSpec
+from hepspark.bench.netns import link_rate_gbps
 
 FORMAT = "hepspark-exchange/2"
 HIGGS_DNN_PARAMS = 189_601     # 28-300-300-300-1 (hepspark.models.config)
@@ -60,7 +63,6 @@ CNN_PARAMS = 1_118_017         # VGG16 on 33x33x2 jet images (benchmarks/results
 DEFAULT_LINKS = ("loopback", "veth", "veth-10gbit", "veth-1gbit")
 ENGINES = ("horovod", "torch")  # whose all-reduce this measures
 _ROLES = {"horovod": "allreduce", "torch": "allreduce-torch"}
-_SHAPED = re.compile(r"^veth-(\d+(?:\.\d+)?)(gbit|mbit)$")
 
 
 class ExchangeError(RuntimeError):
@@ -72,18 +74,6 @@ def default_engines() -> tuple[str, ...]:
     import importlib.util
 
     return ENGINES if importlib.util.find_spec("torch") is not None else ("horovod",)
-
-
-def link_rate_gbps(link: str) -> float | None:
-    """The tbf rate of a link name (``veth-10gbit`` → 10.0); None for unshaped links."""
-    if link in ("loopback", "veth"):
-        return None
-    match = _SHAPED.match(link)
-    if not match:
-        raise ValueError(f"unknown link {link!r}: use loopback, veth, veth-<R>gbit or "
-                         "veth-<R>mbit (e.g. veth-10gbit, veth-500mbit)")
-    rate = float(match.group(1))
-    return rate if match.group(2) == "gbit" else rate / 1000.0
 
 
 @dataclass(frozen=True)
@@ -231,9 +221,10 @@ def run_exchange(config: ExchangeConfig, progress: Callable[[str], None] = print
             progress(f"[exchange] {link}: TCP round trip + bulk, then 2 ranks of "
                      f"{' and '.join(config.engines)} all-reducing "
                      f"{', '.join(f'{n:,d}' for n in config.sizes_floats)} floats")
-            if link == "loopback":
-                result = _measure_link(config, link, [[], []], ["127.0.0.1"] * 2, ["lo"] * 2,
-                                       workdir)
+            if netns.on_loopback(link):
+                with netns.shaped_loopback(link_rate_gbps(link)):
+                    result = _measure_link(config, link, [[], []], ["127.0.0.1"] * 2,
+                                           ["lo"] * 2, workdir)
             else:
                 if pair is None:
                     pair = stack.enter_context(netns.veth_link(name))

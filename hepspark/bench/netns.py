@@ -10,11 +10,21 @@ Only the addresses of the namespaces it created are used.
 >>> with veth_link("hsx42") as link:             # doctest: +SKIP
 ...     link.shape(10.0)
 ...     subprocess.run([*link.exec_prefix(0), "ping", "-c1", link.address(1)])
+
+``shaped_loopback(1.0)`` puts the same filter on ``lo`` itself for the duration of a block,
+so whole training jobs on 127.0.0.1 (a sweep's cluster, its ranks' all-reduces) run over a
+slower link without leaving the host namespace. ``lo`` has one queue for both directions:
+the rate is shared by the two directions of an exchange. It refuses a ``lo`` that already
+has a queueing discipline (someone else's), and removes only its own.
+
+Link names (:func:`link_rate_gbps`): ``loopback`` and ``veth`` unshaped, ``veth-10gbit``,
+``loopback-1gbit``, ``veth-500mbit`` shaped.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +36,73 @@ NETNS_ETC = "/etc/netns"  # `ip netns exec NS` bind-mounts /etc/netns/NS/* over 
 
 
 class NetnsUnavailable(RuntimeError):
-    """``ip netns`` cannot create namespaces here (not root, no iproute2, a sandbox)."""
+    """``ip netns`` cannot create namespaces here, or ``tc`` cannot shape a link (not root, no
+    iproute2, a sandbox, a queue someone else put on ``lo``)."""
+
+
+_SHAPED = re.compile(r"^(veth|loopback)-(\d+(?:\.\d+)?)(gbit|mbit)$")
+
+
+def link_rate_gbps(link: str) -> float | None:
+    """The tbf rate of a link name (``veth-10gbit`` → 10.0); None for unshaped links."""
+    if link in ("loopback", "veth"):
+        return None
+    match = _SHAPED.match(link)
+    if not match:
+        raise ValueError(f"unknown link {link!r}: use loopback, veth, or either shaped as "
+                         "<link>-<R>gbit or <link>-<R>mbit (e.g. veth-10gbit, loopback-1gbit, "
+                         "veth-500mbit)")
+    rate = float(match.group(2))
+    return rate if match.group(3) == "gbit" else rate / 1000.0
+
+
+def on_loopback(link: str) -> bool:
+    """Whether ``link`` runs over ``lo`` (shaped or not) rather than a veth pair."""
+    link_rate_gbps(link)  # an unknown name is refused
+    return link.split("-", 1)[0] == "loopback"
+
+
+def _tbf(rate_gbps: float) -> list[str]:
+    rate_bits = rate_gbps * 1e9
+    # Bucket of 1 ms at the rate (at least 128 KiB, so one 64 KiB GSO segment fits): a
+    # larger bucket would let a whole model-sized exchange pass unshaped.
+    burst = max(int(rate_bits / 8 / 1000), 128 * 1024)
+    return ["tbf", "rate", f"{int(rate_bits)}bit", "burst", str(burst), "latency", "20ms"]
+
+
+def _tc(*args: str) -> str:
+    try:
+        done = subprocess.run(["tc", *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise NetnsUnavailable("no 'tc' here: shaping a link needs iproute2 "
+                               "(apt-get install iproute2) and root") from None
+    if done.returncode != 0:
+        raise NetnsUnavailable(f"'tc {' '.join(args)}' failed: {done.stderr.strip()}; shaping "
+                               "a link needs root (or use the unshaped 'loopback')")
+    return done.stdout
+
+
+@contextlib.contextmanager
+def shaped_loopback(rate_gbps: float | None) -> Iterator[None]:
+    """``lo`` limited to ``rate_gbps`` (both directions together) for the block; see module.
+    ``None`` (an unshaped link, :func:`link_rate_gbps`) leaves ``lo`` untouched. A ``lo``
+    that already has a root queue other than the kernel's default is refused, as it is not
+    hepspark's to replace."""
+    if rate_gbps is None:
+        yield
+        return
+    shown = _tc("qdisc", "show", "dev", "lo")
+    foreign = [line for line in shown.splitlines()
+               if " root " in f"{line} " and not line.startswith("qdisc noqueue")]
+    if foreign:
+        raise NetnsUnavailable(f"lo already has a queueing discipline hepspark did not add "
+                               f"({foreign[0].strip()}); remove it ('tc qdisc del dev lo "
+                               "root') if it is yours, or use the unshaped 'loopback'")
+    _tc("qdisc", "add", "dev", "lo", "root", *_tbf(rate_gbps))
+    try:
+        yield
+    finally:
+        _tc("qdisc", "del", "dev", "lo", "root")
 
 
 def _ip(*args: str) -> None:
@@ -62,14 +138,8 @@ class VethLink:
             base = ["netns", "exec", self.namespace(side), "tc", "qdisc"]
             with contextlib.suppress(NetnsUnavailable):  # nothing to delete when unshaped
                 _ip(*base, "del", "dev", dev, "root")
-            if rate_gbps is None:
-                continue
-            rate_bits = rate_gbps * 1e9
-            # Bucket of 1 ms at the rate (at least 128 KiB, so one 64 KiB GSO segment fits):
-            # a larger bucket would let a whole model-sized exchange pass unshaped.
-            burst = max(int(rate_bits / 8 / 1000), 128 * 1024)
-            _ip(*base, "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bits)}bit",
-                "burst", str(burst), "latency", "20ms")
+            if rate_gbps is not None:
+                _ip(*base, "add", "dev", dev, "root", *_tbf(rate_gbps))
 
 
 def delete_namespaces(name: str) -> None:

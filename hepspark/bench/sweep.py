@@ -31,6 +31,12 @@ its CPU time during the job (the job process and all it waited for, from
 executors of a cluster) are logged with every run (tags ``hepspark.scaling.driver_cpus``,
 metrics ``driver_cpu_time_s``, ``driver_cpu_fraction``).
 
+A slower link (``link="loopback-1gbit"``, ``--link``; root): this machine's ``lo`` is
+shaped with ``tc qdisc tbf`` to that rate while the sweep runs
+(:func:`hepspark.bench.netns.shaped_loopback`), so the nodes' exchanges cross a 1 Gbit/s
+link instead of memory; every run carries the link (tag ``hepspark.scaling.link``, and in
+its key), and the report predicts these runs from the link's measured exchange.
+
 Tasks (``task``, :mod:`hepspark.bench.sweep_tasks`): ``higgs`` (the DNN, default) or
 ``cnn``: every zoo model of ``models`` (``basic_cnn``, ``vgg16``, ``resnet29b``, ...) on an
 image dataset (``data``; without it a generated ``dataset``, jets or lartpc, made once in
@@ -63,6 +69,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from hepspark.backends.capabilities import CAPABILITIES
+from hepspark.bench import netns
 from hepspark.bench.sweep_tasks import (
     IMAGE_DATASETS,
     IMAGE_SWEEP_ROWS,
@@ -88,6 +95,7 @@ from hepspark.tags import (
     FAMILY_TAG,
     JOB_TAG,
     KEY_TAG,
+    LINK_TAG,
     MODE_TAG,
     MODEL_TAG,
     NODES_TAG,
@@ -135,6 +143,9 @@ class SweepConfig:
     dataset: str | None = None  # cnn without data: generate jets (default) or lartpc
     demo_rows: int | None = None  # rows of the generated dataset (HIGGS 200,000; images 10,000)
     cache_dir: str | None = None  # where generated datasets live (~/.cache/hepspark)
+    # the link the nodes exchange over: "loopback" as it is, or "loopback-<R>gbit": this
+    # machine's lo shaped to R for the jobs (root; see hepspark.bench.netns.shaped_loopback)
+    link: str = "loopback"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -167,6 +178,14 @@ class SweepConfig:
             raise ValueError("epochs and cores_per_executor must be >= 1")
         if self.master and self.local:
             raise ValueError("give either master (an existing cluster) or local, not both")
+        if not netns.on_loopback(self.link):
+            raise ValueError(f"--link {self.link!r}: a sweep trains over this machine's "
+                             "loopback, as it is ('loopback') or shaped ('loopback-1gbit', "
+                             "'loopback-500mbit')")
+        if self.link != "loopback" and self.master:
+            raise ValueError(f"--link {self.link!r} shapes this machine's loopback, which the "
+                             "nodes of --master do not use; measure that cluster's own link "
+                             "with 'hepspark bench exchange'")
         if self.worker_cpus:
             if self.master:
                 raise ValueError("pinned nodes (--cpus-per-worker/--worker-cpus) need clusters "
@@ -243,9 +262,10 @@ class Combination:
         # so is a driver placed by hand (e.g. on a node's core, to measure what it costs)
         placed = (f"|driver{format_cpus(config.driver_cpus)}"
                   if config.driver_cpus and not self._runs_on_nodes(config) else "")
+        link = f"|link-{config.link}" if config.link != "loopback" else ""  # another link
         return (f"{self.name}|cores{config.cores_per_executor}|batch{self.batch_size(config)}"
                 f"|epochs{config.epochs}|{what}|{os.path.abspath(config.data or '')}"
-                f"|{config.mode}{pinned}{placed}" + (f"|{extra}" if extra else ""))
+                f"|{config.mode}{pinned}{placed}{link}" + (f"|{extra}" if extra else ""))
 
     def cpus(self, config: SweepConfig) -> CpuSet:
         """Where the job's own process runs: a pinned baseline or ``local[N]`` job on the
@@ -545,7 +565,7 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
                    if combo.model else {}),
                 MODE_TAG: "local" if combo.backend == BASELINE else config.mode,
                 CEILING_TAG: f"{gflops_per_core * cores:.1f}", JOB_TAG: job_id,
-                DRIVER_CPUS_TAG: format_cpus(cpus or available_cpus()),
+                DRIVER_CPUS_TAG: format_cpus(cpus or available_cpus()), LINK_TAG: config.link,
                 WORKER_CPUS_TAG: format_node_cpus(config.worker_cpus[:combo.nodes])}
         if cpus:  # a pinned job's own thread pools are sized to its CPUs
             env = {**env, **thread_env(len(cpus))}
@@ -569,7 +589,12 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = print) -> S
             progress(f"[scaling] {combo.label} FAILED (exit {code}): {error[-300:]}\n"
                      f"  full output: {log}")
 
-    with Progress("scaling", len(todo), "runs", emit=progress) as bar:
+    rate = netns.link_rate_gbps(config.link)
+    if rate:
+        progress(f"[scaling] link {config.link}: lo shaped to {rate:g} Gbit/s (both directions "
+                 "together) until the sweep ends")
+    with netns.shaped_loopback(rate), Progress("scaling", len(todo), "runs",
+                                               emit=progress) as bar:
         for combo in (c for c in todo if c.backend == BASELINE):
             run(combo, None, {})
             bar.advance()

@@ -13,12 +13,11 @@ are thin spark-submit wrappers around the same parser, so flags are identical th
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 
-from hepspark import progress
+from hepspark import progress, stopping
 from hepspark.cli import bench, cluster, data, pack_env, tracking, train
 from hepspark.cli.common import say
 from hepspark.logs import configure_logging
@@ -66,6 +65,8 @@ COMMANDS: dict[str, dict[str, tuple[str, Adder]]] = {
                      bench.add_exchange),
         "horovod-timeline": ("where a Horovod step's time goes, from a HOROVOD_TIMELINE file",
                              bench.add_horovod_timeline),
+        "bigdl-phases": ("where a BigDL iteration's time goes, from its driver log",
+                         bench.add_bigdl_phases),
     },
     "report": {
         "scaling": ("write the scaling report (Markdown, HTML, PNG) of an MLflow experiment",
@@ -158,27 +159,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             OutOfMemoryStop, ExchangeError, NetnsUnavailable)
 
 
-def _terminate_like_interrupt(signum, frame) -> None:
-    """SIGTERM (how Kubernetes, YARN and Slurm stop a job) ends a command the way Ctrl-C
-    does: every ``except KeyboardInterrupt``/``finally`` clean-up runs."""
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
-def install_signal_handlers() -> None:
-    """Route SIGTERM to KeyboardInterrupt (main thread only; a no-op elsewhere)."""
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate_like_interrupt)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(verbose=args.verbose)
     progress.configure(interval_s=args.progress_interval_s, enabled=not args.no_progress)
     if not args.verbose and running_under_spark_submit():
         quiet_submitted_driver()
-    install_signal_handlers()
+    stopping.install()  # SIGTERM ends a command as Ctrl-C does; neither is ever lost
     start = time.perf_counter()
     from hepspark.backends.base import TrainingFailedError
     from hepspark.tracking import TrackingSpooledError
@@ -203,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         how = str(exc) or "interrupted"
         print(f"hepspark: {how}: stopped; nothing partial was published", file=sys.stderr)
         return 143 if "SIGTERM" in how else 130
+    finally:
+        stopping.clear()  # the stop, if any, has reached the top: never raise it again
     if args.command in ("convert", "train"):
         say(f"[{args.command}] done in {time.perf_counter() - start:.1f} s")
     return code

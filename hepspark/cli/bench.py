@@ -74,6 +74,11 @@ def add_scaling(parser: argparse.ArgumentParser) -> None:
                         "placement given here is its own measurement: '--executors 1 "
                         "--worker-cpus 0 --driver-cpus 0' measures what the driver costs a "
                         "node whose core it shares (the report's h)")
+    parser.add_argument("--link", default="loopback",
+                        help="the link the nodes exchange over: loopback (default, as it is) or "
+                        "loopback-<R>gbit/-<R>mbit: lo shaped to that rate with tc tbf while "
+                        "the sweep runs (root; both directions share it); the report predicts "
+                        "these runs from 'hepspark bench exchange --links ...,loopback-1gbit'")
     parser.add_argument("--features", choices=("all", "low", "high"), default="all")
     parser.add_argument("--no-baseline", action="store_false", dest="baseline",
                         help="skip the Keras single-process baseline runs")
@@ -156,6 +161,10 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
                         help="assumed network latency per message (default 50)")
     parser.add_argument("--bigdl-fetch-latency-ms", type=float, default=1.0,
                         help="assumed extra cost of one BigDL block-manager fetch (default 1)")
+    parser.add_argument("--context", metavar="TEXT",
+                        help="how the runs were measured (the machine, what else ran on it), "
+                        "printed first in the report, e.g. 'quiet 2-core VM, nothing else "
+                        "running'")
     parser.add_argument("--target-auc", type=float,
                         help="validation AUC for the time-to-target plot (default: the target "
                         "the runs logged, else 0.78)")
@@ -168,7 +177,9 @@ def add_report_scaling(parser: argparse.ArgumentParser) -> None:
                         action="append", default=[],
                         help="'python benchmarks/colocation.py --horovod|--torch --out FILE': "
                         "what one rank of that engine's group costs a one-core node, measured "
-                        "apart (the model's g and x terms); once per engine")
+                        "apart (the model's g and x terms); once per engine, or once per run: "
+                        "repeated runs at one --batch-size are averaged, several batch sizes "
+                        "interpolated")
     parser.add_argument("--step-curve", dest="step_curve_files", metavar="FILE",
                         action="append", default=[],
                         help="'python benchmarks/step_curve.py --horovod|--torch --out FILE': "
@@ -184,7 +195,8 @@ def run_report_scaling(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in ("epoch_rows", "max_nodes", "bandwidth_gbps",
                                              "latency_us", "bigdl_fetch_latency_ms",
                                              "log_to_mlflow", "target_auc", "exchange_file",
-                                             "link", "group_cost_files", "step_curve_files")}
+                                             "link", "group_cost_files", "step_curve_files",
+                                             "context")}
     if args.max_nodes < 1 or args.epoch_rows < 1:
         raise ValueError("--max-nodes and --epoch-rows must be >= 1")
     path = write_scaling_report(args.experiment, args.output, args.tracking_uri, **options)
@@ -198,9 +210,10 @@ def add_exchange(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="exchange.json", help="JSON for 'report scaling "
                         "--exchange' (default exchange.json)")
     parser.add_argument("--links", type=_names, default=DEFAULT_LINKS,
-                        help="comma-separated among loopback, veth, veth-<R>gbit, veth-<R>mbit "
-                        "(veth links need root: ip netns) (default " + ",".join(DEFAULT_LINKS)
-                        + ")")
+                        help="comma-separated among loopback, veth, veth-<R>gbit, veth-<R>mbit, "
+                        "loopback-<R>gbit (lo itself shaped, as 'bench scaling --link' trains "
+                        "over) (veth and shaped links need root: ip netns, tc) (default "
+                        + ",".join(DEFAULT_LINKS) + ")")
     parser.add_argument("--sizes", type=_ints, default=(HIGGS_DNN_PARAMS, CNN_PARAMS),
                         dest="sizes_floats", help="float32 tensor sizes to all-reduce (default: "
                         f"the HIGGS DNN's {HIGGS_DNN_PARAMS} and VGG16-on-jets' {CNN_PARAMS})")
@@ -231,18 +244,43 @@ def run_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_skip(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--skip", type=float, default=1 / 3, dest="skip_fraction",
+                        help=f"fraction of the first {what} left out as warm-up (default 1/3)")
+
+
+def _skip_fraction(args: argparse.Namespace) -> float:
+    if not 0 <= args.skip_fraction < 1:
+        raise ValueError(f"--skip must be in [0, 1), got {args.skip_fraction:g}")
+    return args.skip_fraction
+
+
 def add_horovod_timeline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("timeline", help="the file a run wrote with HOROVOD_TIMELINE=FILE set "
                         "(rank 0 writes it; ranks get the driver's HOROVOD_* variables)")
-    parser.add_argument("--skip", type=float, default=1 / 3, dest="skip_fraction",
-                        help="fraction of the first steps left out as warm-up (default 1/3)")
+    _add_skip(parser, "steps")
     parser.set_defaults(handler=run_horovod_timeline)
 
 
 def run_horovod_timeline(args: argparse.Namespace) -> int:
     from hepspark.bench.horovod_timeline import format_summary, summarize
 
-    if not 0 <= args.skip_fraction < 1:
-        raise ValueError(f"--skip must be in [0, 1), got {args.skip_fraction:g}")
-    print(format_summary(summarize(args.timeline, args.skip_fraction)), flush=True)
+    print(format_summary(summarize(args.timeline, _skip_fraction(args))), flush=True)
+    return 0
+
+
+def add_bigdl_phases(parser: argparse.ArgumentParser) -> None:
+    from hepspark.bench.bigdl_phases import DRIVER_OPTION
+
+    parser.add_argument("log", help="a BigDL job's driver output, run with the driver option "
+                        f"{DRIVER_OPTION} (e.g. 'bench scaling --submit-arg=--driver-java-"
+                        "options --submit-arg=OPTION': the job log it keeps)")
+    _add_skip(parser, "iterations")
+    parser.set_defaults(handler=run_bigdl_phases)
+
+
+def run_bigdl_phases(args: argparse.Namespace) -> int:
+    from hepspark.bench.bigdl_phases import format_summary, summarize
+
+    print(format_summary(summarize(args.log, _skip_fraction(args))), flush=True)
     return 0

@@ -34,6 +34,7 @@ from hepspark.tags import (
     DRIVER_CPUS_TAG,
     FAMILY_TAG,
     KEY_TAG,
+    LINK_TAG,
     MODE_TAG,
     MODEL_TAG,
     NODES_TAG,
@@ -79,6 +80,7 @@ class MeasuredRun:
     model: str = ""
     family: str = ""
     dataset_kind: str = ""
+    link: str = "loopback"  # what the nodes exchanged over (a sweep's --link)
 
     def to_target(self, target: QualityTarget) -> TimeToTarget:
         """Training time until ``target``, from the run's own epochs."""
@@ -168,7 +170,8 @@ class MeasuredRun:
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.optimizer} x{self.nodes} b{self.global_batch}"
+        over = f" over {self.link}" if self.link != "loopback" else ""
+        return f"{self.backend} {self.optimizer} x{self.nodes} b{self.global_batch}{over}"
 
 
 def _int(params: dict, key: str, default: int = 0) -> int:
@@ -243,5 +246,6 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> list[Measured
             model=(tags.get(MODEL_TAG) or _model_name(params)) if cnn else "",
             family=(tags.get(FAMILY_TAG) or params.get("model_family", "")) if cnn else "",
             dataset_kind=params.get("dataset_kind", "") if cnn else "",
+            link=tags.get(LINK_TAG, "loopback"),
         ))
     return measured

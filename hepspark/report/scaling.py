@@ -64,6 +64,7 @@ class ReportConfig:
     link: str = "veth-10gbit"         # the measured link the prediction runs over
     group_cost_files: tuple[str, ...] = ()  # 'benchmarks/colocation.py --horovod|--torch'
     step_curve_files: tuple[str, ...] = ()  # 'benchmarks/step_curve.py --horovod|--torch'
+    context: str | None = None  # how the runs were measured (machine, what else ran), verbatim
 
     def __post_init__(self) -> None:
         self.model_settings  # noqa: B018 - bad --colocation/--step-curve files: refused now
@@ -222,6 +223,8 @@ def build_report(runs: list[MeasuredRun], config: ReportConfig, plots_dir: str,
     if cnn:
         sections += cnn_sections(cnn, config.target_auc, plots_dir,
                                  superseded=0 if higgs else superseded)
+    if config.context:  # first: every number below is read under these conditions
+        sections.insert(0, Section("Measurement conditions", [config.context]))
     return Document(f"Scaling report: {config.experiment}", sections)
 
 
@@ -231,8 +234,11 @@ def _higgs_sections(runs: list[MeasuredRun], config: ReportConfig, plots_dir: st
     baseline_runs = [r for r in runs if r.backend not in DISTRIBUTED]
     rows_count = Counter(r.train_rows for r in dist + [r for r in runs if r.backend == "keras"])
     rows = rows_count.most_common(1)[0][0] if rows_count else (runs[0].train_rows if runs else 0)
-    placement = {r.run_id for r in _driver_placement_runs(dist)}
-    same_rows = [r for r in dist if r.train_rows == rows and r.run_id not in placement]
+    # runs that measure one term each stay out of the curves: the driver on a node's core,
+    # and a shaped link (the model predicts them: see its held-out check)
+    apart = ({r.run_id for r in _driver_placement_runs(dist)}
+             | {r.run_id for r in dist if r.link != "loopback"})
+    same_rows = [r for r in dist if r.train_rows == rows and r.run_id not in apart]
     sections = [_summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config),
                 _runs_section(runs)]
 
@@ -360,14 +366,14 @@ def _runs_section(runs: list[MeasuredRun]) -> Section:
     table = Table(
         ["run", "backend", "optimizer", "N", "cores/exec", "global batch", "train rows",
          "rows/epoch", "epochs", "epoch s", "rows/s", "FLOP ceiling", "val AUC", "test AUC",
-         "node CPUs", "driver CPUs", "driver CPU s", "device"],
+         "node CPUs", "driver CPUs", "driver CPU s", "device", "link"],
         [[r.run_id[:8], r.backend, r.optimizer, str(r.nodes), str(r.cores_per_executor),
           str(r.global_batch), f"{r.train_rows:,d}", _fmt(r.epoch_fraction, ".0%"),
           str(len(r.epochs)),
           _fmt(r.epoch_time_s) + ("*" if r.includes_warmup else ""),
           _fmt(r.rows_per_s, ",.0f"), _fmt(r.flop_fraction, ".1%"), _fmt(r.val_auc, ".4f"),
           _fmt(r.test_auc, ".4f"), r.worker_cpus or "–", r.driver_cpus or "–",
-          _fmt(r.driver_cpu_time_s, ".1f"), r.device] for r in runs],
+          _fmt(r.driver_cpu_time_s, ".1f"), r.device, r.link] for r in runs],
     )
     paragraphs = ["Every run the report uses, newest per configuration. rows/epoch: the rows "
                   "an epoch trained (logged rows/s × epoch time) over the training rows. "
@@ -382,6 +388,13 @@ def _runs_section(runs: list[MeasuredRun]) -> Section:
                           "nodes whose cores it shares (the performance model's h); they are "
                           "left out of the curves and tables below: " + ", ".join(
                               f"{r.label} (driver CPUs {r.driver_cpus})" for r in placement))
+    shaped = [r for r in runs if r.link != "loopback"]
+    if shaped:
+        paragraphs.append("Runs over a shaped link (a sweep's --link: this machine's loopback "
+                          "limited with tc tbf) measure the exchange term in training; they are "
+                          "left out of the curves and tables below, and the performance model "
+                          "predicts them from the link's exchange benchmark (held-out check): "
+                          + ", ".join(r.label for r in shaped))
     partial = [r for r in runs if r.epoch_fraction < 0.95]
     if partial:
         paragraphs.append("Epochs that trained under 95 % of the rows (their epoch times are not "

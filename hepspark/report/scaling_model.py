@@ -14,7 +14,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TypeVar
 
 import numpy as np
 
@@ -22,19 +21,24 @@ from hepspark.bench.perfmodel import (
     LOOPBACK,
     PROBE_BATCH,
     GroupCost,
+    GroupCostCurve,
+    GroupTerm,
     HeldOut,
     Measurement,
     Network,
     PerfModel,
     StepCurve,
     exchange_engines,
+    exchange_networks,
+    exchanged_bytes,
     fit_perf_model,
     fit_usl,
     gain_per_added_node,
+    group_term,
     held_out_check,
     load_group_cost,
-    load_networks,
     load_step_curve,
+    read_exchange,
 )
 from hepspark.bench.sweep import DISTRIBUTED
 from hepspark.report import scaling_plots as plots
@@ -45,12 +49,10 @@ SEED_GAIN = (0.30, 0.40)  # seed 004: "30-40 % gain per added node", shrinking w
 HELD_OUT_TARGET = 0.10    # issue #16: a model extrapolates once held-out runs are within 10 %
 
 
-M = TypeVar("M", GroupCost, StepCurve)
-
-
-def _one_per_engine(measured: Iterable[M], flag: str, what: str) -> dict[str, M]:
+def _one_per_engine(measured: Iterable[StepCurve], flag: str, what: str
+                    ) -> dict[str, StepCurve]:
     """Files measured apart, by the engine they measured; two for one engine are refused."""
-    out: dict[str, M] = {}
+    out: dict[str, StepCurve] = {}
     for item in measured:
         if item.engine in out:
             raise ValueError(f"{flag}: two files measure {item.engine}'s {what} "
@@ -77,11 +79,13 @@ class ModelSettings:
         self.step_curves  # noqa: B018
 
     @cached_property
-    def group_costs(self) -> dict[str, GroupCost]:
+    def group_costs(self) -> dict[str, GroupTerm]:
         """The measured cost of being one rank of a group, per engine: the co-location
-        files given (at most one per engine)."""
-        return _one_per_engine(map(load_group_cost, self.group_cost_files), "--colocation",
-                               "ranks")
+        files given, repeated runs at one batch averaged, several batches interpolated."""
+        by_engine: dict[str, list[GroupCost]] = defaultdict(list)
+        for cost in map(load_group_cost, self.group_cost_files):
+            by_engine[cost.engine].append(cost)
+        return {engine: group_term(costs) for engine, costs in by_engine.items()}
 
     @cached_property
     def step_curves(self) -> dict[str, StepCurve]:
@@ -90,16 +94,50 @@ class ModelSettings:
         return _one_per_engine(map(load_step_curve, self.step_curve_files), "--step-curve",
                                "step")
 
+    @cached_property
+    def exchange(self) -> dict:
+        """The exchange file, parsed once (empty without one)."""
+        return read_exchange(self.exchange_file) if self.exchange_file else {}
+
+    @cached_property
+    def exchange_links(self) -> dict[str, dict[str, Network]]:
+        """The exchange file's links by engine, each with that engine's all-reduce overhead
+        (empty without a file)."""
+        if not self.exchange_file:
+            return {}
+        return {engine: exchange_networks(self.exchange, engine, self.exchange_file)
+                for engine in exchange_engines(self.exchange)}
+
     def measured_links(self, backend: str) -> dict[str, Network]:
         """The exchange file's links with ``backend``'s own all-reduce overhead: torch's
         where the file measured it, else Horovod's (an older file: said in each link's
         source); BigDL takes the links' wire only (see :meth:`networks`)."""
-        if backend == "torch":
-            if "torch" in exchange_engines(self.exchange_file):
-                return load_networks(self.exchange_file, "torch")
-            return {name: replace(net, source=f"{net.source}, standing in for torch's")
-                    for name, net in load_networks(self.exchange_file).items()}
-        return load_networks(self.exchange_file)
+        if backend == "torch" and "torch" in self.exchange_links:
+            return self.exchange_links["torch"]
+        # a file without Horovod's all-reduce: exchange_networks says how to measure it
+        horovod = (self.exchange_links.get("horovod")
+                   or exchange_networks(self.exchange, "horovod", str(self.exchange_file)))
+        if backend != "torch":
+            return horovod
+        return {name: replace(net, source=f"{net.source}, standing in for torch's")
+                for name, net in horovod.items()}
+
+    def run_network(self, backend: str, link: str) -> Network | None:
+        """The network a run over ``link`` (a sweep's --link) exchanged on, from the exchange
+        file: None for plain loopback (the model's measured network, :meth:`networks`). A
+        link the file did not measure is a ValueError saying how to measure it."""
+        if link == "loopback":
+            return None
+        links = self.measured_links(backend) if self.exchange_file else {}
+        if link not in links:
+            raise ValueError(
+                f"runs trained over {link!r}, which "
+                + (f"{self.exchange_file} did not measure" if self.exchange_file
+                   else "no --exchange file gives")
+                + f": measure it with 'hepspark bench exchange --links loopback,{link},...' "
+                "and pass --exchange FILE")
+        # BigDL: the link's wire only, as in networks()
+        return replace(links[link], overhead_s=0.0) if backend == "bigdl" else links[link]
 
     def networks(self, backend: str) -> tuple[Network, Network]:
         """(the network the runs were measured on, the target network of the prediction)."""
@@ -137,9 +175,12 @@ def _rows_trained(run: MeasuredRun) -> int:
     return round(run.train_rows * min(fraction, 1.0))
 
 
-def _measurements(runs: list[MeasuredRun]) -> list[Measurement]:
+def _measurements(runs: list[MeasuredRun],
+                  network: Callable[[str], Network | None]) -> list[Measurement]:
+    """The runs as the model sees them; ``network(link)``: the network of a run's link."""
     return [Measurement(r.nodes, _rows_trained(r), r.global_batch, r.epoch_time_s, r.label,
-                        spread=r.epoch_spread, driver_on_nodes=r.driver_on_nodes)
+                        network=network(r.link), spread=r.epoch_spread,
+                        driver_on_nodes=r.driver_on_nodes)
             for r in runs]
 
 
@@ -153,8 +194,8 @@ def _usual_batch(batches: Iterable[int]) -> int:
     return max(counts, key=lambda b: (counts[b], -abs(math.log(b / 1000))))
 
 
-def _param_bytes(runs: list[MeasuredRun]) -> int:
-    return 4 * Counter(r.parameters for r in runs).most_common(1)[0][0]
+def _param_bytes(backend: str, runs: list[MeasuredRun]) -> int:
+    return exchanged_bytes(backend, Counter(r.parameters for r in runs).most_common(1)[0][0])
 
 
 def fit_models(dist: list[MeasuredRun], settings: ModelSettings) -> dict[str, PerfModel]:
@@ -164,7 +205,8 @@ def fit_models(dist: list[MeasuredRun], settings: ModelSettings) -> dict[str, Pe
         mine = [r for r in dist if r.backend == backend and math.isfinite(r.epoch_time_s)]
         if mine:
             measured, target = settings.networks(backend)
-            models[backend] = fit_perf_model(backend, _measurements(mine), _param_bytes(mine),
+            runs = _measurements(mine, lambda link, b=backend: settings.run_network(b, link))
+            models[backend] = fit_perf_model(backend, runs, _param_bytes(backend, mine),
                                              measured_network=measured, network=target,
                                              group=settings.group_costs.get(backend),
                                              curve=settings.step_curves.get(backend))
@@ -224,7 +266,7 @@ def _usl_section(dist: list[MeasuredRun], models: dict[str, PerfModel],
                                                      for m in model.measurements)
         by_n: dict[int, list[float]] = defaultdict(list)
         for m in model.measurements:
-            if m.batch_per_node == batch:
+            if m.batch_per_node == batch and m.network is None:  # the USL knows no link
                 by_n[m.nodes].append(m.rows / m.epoch_time_s)
         points = [(n, float(np.median(x))) for n, x in sorted(by_n.items())]
         try:
@@ -251,12 +293,9 @@ def _usl_section(dist: list[MeasuredRun], models: dict[str, PerfModel],
 def _exchange_section(settings: ModelSettings) -> Section | None:
     if not settings.exchange_file:
         return None
-    import json
-
-    with open(settings.exchange_file) as handle:
-        data = json.load(handle)
-    engines = exchange_engines(settings.exchange_file)
-    nets = {engine: load_networks(settings.exchange_file, engine) for engine in engines}
+    data = settings.exchange
+    nets = settings.exchange_links
+    engines = tuple(nets)
     paragraphs = [
         f"From {settings.exchange_file} ('hepspark bench exchange': 2 ranks of "
         f"{' and '.join(engines)}, Gloo all-reduce, and raw TCP, per link). The prediction "
@@ -286,7 +325,19 @@ def _row_weights(model: PerfModel) -> str:
     if model.curve is None:
         return "1 (no step curve)"
     batches = sorted({m.batch_per_node for m in model.measurements})
-    return ", ".join(f"x{model.row_weight(b):.3f} at {b}" for b in batches)
+    return (", ".join(f"x{model.row_weight(b):.3f} at {b}" for b in batches)
+            + f" (after the step's fixed {model.curve.fixed_step_s * 1e3:.2f} ms)")
+
+
+def _group_terms(model: PerfModel) -> str:
+    """g and x as the model applies them: at each batch measured apart (a curve), or one
+    pair ('1, 0 (none given)' without a co-location file)."""
+    if model.group is None:
+        return "1, 0 (none given)"
+    points = model.group.points if isinstance(model.group, GroupCostCurve) else (model.group,)
+    return ", ".join(
+        f"x{p.compute_factor:.3f}, {p.extra_exchange_s(model.param_bytes, model.measured_network) * 1e3:.2f} ms"
+        + (f" at {p.batch_size}" if len(points) > 1 else "") for p in points)
 
 
 def _driver_factor(model: PerfModel) -> str:
@@ -318,13 +369,11 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
     plots.plot_fit(fit_points, png("model_fit.png"))
     params = Table(["backend", "a: µs/row", "w(B): time per row vs a", "b: ms/step",
                     "c: ms/step/extra node", "h: driver on the nodes' cores",
-                    "g, x (N ≥ 2)", "P MB", "measured on", "target network", "notes"],
+                    "g, x (N ≥ 2)", "P: MB as exchanged", "measured on", "target network", "notes"],
                    [[b, _fmt(m.row_time_s * 1e6), _row_weights(m),
                      _fmt(m.step_time_s * 1e3, ".3f"), _fmt(m.peer_step_time_s * 1e3, ".3f"),
                      _driver_factor(m),
-                     (f"x{m.group.compute_factor:.3f}, "
-                      f"{m.group.extra_exchange_s(m.param_bytes, m.measured_network) * 1e3:.2f} ms"
-                      if m.group else "1, 0 (none given)"),
+                     _group_terms(m),
                      _fmt(m.param_bytes / 1e6),
                      m.measured_network.describe(), m.network.describe(),
                      "; ".join(m.notes) or "–"]
@@ -339,7 +388,8 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
         "of the P parameter bytes. The terms are measured separately: a and b from the "
         "single-node runs (T/S = a·B + b over the batch sizes B measured; with a step curve "
         "of the engine measured apart, 'benchmarks/step_curve.py', --step-curve, a·w(B)·B + b, "
-        "w the curve's time per row relative to about 1000 rows), sync from the link, "
+        "w the curve's time per row relative to about 1000 rows, after the step's own fixed "
+        "cost, which b holds), sync from the link, "
         "g and x (from 2 nodes on; 1 and 0 without such a file) from two pinned ranks of the "
         "engine with no Spark and no reader ('benchmarks/colocation.py --horovod' or "
         "'--torch', --colocation): the compute's slow-down in a group (co-location, "
@@ -361,6 +411,9 @@ def model_sections(dist: list[MeasuredRun], rates: dict[str, float], settings: M
             f"- network between nodes: {link}; BigDL block fetches add "
             f"{settings.bigdl_fetch_latency_ms:g} ms each (assumed: BigDL's own fetches are "
             "not timed here)",
+            "- P: the model's parameters as each engine exchanges them, float32 for Horovod "
+            "and torch, FP16 for BigDL (its parameter blocks are compressed by default); the "
+            "exchange is a ring's 2(N-1)/N·P per node per step",
             "- c is measured on one machine; unless the nodes were pinned to their own cores, "
             "it also holds their contention for the machine's cores, which separate nodes do "
             "not have, so the prediction past one machine is pessimistic ('c=0' curves: "
@@ -394,7 +447,8 @@ def _prediction_section(dist, rates, settings: ModelSettings, models: dict[str, 
                 (n, free.epoch_time_s(settings.epoch_rows, n, batch),
                  free.efficiency(settings.epoch_rows, n, batch)) for n in nodes]
         measured_scaled[backend] = [(r.nodes, r.epoch_time_s * settings.epoch_rows / r.train_rows)
-                                    for r in mine if r.batch_per_node == batch]
+                                    for r in mine
+                                    if r.batch_per_node == batch and r.link == "loopback"]
     for n in nodes:
         row = [str(n)]
         for curve in predicted:

@@ -9,6 +9,7 @@ import pytest
 from hepspark.bench.perfmodel import (
     LOOPBACK,
     GroupCost,
+    GroupCostCurve,
     Measurement,
     Network,
     PerfModel,
@@ -17,6 +18,7 @@ from hepspark.bench.perfmodel import (
     fit_perf_model,
     fit_usl,
     gain_per_added_node,
+    group_term,
     held_out_check,
     load_group_cost,
     load_networks,
@@ -194,13 +196,59 @@ def test_a_group_cost_measured_apart_predicts_two_nodes_from_one():
     assert "in a group: compute x1.100, all-reduce 8.00 ms" in fitted.describe()
 
 
+def test_a_group_cost_per_batch_predicts_the_batch_held_out_where_one_batch_misses_it():
+    """The group's cost changes with the batch (issue #16: the N = 2 misses changed sign from
+    +19 % at 500 rows per node to -13..-24 % at 4000 with g, x measured at 1000 only). Runs made
+    with a cost that grows with the batch are predicted exactly by a curve measured at every
+    batch, and the batch held out (4000) is predicted from the curve's end there."""
+    costs = (GroupCost(1.00, 5e-3, batch_size=500), GroupCost(1.02, 8e-3, batch_size=1000),
+             GroupCost(1.15, 9e-3, batch_size=4000))
+    curve = GroupCostCurve(costs)
+    assert curve.at(1000) == replace(costs[1], source=curve.at(1000).source)
+    assert curve.at(250).compute_factor == 1.00 and curve.at(8000).allreduce_s == 9e-3  # ends
+    assert curve.at(2000).compute_factor == pytest.approx(1.02 + 0.13 / 2)  # half-way in log
+    known = replace(truth(c=0.0), group=curve, measured_network=FAST)
+    runs = linked(known, (1, 2), (500, 1000, 4000), (FAST,), noise=0.0)
+    exact = [c for c in held_out_check("horovod", runs, PARAM_BYTES, FAST, curve)
+             if c.dimension == "batch per node"]
+    assert exact and max(abs(c.error) for c in exact) < 1e-6
+    one = [c for c in held_out_check("horovod", runs, PARAM_BYTES, FAST, costs[1])
+           if c.dimension == "batch per node" and c.measurement.nodes == 2]
+    assert one[0].error < -0.05  # the cost measured at 1000 alone: too fast at 4000
+    assert group_term([costs[1]]) is costs[1]
+    assert group_term([costs[2], costs[0]]) == GroupCostCurve((costs[0], costs[2]))
+
+
+def test_a_group_cost_curve_needs_one_engine_at_recorded_distinct_batches():
+    one = GroupCost(1.0, 5e-3, batch_size=500)
+    for bad in ((one,), (one, one), (one, GroupCost(1.0, 5e-3)),
+                (one, GroupCost(1.0, 5e-3, engine="torch", batch_size=1000))):
+        with pytest.raises(ValueError, match="two or more co-location runs of one engine"):
+            GroupCostCurve(bad)
+    # repeated runs at one batch are averaged; an older run without its batch cannot be placed
+    again = GroupCost(1.2, 7e-3, source="b.json", batch_size=500)
+    mean = group_term([replace(one, source="a.json"), again])
+    assert (mean.compute_factor, mean.allreduce_s) == pytest.approx((1.1, 6e-3))
+    assert mean.source == "mean of 2 runs, g 1.000..1.200: a.json, b.json"
+    # runs that recorded their steps weigh by them: 150 steps count a quarter of 600
+    short, long_ = replace(one, steps=150), replace(again, steps=600)
+    weighted = group_term([short, long_])
+    assert weighted.compute_factor == pytest.approx((1.0 * 150 + 1.2 * 600) / 750)
+    assert weighted.source.startswith("mean of 2 runs, by steps, g 1.000..1.200")
+    with pytest.raises(ValueError, match="some without a batch size .* measure them again"):
+        group_term([one, GroupCost(1.0, 5e-3)])
+
+
 def test_group_cost_comes_from_a_colocation_run_and_other_files_are_refused(tmp_path):
     good = tmp_path / "colocation.json"
     good.write_text(json.dumps({"alone": {"mean_ms": 10.0}, "horovod_idle": {"mean_ms": 11.0},
                                 "horovod_allreduce_ms": 7.0}))
     group = load_group_cost(str(good))
     assert group.compute_factor == pytest.approx(1.1) and group.allreduce_s == pytest.approx(7e-3)
-    assert group.engine == "horovod"
+    assert group.engine == "horovod" and group.batch_size is None  # an older file: no batch
+    good.write_text(json.dumps({**json.loads(good.read_text()), "batch_size": 500,
+                                "steps": 800}))
+    assert (load_group_cost(str(good)).batch_size, load_group_cost(str(good)).steps) == (500, 800)
     torch = tmp_path / "torch.json"
     torch.write_text(json.dumps({"alone": {"mean_ms": 16.0}, "torch_idle": {"mean_ms": 16.0},
                                  "torch_allreduce_ms": 2.0}))
@@ -225,10 +273,18 @@ CURVE = StepCurve((250, 500, 1000, 2000, 4000), (3.0e-3, 5.2e-3, 9.6e-3, 20e-3, 
 def test_step_curve_interpolates_and_holds_the_end_rates_outside():
     assert CURVE.reference_batch == 1000 and CURVE.row_weight(1000) == pytest.approx(1.0)
     assert CURVE.step_time_s(3000) == pytest.approx(33e-3)  # halfway between 2000 and 4000
-    assert CURVE.row_weight(4000) == pytest.approx((46e-3 / 4000) / (9.6e-3 / 1000))
+    # the time per row after the step's fixed cost (the line through 250 and 500 at 0 rows:
+    # 0.8 ms), which the model's b holds
+    assert CURVE.fixed_step_s == pytest.approx(0.8e-3)
+    assert CURVE.row_weight(4000) == pytest.approx((45.2e-3 / 4000) / (8.8e-3 / 1000))
+    assert CURVE.row_weight(500) == pytest.approx(1.0)  # 4.4 ms for 500 rows, as 8.8 for 1000
     # past the ends the time per row of the nearest end holds
     assert CURVE.row_weight(8000) == pytest.approx(CURVE.row_weight(4000))
     assert CURVE.row_weight(100) == pytest.approx(CURVE.row_weight(250))
+    assert CURVE.step_time_s(8000) == pytest.approx(0.8e-3 + 2 * 45.2e-3)
+    # a curve whose line through its two smallest batches falls, or crosses below 0, has none
+    assert StepCurve((500, 1000), (0.010, 0.009)).fixed_step_s == 0.0
+    assert StepCurve((500, 1000), (0.004, 0.010)).fixed_step_s == 0.0
     assert CURVE.covers(300) and not CURVE.covers(8000)
     assert StepCurve((400, 3000), (1.0, 2.0)).reference_batch == 400  # nearest 1000 in ratio
     assert StepCurve((300, 3000), (1.0, 2.0)).reference_batch == 3000
@@ -388,3 +444,13 @@ def test_measured_networks_come_from_the_exchange_json(tmp_path):
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="not an exchange benchmark file"):
         load_networks(str(tmp_path / "other.json"))
+
+
+def test_bigdl_exchanges_fp16_blocks_the_gloo_engines_float32():
+    from hepspark.bench.perfmodel import exchanged_bytes, ring_allreduce_s
+
+    assert exchanged_bytes("horovod", 189_601) == exchanged_bytes("torch", 189_601) == 758_404
+    assert exchanged_bytes("bigdl", 189_601) == 379_202
+    link = Network(1.0, 0.0)
+    assert ring_allreduce_s(2, exchanged_bytes("bigdl", 189_601), link) == pytest.approx(
+        ring_allreduce_s(2, exchanged_bytes("horovod", 189_601), link) / 2)

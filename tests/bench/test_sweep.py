@@ -17,7 +17,7 @@ from hepspark.bench.sweep import (
 )
 from hepspark.cli import main
 from hepspark.cpusets import format_cpus
-from hepspark.tags import DRIVER_CPUS_TAG, WORKER_CPUS_TAG
+from hepspark.tags import DRIVER_CPUS_TAG, LINK_TAG, WORKER_CPUS_TAG
 
 
 def config(**overrides) -> SweepConfig:
@@ -57,9 +57,10 @@ def test_the_torch_engine_is_swept_with_one_rank_per_executor():
 def test_key_tells_measurements_apart():
     combo = Combination("bigdl", "adam", 2)
     keys = {combo.key(cfg) for cfg in (config(), config(epochs=5), config(data="/other"),
-                                       config(local=False), config(batch_scaling="global"))}
+                                       config(local=False), config(batch_scaling="global"),
+                                       config(link="loopback-1gbit"))}
     keys.add(Combination("bigdl", "adam", 2, 700).key(config()))
-    assert len(keys) == 6
+    assert len(keys) == 7
 
 
 def test_standalone_jobs_ask_for_exactly_their_cores():
@@ -79,6 +80,10 @@ def test_standalone_jobs_ask_for_exactly_their_cores():
     (dict(batch_scaling="weak"), "batch_scaling"),
     (dict(batch_sizes=(0,)), "batch sizes"),
     (dict(master="spark://h:7077"), "not both"),
+    (dict(link="veth-1gbit"), "--link 'veth-1gbit': a sweep trains over this machine's loopback"),
+    (dict(link="eth0"), "unknown link 'eth0'"),
+    (dict(local=False, master="spark://h:7077", link="loopback-1gbit"),
+     "shapes this machine's loopback, which the nodes of --master do not use"),
 ])
 def test_bad_sweep_settings_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -130,6 +135,35 @@ def test_a_second_sweep_skips_what_is_measured(scaling_sweep):
     client = mlflow.MlflowClient(scaling_sweep.uri)
     exp = client.get_experiment_by_name("scaling-test")
     assert len(client.search_runs([exp.experiment_id])) == 6
+
+
+def test_a_sweep_over_a_shaped_loopback_tags_its_runs_and_restores_lo(higgs_dataset, tmp_path):
+    """--link loopback-200mbit: Horovod's two ranks all-reduce over lo held to 200 Mbit/s
+    for the sweep (root: tc), the run carries the link, and lo is as it was afterwards."""
+    import subprocess
+
+    from hepspark.bench.netns import NetnsUnavailable, shaped_loopback
+
+    try:
+        with shaped_loopback(0.2):
+            pass
+    except NetnsUnavailable as error:
+        pytest.skip(f"cannot shape lo here: {error}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lines: list[str] = []
+    cfg = config(data=higgs_dataset, backends=("horovod",), executors=(2,), optimizers=("sgd",),
+                 epochs=1, batch_sizes=(500,), baseline=False, experiment="link-test",
+                 tracking_uri=uri, log_dir=str(tmp_path / "logs"), link="loopback-200mbit",
+                 train_args=("--width", "16"))
+    outcome = run_sweep(cfg, progress=lines.append)
+    assert [r.status for r in outcome.results] == ["measured"], outcome.format()
+    assert any("lo shaped to 0.2 Gbit/s" in line for line in lines)
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("link-test").experiment_id])
+    assert run.data.tags[LINK_TAG] == "loopback-200mbit"
+    assert run.data.tags[KEY_TAG].endswith("|link-loopback-200mbit|--width 16")
+    assert subprocess.run(["tc", "qdisc", "show", "dev", "lo"], capture_output=True,
+                          text=True).stdout.startswith("qdisc noqueue")
 
 
 def test_a_failing_job_is_reported_and_the_sweep_fails(higgs_dataset, tmp_path, capsys):
@@ -216,9 +250,9 @@ def test_a_stopped_sweep_stops_its_running_job(tmp_path):
            "time.sleep(600)")
     sweep = (
         "import sys\n"
-        "from hepspark.cli import install_signal_handlers\n"
+        "from hepspark import stopping\n"
         "from hepspark.bench.sweep import _run_job\n"
-        "install_signal_handlers()\n"
+        "stopping.install()\n"
         f"_run_job([sys.executable, '-c', {job!r}], {str(tmp_path / 'job.log')!r}, 600,\n"
         "         lambda m: print(m, flush=True), 'job', {})\n")
     proc = subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True)

@@ -1,6 +1,7 @@
 """The report's model sections, rendered from runs made by known terms and a measured-link
 file: the held-out check, the USL and the prediction over the measured link."""
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -14,9 +15,9 @@ LOOP = {"bandwidth_gbps": 20.0, "latency_s": 5e-6, "overhead_s": 1e-3}
 TEN = {"bandwidth_gbps": 9.5, "latency_s": 30e-6, "overhead_s": 1e-3}
 
 
-def exchange_file(tmp_path, torch=True) -> str:
+def exchange_file(tmp_path, torch=True, extra_links=()) -> str:
     """Horovod's and (``torch``) torch's all-reduce per link; without torch, a version 1
-    file (Horovod's fit on the link itself)."""
+    file (Horovod's fit on the link itself). ``extra_links``: (name, network) pairs more."""
     path = tmp_path / "exchange.json"
     held = [{"link": "veth-10gbit", "floats": PARAMS, "measured_s": 2.0e-3,
              "predicted_s": 2.2e-3, "error": 0.1}]
@@ -26,7 +27,7 @@ def exchange_file(tmp_path, torch=True) -> str:
         return str(path)
     links = {name: {"horovod": {"network": net},
                     "torch": {"network": {**net, "overhead_s": 0.5e-3}}}
-             for name, net in (("loopback", LOOP), ("veth-10gbit", TEN))}
+             for name, net in (("loopback", LOOP), ("veth-10gbit", TEN), *extra_links)}
     path.write_text(json.dumps({"format": FORMAT, "engines": ["horovod", "torch"],
                                 "links": links, "held_out": [{**held[0], "engine": "horovod"}]}))
     return str(path)
@@ -91,10 +92,10 @@ def test_a_link_the_file_does_not_have_is_refused_naming_the_ones_it_has(tmp_pat
         build_report(runs_from_known_terms(), config, str(tmp_path))
 
 
-def colocation_file(path, engine, alone_ms, idle_ms, allreduce_ms):
-    path.write_text(json.dumps({"alone": {"mean_ms": alone_ms},
-                                f"{engine}_idle": {"mean_ms": idle_ms},
-                                f"{engine}_allreduce_ms": allreduce_ms}))
+def colocation_file(path, engine, alone_ms, idle_ms, allreduce_ms, batch_size=None):
+    data = {"alone": {"mean_ms": alone_ms}, f"{engine}_idle": {"mean_ms": idle_ms},
+            f"{engine}_allreduce_ms": allreduce_ms}
+    path.write_text(json.dumps(data if batch_size is None else {**data, "batch_size": batch_size}))
     return str(path)
 
 
@@ -128,11 +129,26 @@ def test_an_exchange_file_without_torch_lends_horovods_all_reduce_and_says_so(tm
     assert "torch's model Horovod's all-reduce (this file did not time torch's)" in md
 
 
-def test_two_colocation_files_of_one_engine_are_refused(tmp_path):
-    files = tuple(colocation_file(tmp_path / f"{i}.json", "torch", 10.0, 10.0 + i, 2.0)
-                  for i in range(2))
-    with pytest.raises(ValueError, match="two files measure torch's ranks .*one per engine"):
+def test_colocation_files_with_and_without_a_batch_for_one_engine_are_refused(tmp_path):
+    files = tuple(colocation_file(tmp_path / f"{i}.json", "torch", 10.0, 10.0 + i, 2.0, b)
+                  for i, b in enumerate((None, 1000)))
+    with pytest.raises(ValueError, match="2 files measure torch's ranks, some without a batch"):
         ReportConfig("t", str(tmp_path / "r"), group_cost_files=files)  # refused when built
+
+
+def test_colocation_files_at_several_batches_make_a_curve_shown_per_batch(tmp_path):
+    files = (colocation_file(tmp_path / "b4000.json", "horovod", 40.0, 44.0, 9.0, 4000),
+             colocation_file(tmp_path / "b1000.json", "horovod", 10.0, 10.0, 7.0, 1000),
+             colocation_file(tmp_path / "b1000-again.json", "horovod", 10.0, 10.4, 7.0, 1000))
+    config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(tmp_path),
+                          group_cost_files=files)
+    assert config.model_settings.group_costs["horovod"].batch_sizes == (1000, 4000)
+    (tmp_path / "plots").mkdir()
+    md = build_report(runs_from_known_terms(), config, str(tmp_path / "plots")).to_markdown()
+    # the two runs at 1000 averaged: g = (1.00 + 1.04) / 2
+    assert "| x1.020, " in md and " ms at 1000, x1.100, " in md and " ms at 4000 |" in md
+    assert config.model_settings.group_costs["horovod"].points[0].source.startswith(
+        "mean of 2 runs, g 1.000..1.040: ")
 
 
 def step_curve_file(path, engine, points):
@@ -144,15 +160,16 @@ def step_curve_file(path, engine, points):
 
 def test_a_step_curve_enters_its_engines_model_and_is_shown(tmp_path):
     curve = step_curve_file(tmp_path / "horovod.json", "horovod",
-                            [(64, 1.0), (250, 3.0), (1000, 10.0)])
+                            [(64, 1.14), (250, 3.0), (1000, 8.5)])
     config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(tmp_path),
                           step_curve_files=(curve,))
     (tmp_path / "plots").mkdir()
     md = build_report(runs_from_known_terms(), config, str(tmp_path / "plots")).to_markdown()
     assert f"Here: {curve}." in md
-    # Horovod's time per row follows the curve (x1.562 at 64 rows: 1/64 over 10/1000 ms);
-    # BigDL's, which the file does not measure, stays constant
-    assert "x1.562 at 64, x1.200 at 250, x1.000 at 1000" in md
+    # Horovod's time per row follows the curve after its fixed 0.5 ms per step (the line
+    # through 64 and 250 rows at 0): 10 µs per row up to 250, 8 at 1000; BigDL's, which the
+    # file does not measure, stays constant
+    assert "x1.250 at 64, x1.250 at 250, x1.000 at 1000 (after the step's fixed 0.50 ms)" in md
     assert "| bigdl | " in md and "1 (no step curve)" in md
 
 
@@ -241,3 +258,46 @@ def test_a_full_size_run_is_checked_by_the_model_but_kept_out_of_the_samples_tab
     efficiency = md.split("## Parallel efficiency", 1)[1].split("\n## ", 1)[0]
     assert "| horovod adam | 1.00 | 0.77 |" in efficiency
     assert "| horovod | epoch rows | 10,000,000 rows |" in md
+
+
+SLOW_LO = {"bandwidth_gbps": 0.4, "latency_s": 40e-6, "overhead_s": 1e-3}
+
+
+def test_runs_over_a_shaped_link_are_predicted_from_its_exchange_and_kept_off_the_curves(
+        tmp_path):
+    """A sweep's --link loopback-1gbit: its runs exchange over the slower link the exchange
+    benchmark measured; the model (fitted on loopback) predicts them in the held-out check's
+    link dimension, and they stay out of the scaling curves."""
+    horovod = PerfModel("horovod", 15e-6, 4e-3, 2e-3, 4 * PARAMS, Network(**LOOP),
+                        Network(**TEN), None)
+    slow = Network(**SLOW_LO)
+    shaped = [replace(run("horovod", n, 1000, horovod.fitted_time_s(
+        Measurement(n, 200_000, n * 1000, 0.0, network=slow))), link="loopback-1gbit",
+        run_id=f"slow{n}".ljust(32, "0")) for n in (2, 4)]
+    slower = {**SLOW_LO, "bandwidth_gbps": 0.2}
+    shaped.append(replace(run("horovod", 2, 1000, horovod.fitted_time_s(
+        Measurement(2, 200_000, 2000, 0.0, network=Network(**slower)))),
+        link="loopback-500mbit", run_id="slower2".ljust(32, "0")))
+    config = ReportConfig("t", str(tmp_path / "r"), exchange_file=exchange_file(
+        tmp_path, extra_links=(("loopback-1gbit", SLOW_LO), ("loopback-500mbit", slower))))
+    (tmp_path / "plots").mkdir()
+    md = build_report(runs_from_known_terms() + shaped, config,
+                      str(tmp_path / "plots")).to_markdown()
+    # predicted exactly from each link's measured network, both from a fit over loopback only
+    # (the 1 Gbit/s runs are held out beside the 500 Mbit/s one, not fitted on)
+    for start in ("| horovod | link | 0.4 Gbit/s | horovod adam x2 b2000 over loopback-1gbit |",
+                  "| horovod | link | 0.4 Gbit/s | horovod adam x4 b4000 over loopback-1gbit |",
+                  "| horovod | link | 0.2 Gbit/s | horovod adam x2 b2000 over loopback-500mbit |"):
+        row = next(line for line in md.splitlines() if line.startswith(start))
+        assert "| -0.0 |" in row or "| +0.0 |" in row
+    assert "Runs over a shaped link" in md and "| loopback-1gbit |" in md  # the Runs table
+    # not a point of the curves: Horovod's N=2 epoch time is the loopback run's
+    loop_n2 = horovod.fitted_time_s(Measurement(2, 200_000, 2000, 0.0))
+    epoch = md.split("## Epoch wall time vs executors", 1)[1].split("##", 1)[0]
+    assert f"{loop_n2:.2f}" in epoch
+    # a link the exchange file did not measure: one line saying how to measure it
+    bare = ReportConfig("t", str(tmp_path / "r2"), exchange_file=exchange_file(tmp_path))
+    with pytest.raises(ValueError, match="runs trained over 'loopback-1gbit', which .* did "
+                       "not measure: measure it with 'hepspark bench exchange --links "
+                       "loopback,loopback-1gbit"):
+        build_report(runs_from_known_terms() + shaped, bare, str(tmp_path / "plots"))

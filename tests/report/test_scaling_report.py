@@ -108,9 +108,13 @@ def test_report_of_a_single_run_says_what_is_missing(tmp_path):
     mlflow.MlflowClient(uri).create_experiment("gpu-only", str(tmp_path / "artifacts"))
     import_baseline(GPU_JSON, "gpu-only", uri)
     code = main(["report", "scaling", "--experiment", "gpu-only", "--output",
-                 str(tmp_path / "report"), "--tracking-uri", uri])
+                 str(tmp_path / "report"), "--tracking-uri", uri,
+                 "--context", "H100 of a lent machine, nothing else running"])
     assert code == 0
     md = open(tmp_path / "report" / "report.md").read()
+    # the conditions come first, verbatim
+    assert md.startswith("# Scaling report: gpu-only\n\n## Measurement conditions\n\n"
+                         "H100 of a lent machine, nothing else running\n")
     assert "1 run(s)" in md
     for missing in ("bigdl: not measured", "horovod: not measured",
                     "Keras CPU baseline: not measured",
