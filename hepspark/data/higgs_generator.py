@@ -310,6 +310,7 @@ def _high_level(low: np.ndarray) -> np.ndarray:
 def neutrino_from_met(lep: np.ndarray, met: np.ndarray, met_phi: np.ndarray) -> np.ndarray:
     """Neutrino four-vector from MET and m(l nu) = m_W: the smaller-|pz| solution."""
     met = met.astype(np.float64)
+    met_phi = _contiguous(met_phi)
     px, py = met * np.cos(met_phi), met * np.sin(met_phi)
     lep_pt2 = lep[1] ** 2 + lep[2] ** 2
     mu = 0.5 * M_W**2 + lep[1] * px + lep[2] * py
@@ -425,6 +426,7 @@ def _azimuth(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, 
 def four_vector(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Massless (E, px, py, pz) of shape (4, n) in float64 from float32 pt, eta, phi."""
     pt = pt.astype(np.float64)
+    eta, phi = _contiguous(eta), _contiguous(phi)
     return np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)])
 
 
@@ -432,6 +434,17 @@ def _pt_eta_phi(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Transverse momentum, pseudorapidity and azimuth of (4, ...) four-vectors."""
     pt = np.sqrt(p[1] ** 2 + p[2] ** 2)
     return pt, np.arcsinh(p[3] / pt), np.arctan2(p[2], p[1])
+
+
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    """``x`` as a contiguous array, so that numpy's SIMD transcendentals always compute it.
+
+    numpy 1.26 (AVX512 SVML loops) treats a strided input as spanning ``stride * n`` bytes,
+    up to one stride past its array's end; when a fresh output lands there (heap layout,
+    e.g. right after ``low``), it takes the scalar libm loop instead, which differs in the
+    last bit: the same seed then gave different masses (1 in ~100 calls in a long process).
+    """
+    return np.ascontiguousarray(x)
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], shape: tuple) -> np.ndarray:
