@@ -169,8 +169,14 @@ class MeasuredRun:
             self.flop_ceiling_gflops * 1e9)
 
     @property
+    def over_shaped_link(self) -> bool:
+        """The nodes exchanged over a shaped link (a sweep's --link), not plain loopback:
+        such a run measures the exchange term and stays off the curves."""
+        return self.link != "loopback"
+
+    @property
     def label(self) -> str:
-        over = f" over {self.link}" if self.link != "loopback" else ""
+        over = f" over {self.link}" if self.over_shaped_link else ""
         return f"{self.backend} {self.optimizer} x{self.nodes} b{self.global_batch}{over}"
 
 

@@ -237,7 +237,7 @@ def _higgs_sections(runs: list[MeasuredRun], config: ReportConfig, plots_dir: st
     # runs that measure one term each stay out of the curves: the driver on a node's core,
     # and a shaped link (the model predicts them: see its held-out check)
     apart = ({r.run_id for r in _driver_placement_runs(dist)}
-             | {r.run_id for r in dist if r.link != "loopback"})
+             | {r.run_id for r in dist if r.over_shaped_link})
     same_rows = [r for r in dist if r.train_rows == rows and r.run_id not in apart]
     sections = [_summary(runs, dist, baseline_runs, rows, superseded, tracking_uri, config),
                 _runs_section(runs)]
@@ -388,7 +388,7 @@ def _runs_section(runs: list[MeasuredRun]) -> Section:
                           "nodes whose cores it shares (the performance model's h); they are "
                           "left out of the curves and tables below: " + ", ".join(
                               f"{r.label} (driver CPUs {r.driver_cpus})" for r in placement))
-    shaped = [r for r in runs if r.link != "loopback"]
+    shaped = [r for r in runs if r.over_shaped_link]
     if shaped:
         paragraphs.append("Runs over a shaped link (a sweep's --link: this machine's loopback "
                           "limited with tc tbf) measure the exchange term in training; they are "

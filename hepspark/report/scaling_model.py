@@ -448,7 +448,7 @@ def _prediction_section(dist, rates, settings: ModelSettings, models: dict[str, 
                  free.efficiency(settings.epoch_rows, n, batch)) for n in nodes]
         measured_scaled[backend] = [(r.nodes, r.epoch_time_s * settings.epoch_rows / r.train_rows)
                                     for r in mine
-                                    if r.batch_per_node == batch and r.link == "loopback"]
+                                    if r.batch_per_node == batch and not r.over_shaped_link]
     for n in nodes:
         row = [str(n)]
         for curve in predicted:
